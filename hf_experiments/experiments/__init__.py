@@ -1,0 +1,1 @@
+"""Registered experiments: each module here defines one `Experiment` subclass (imported by the registry)."""

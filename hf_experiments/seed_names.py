@@ -1,0 +1,87 @@
+"""The hyperparameter names the original codebases used, and where each lives in our configs.
+
+Users arrive with `hyperparameters.json` files from the seed projects. Names that do not clash with
+`TrainingArguments` keep their name in our configs (`exp_name`, `seed`, `cmp_len`, ...). The names below
+are translated: inside a config file they are accepted and renamed (a config giving both the seed
+name and its target is rejected), and `trainers/convert_config.py` rewrites a whole file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# seed name -> (our name, note). The note is printed by the converter and shown in the docs table.
+SEED_ALIASES: dict[str, tuple[str, str]] = {
+    "lr": ("learning_rate", ""),
+    "batch_size": ("per_device_train_batch_size", "the original's batch on one device; with N processes the "
+                   "global batch is N x this"),
+    "n_epochs": ("num_train_epochs", ""),
+    "l2": ("weight_decay", ""),
+    "n_grad_loops": ("gradient_accumulation_steps", "loss averaging is exact, as in the original"),
+    "aggregate": ("gradient_accumulation_steps", "arrows-of-time name"),
+    "checkpt_mod": ("save_steps", ""),
+    "save_every": ("save_steps", "arrows-of-time name"),
+    "steps_to_train": ("max_steps", "arrows-of-time name"),
+    "step_log": ("logging_steps", "arrows-of-time name"),
+    "valid_every": ("eval_steps", "arrows-of-time name"),
+    "max_val_loops": ("max_eval_batches", "batches per evaluation"),
+    "valid_steps": ("max_eval_batches", "arrows-of-time name"),
+    "rmb_rask": ("rmb_task", "the seed README's spelling"),
+    "dataset_folder": ("dataset_path", "arrows-of-time name"),
+}
+
+# Seed names with no counterpart: the converter drops them and says what replaces them.
+SEED_DROPPED: dict[str, str] = {
+    "multi_gpu": "launch with `accelerate launch --multi_gpu --num_processes N trainers/run.py ...` instead",
+    "model_parallel": "use an accelerate FSDP/DeepSpeed config (see README, 'Scaling')",
+    "testing": "use model_string with a local tiny model instead",
+    "n_train_loops": "use eval_steps / max_steps to validate more often",
+    "state_save_loc": "use save_root",
+    "backup_every": "every checkpoint is kept complete; use save_total_limit",
+    "oscil_steps": "warm restarts are not used by the paper's runs",
+    "lr_shrink": "warm restarts are not used by the paper's runs",
+    "lr_init": "warm-up starts from 0 (lr_scheduler_type=cosine with warmup_steps)",
+    "lr_min": "use lr_scheduler_type=cosine_with_min_lr and lr_scheduler_kwargs",
+    "vocab_size": "taken from the tokenizer",
+    "attn_length": "taken from the data (line length)",
+}
+
+
+def translate_seed_names(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Rename seed names to ours; returns the new dict and one note per renamed or dropped key.
+
+    Nested seed configs (the arrows-of-time `model_params` / `training_params` / `optim_params`) are flattened.
+    Raises ValueError when a seed name and its target are both present with different values.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in ("model_params", "training_params", "optim_params") and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    for key, value in flat.items():
+        if key == "backwards":
+            out["direction"] = "backward" if value else "forward"
+            notes.append(f"backwards={value} -> direction={out['direction']!r}")
+            continue
+        if key in SEED_ALIASES:
+            target, _ = SEED_ALIASES[key]
+            if target in flat and flat[target] != value:
+                raise ValueError(
+                    f"config key {key!r}={value!r} is the original's name for {target!r}, which is also given "
+                    f"as {flat[target]!r}; keep one of them"
+                )
+            out[target] = value
+            notes.append(f"{key} -> {target}")
+        else:
+            out[key] = value
+    return out, notes
+
+
+def drop_seed_only_names(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Remove names that have no counterpart here (converter only; in a config they are errors)."""
+    kept = {k: v for k, v in config.items() if k not in SEED_DROPPED}
+    notes = [f"dropped {k}={config[k]!r}: {SEED_DROPPED[k]}" for k in config if k in SEED_DROPPED]
+    return kept, notes

@@ -1,0 +1,102 @@
+"""`ExperimentTrainer`: the `Trainer` every experiment uses or subclasses.
+
+Identical to `transformers.Trainer` except:
+- a checkpoint counts as complete only once every rank has written its part: `_save_checkpoint` ends with a
+  barrier and a `checkpoint-complete.json` marker, and old checkpoints are rotated only after the new one is
+  marked, so a crash at any moment leaves at least one complete checkpoint (the Trainer's own writes are
+  not atomic, and its rotation runs before the RNG files of other ranks exist);
+- SIGTERM / SIGUSR1 (cluster preemption) lead to a checkpoint at the next optimizer-step boundary and a clean
+  stop (`preempted` is then true). `enable_jit_checkpoint` exists in transformers, but it saves inside a step
+  (before the optimizer step, after dropout RNG was consumed), handles SIGTERM only and acts per rank; a
+  resumed run would not continue exactly. Ours saves between steps and all ranks agree;
+- `max_eval_batches` bounds evaluation.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
+from transformers.utils import logging
+
+from .run_folder import COMPLETE_MARKER, write_json_atomic
+
+logger = logging.get_logger(__name__)
+
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class PreemptionCallback(TrainerCallback):
+    """Turns SIGTERM/SIGUSR1 into "save a checkpoint at the end of this step, then stop"."""
+
+    def __init__(self, trainer: ExperimentTrainer) -> None:
+        self.trainer = trainer
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        logger.warning(f"received {signal.Signals(signum).name}: checkpointing at the end of this step")
+        self.requested = True
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for sig in PREEMPT_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handler)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        self._previous.clear()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        flag = self.requested
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # All ranks must stop at the same step, even if only one received the signal.
+            t = torch.tensor([int(flag)], device=args.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        if flag:
+            self.trainer.preempted = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+class ExperimentTrainer(Trainer):
+    """`Trainer` with complete-marked checkpoints, preemption handling and bounded evaluation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.preempted = False
+        self.add_callback(PreemptionCallback(self))
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None  # rotate only after the new checkpoint is marked complete
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        run_dir = self._get_output_dir(trial=trial)
+        ckpt = f"{run_dir}/checkpoint-{self.state.global_step}"
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank's RNG file and shard is on disk
+        if self.args.should_save:
+            write_json_atomic(f"{ckpt}/{COMPLETE_MARKER}", {"global_step": self.state.global_step,
+                                                             "time": time.time()})
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        n = getattr(self.args, "max_eval_batches", None)
+        ds = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if n is not None and ds is not None and hasattr(ds, "select"):
+            rows = n * self.args.per_device_eval_batch_size * self.args.world_size
+            if len(ds) > rows:
+                ds = ds.select(range(rows))
+        return super().evaluate(ds, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
