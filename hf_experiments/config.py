@@ -112,6 +112,15 @@ class ExperimentTrainingArguments(TrainingArguments):
     save_total_limit: int | None = field(default=3, metadata={"help": "Keep at most N complete checkpoints."})
     max_eval_batches: int | None = bounded(None, "Evaluate on at most N batches (seed: max_val_loops).", lo=1)
 
+    def __post_init__(self) -> None:
+        import torch
+
+        # Without an accelerator, accelerate only builds a MULTI_CPU (gloo DDP) state when asked for the CPU;
+        # otherwise two `accelerate launch` ranks would each train alone with world_size 1.
+        if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
 
 @dataclass
 class RunConfig:

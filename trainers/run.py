@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.preempted:
         return on_preempted(cfg)
 
-    metrics = experiment.evaluate(trainer, data)
+    metrics = {**experiment.evaluate(trainer, data), "world_size": trainer.args.world_size}
     model_dir = finish(cfg, trainer, experiment.tokenizer, metrics)
     if trainer.is_world_process_zero():
         print(f"final metrics: {metrics}\nrun folder: {cfg.run_dir}  (model: {model_dir})")

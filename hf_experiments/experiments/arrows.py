@@ -1,0 +1,256 @@
+"""Arrows of time (§3 of "Arrows of Time for Large Language Models"): a GPT trained on prime-product or
+GF(2) linear-language lines, read forward, backward, or in any fixed order of character positions.
+
+The run generates its dataset on first use (`<save_root>/data/<name>/`, shared by the forward and backward
+runs of the same data) unless `dataset_path` names an existing generated folder. The final evaluation adds
+the per-position loss (`loss_per_position.json` and `.png`); `trainers/arrows_compare.py` turns a forward
+and a backward run into the relative gap (backward - forward) / forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from datasets import DatasetDict, load_dataset
+
+from ..config import ConfigError, RunConfig, bounded, prob
+from ..data.dataset_io import read_card_params
+from ..models.gpt import GPTConfig, GPTForCausalLM, gpt_preset
+from ..registry import Experiment, register
+from ..runner import load_init_weights
+from ..tokenization_char import CharTokenizer
+from ..trainer import ExperimentTrainer
+
+ALPHABETS = {"primes": "0123456789 *=", "linear": "01_"}
+
+
+@dataclass
+class ArrowsModelArguments:
+    """GPT size: a preset, optionally overridden field by field (seed `model_params` names)."""
+
+    model_preset: Literal["tiny", "small", "medium", "gpt1"] = field(
+        default="small", metadata={"help": "tiny 2x64, small 4x128, medium 6x256, gpt1 12x768 (the paper's)."}
+    )
+    n_layers: int | None = bounded(None, "Transformer blocks (default: the preset's).", lo=1)
+    n_heads: int | None = bounded(None, "Attention heads; must divide embed_dim.", lo=1)
+    embed_dim: int | None = bounded(None, "Hidden size (default: the preset's).", lo=1)
+    mlp_ratio: float = bounded(4.0, "MLP hidden size / embed_dim.", lo=0.0)
+    dropout: float = prob(0.1, "Dropout inside the blocks.")
+    embd_dropout: float | None = prob(None, "Dropout on token embeddings (None: 0).")
+
+
+@dataclass
+class ArrowsDataArguments:
+    """Which lines, and in which order the model reads them."""
+
+    task: Literal["primes", "linear"] = field(default="linear", metadata={"help": "Prime products or GF(2) lines."})
+    direction: Literal["forward", "backward"] = field(
+        default="forward", metadata={"help": "backward = each line reversed character-wise (BOS stays first)."}
+    )
+    permutation: list[int] | None = field(
+        default=None, metadata={"help": "A fixed order of the line's character positions (overrides direction)."}
+    )
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "An existing generated folder (data_scripts/); default: generate.",
+                                "must_exist": True},
+    )
+    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated data (not of training)."})
+    n_val: int = bounded(2000, "Validation lines generated.", lo=1)
+    n_pairs: int = bounded(100_000, "primes: training lines.", lo=1)
+    min_n_digits: int = bounded(1, "primes: fewest digits of a prime.", lo=1)
+    max_n_digits: int = bounded(5, "primes: most digits of a prime.", lo=1, hi=9)
+    matrix_n: int = bounded(20, "linear: dimension n of GF(2)^n.", lo=2, hi=63)
+    matrix_k: int = bounded(6, "linear: extra ones of M beyond the identity.", lo=0)
+    matrix_path: str | None = field(
+        default=None, metadata={"help": "linear: a saved (n, n) 0/1 .npy matrix instead of a random one.",
+                                "must_exist": True},
+    )
+    num_vectors: int = bounded(100_000, "linear: training lines.", lo=1)
+    perturbation_rate: float = prob(0.01, "linear: probability each bit is flipped.")
+
+
+def line_length(data: ArrowsDataArguments) -> int:
+    from ..data.primes import line_width
+
+    return line_width(data.max_n_digits) if data.task == "primes" else 2 * data.matrix_n + len("_______")
+
+
+def position_order(data: ArrowsDataArguments) -> np.ndarray:
+    """Order in which the line's characters are fed: identity, reversed, or the given permutation."""
+    n = line_length(data)
+    if data.permutation is not None:
+        return np.asarray(data.permutation, dtype=np.int64)
+    return np.arange(n)[::-1].copy() if data.direction == "backward" else np.arange(n)
+
+
+def generate_dataset(data: ArrowsDataArguments, out_dir: Path) -> Path:
+    """Generate the lines described by `data` into a dataset folder (the data scripts' library path)."""
+    from ..data import linear_language as ll
+    from ..data.dataset_io import write_dataset
+    from ..data.primes import generate_prime_lines
+
+    n_total = (data.n_pairs if data.task == "primes" else data.num_vectors) + data.n_val
+    if data.task == "primes":
+        lines = generate_prime_lines(n_total, data.min_n_digits, data.max_n_digits, seed=data.generation_seed,
+                                     progress=True)
+        params = {"task": "primes", "n_pairs": data.n_pairs, "n_val": data.n_val, "seed": data.generation_seed,
+                  "min_n_digits": data.min_n_digits, "max_n_digits": data.max_n_digits}
+        extra = {}
+    else:
+        rng = np.random.default_rng(data.generation_seed)
+        if data.matrix_path:
+            m = np.load(data.matrix_path).astype(np.uint8)
+        else:
+            m = ll.make_sparse_invertible(data.matrix_n, data.matrix_k, rng)
+        m_inv = ll.gf2_inverse(m)
+        lines = ll.generate_linear_lines(m, n_total, data.perturbation_rate, seed=data.generation_seed)
+        params = {"task": "linear", "matrix": ll.matrix_name(len(m), ll.extra_ones(m), ll.extra_ones(m_inv)),
+                  "num_vectors": data.num_vectors, "n_val": data.n_val, "seed": data.generation_seed,
+                  "perturbation_rate": data.perturbation_rate}
+        extra = {"matrix.npy": _npy_bytes(m), "matrix_inv.npy": _npy_bytes(m_inv)}
+    # Validation = the last n_val lines of one seeded stream: drawn independently of the training lines.
+    splits = {"train": {"text": lines[: -data.n_val]}, "validation": {"text": lines[-data.n_val:]}}
+    return write_dataset(out_dir, splits, params, description=f"Arrows-of-time {data.task} lines.",
+                         extra_files=extra)
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def dataset_name(data: ArrowsDataArguments) -> str:
+    if data.task == "primes":
+        return f"primes_{data.min_n_digits}_{data.max_n_digits}_n{data.n_pairs}_v{data.n_val}_s{data.generation_seed}"
+    mat = Path(data.matrix_path).stem if data.matrix_path else f"n{data.matrix_n}k{data.matrix_k}"
+    return f"linear_{mat}_p{data.perturbation_rate}_n{data.num_vectors}_v{data.n_val}_s{data.generation_seed}"
+
+
+def encode_split(lines: list[str], tokenizer: CharTokenizer, order: np.ndarray) -> np.ndarray:
+    """Lines -> (N, 1 + L) token ids: BOS, then the characters in `order` (vectorised)."""
+    ids = tokenizer.encode_lines(lines)  # (N, 1 + L), BOS first
+    return np.concatenate([ids[:, :1], ids[:, 1:][:, order]], axis=1)
+
+
+@torch.no_grad()
+def loss_per_position(model: torch.nn.Module, input_ids: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Mean cross-entropy of each predicted position (position t predicts token t+1), shape (L,)."""
+    model.eval()
+    total = torch.zeros(input_ids.shape[1] - 1, dtype=torch.float64)
+    device = next(model.parameters()).device
+    for s in range(0, len(input_ids), batch_size):
+        batch = input_ids[s : s + batch_size].to(device)
+        logits = model(input_ids=batch).logits[:, :-1]  # (B, T-1, V)
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), batch[:, 1:], reduction="none")
+        total += ce.sum(0).double().cpu()  # (T-1,)
+    return (total / len(input_ids)).numpy()
+
+
+@register
+class ArrowsExperiment(Experiment):
+    """Forward vs backward (or permuted) next-character prediction on synthetic lines."""
+
+    name = "arrows"
+    model_args = ArrowsModelArguments
+    data_args = ArrowsDataArguments
+
+    @classmethod
+    def validate(cls, cfg: RunConfig) -> None:
+        m, d = cfg.model, cfg.data
+        preset = gpt_preset(m.model_preset)
+        heads = m.n_heads or preset["n_heads"]
+        dim = m.embed_dim or preset["embed_dim"]
+        if dim % heads:
+            raise ConfigError("embed_dim", dim, f"a multiple of n_heads={heads}")
+        if d.task == "primes" and d.min_n_digits > d.max_n_digits:
+            raise ConfigError("min_n_digits", d.min_n_digits, f"at most max_n_digits={d.max_n_digits}")
+        if d.task == "linear" and not d.matrix_path and d.matrix_k > d.matrix_n * (d.matrix_n - 1):
+            raise ConfigError("matrix_k", d.matrix_k, f"at most n(n-1)={d.matrix_n * (d.matrix_n - 1)}")
+        if d.permutation is not None and sorted(d.permutation) != list(range(line_length(d))):
+            raise ConfigError("permutation", d.permutation, f"a permutation of 0..{line_length(d) - 1} "
+                              f"(one entry per character of a {d.task} line)")
+
+    def build_data(self) -> DatasetDict:
+        d, args = self.cfg.data, self.cfg.training
+        path = Path(d.dataset_path) if d.dataset_path else Path(self.cfg.run.save_root) / "data" / dataset_name(d)
+        if not d.dataset_path:
+            with args.main_process_first(desc="generate data"):
+                if args.process_index == 0 and not path.exists():
+                    generate_dataset(d, path)
+        raw = load_dataset(str(path))
+        task = read_card_params(path).get("task", d.task)
+        self.tokenizer = CharTokenizer(characters=ALPHABETS[task])
+        order = position_order(d)
+        if len(raw["train"][0]["text"]) != len(order):
+            raise ConfigError("dataset_path", str(path), f"lines of {len(order)} characters for this config")
+        tok = self.tokenizer
+
+        def encode(batch: dict) -> dict:
+            ids = encode_split(batch["text"], tok, order)
+            return {"input_ids": ids, "labels": ids}
+
+        with args.main_process_first(desc="tokenise"):
+            return raw.map(encode, batched=True, batch_size=10_000, remove_columns=raw["train"].column_names,
+                           desc="tokenise")
+
+    def build_model(self) -> GPTForCausalLM:
+        m, tok = self.cfg.model, self.tokenizer
+        sizes = gpt_preset(m.model_preset)
+        sizes.update({k: v for k, v in (("n_layers", m.n_layers), ("n_heads", m.n_heads),
+                                          ("embed_dim", m.embed_dim)) if v is not None})
+        sizes.update(mlp_ratio=m.mlp_ratio, dropout=m.dropout, embd_dropout=m.embd_dropout)
+        config = GPTConfig(
+            vocab_size=len(tok), attn_length=line_length(self.cfg.data) + 1, bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **sizes,
+        )
+        torch.manual_seed(self.cfg.training.seed)
+        model = GPTForCausalLM(config)
+        if self.cfg.run.init_checkpt:
+            load_init_weights(model, self.cfg.run.init_checkpt)
+        return model
+
+    def build_trainer(self, model: GPTForCausalLM, data: DatasetDict) -> ExperimentTrainer:
+        return ExperimentTrainer(model=model, args=self.cfg.training, train_dataset=data["train"],
+                                 eval_dataset=data["validation"], processing_class=self.tokenizer)
+
+    def evaluate(self, trainer: ExperimentTrainer, data: DatasetDict) -> dict[str, float]:
+        metrics = trainer.evaluate()
+        val = data["validation"]
+        n = min(len(val), (self.cfg.training.max_eval_batches or 10**9) * self.cfg.training.per_device_eval_batch_size)
+        ids = torch.tensor(np.asarray(val.select(range(n))["input_ids"]), dtype=torch.long)
+        per_pos = loss_per_position(trainer.model, ids, self.cfg.training.per_device_eval_batch_size)
+        metrics["mean_token_loss"] = float(per_pos.mean())
+        if trainer.is_world_process_zero():
+            save_position_losses(self.cfg, per_pos)
+        return metrics
+
+
+def save_position_losses(cfg: RunConfig, per_pos: np.ndarray) -> None:
+    """`loss_per_position.json` (numbers) and `.png` (curve) in the run folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..run_folder import write_json_atomic
+
+    label = "permuted" if cfg.data.permutation is not None else cfg.data.direction
+    write_json_atomic(cfg.run_dir / "loss_per_position.json",
+                      {"direction": label, "order": position_order(cfg.data).tolist(),
+                       "loss_per_position": per_pos.tolist(), "mean": float(per_pos.mean())})
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(np.arange(1, len(per_pos) + 1), per_pos, marker=".", label=label)
+    ax.set_xlabel("position in the sequence as read (1 = first character)")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title(f"{cfg.run.exp_name}: mean {per_pos.mean():.4f}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(cfg.run_dir / "loss_per_position.png", dpi=120)
+    plt.close(fig)

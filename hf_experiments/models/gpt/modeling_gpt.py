@@ -1,0 +1,78 @@
+"""The Arrows-of-time GPT: pre-LN transformer, learned absolute positions, SDPA attention, tied embeddings.
+
+Why build on ``GPT2LMHeadModel`` instead of writing our own blocks: GPT-2 is exactly this architecture
+(pre-LN blocks, final LayerNorm, learned ``wpe``, LM head tied to ``wte``), and transformers already maintains
+for it the SDPA dispatch, the ``DynamicCache`` KV cache used by ``generate``, gradient checkpointing, weight
+init and the causal-LM loss that honours ``num_items_in_batch`` (exact gradient accumulation) and ignores
+``-100`` labels. Our subclass only adds:
+
+* its own ``config_class`` / ``model_type`` (``hfe_gpt``), so checkpoints round-trip through the Auto classes;
+* a guard for explicit, non-contiguous ``position_ids`` (position permutations). Without an attention mask
+  and a cache, transformers reads position ids that do not increase by 1 as *packed sequences* and would cut
+  the causal mask into blocks (and re-order causality by position value). Passing an all-ones padding mask
+  disables that inference, so attention stays causal in *sequence order* and ``position_ids`` only choose
+  which position embedding each token gets;
+* a refusal of ``token_type_ids``: GPT-2 would add ``wte(token_type_ids)`` to the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import GPT2LMHeadModel
+
+from .configuration_gpt import GPTConfig
+
+
+class GPTForCausalLM(GPT2LMHeadModel):
+    """Causal LM over ``GPTConfig``; inputs are ``[BOS, t0, t1, ...]`` and ``labels`` may simply equal
+    ``input_ids`` (the shift happens inside the loss)."""
+
+    config: GPTConfig
+    config_class = GPTConfig
+
+    def __init__(self, config: GPTConfig) -> None:
+        if not isinstance(config, GPTConfig):
+            raise ValueError(
+                f"GPTForCausalLM: config={type(config).__name__} is not supported; expected a GPTConfig."
+            )
+        super().__init__(config)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ):
+        """GPT-2's forward; ``kwargs`` carry the cache (``cache``/``past_key_values``) and loss kwargs such
+        as ``num_items_in_batch``. The named arguments keep ``labels``/``position_ids`` visible to Trainer's
+        column filtering and to ``generate``."""
+        if kwargs.get("token_type_ids") is not None:
+            raise ValueError(
+                "GPTForCausalLM: token_type_ids is not supported; expected None (the model has no segments)."
+            )
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if position_ids is not None and attention_mask is None and cache is None:
+            reference = input_ids if input_ids is not None else inputs_embeds
+            attention_mask = torch.ones(
+                reference.shape[:2], dtype=torch.long, device=reference.device
+            )  # (B, T)
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+
+__all__ = ["GPTForCausalLM"]

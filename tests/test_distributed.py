@@ -1,0 +1,44 @@
+"""Two CPU ranks through the real `accelerate launch`: DDP with gloo, one run folder, the same update as one
+process with the doubled batch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import RUN, env, final_weights, run, write_config
+
+
+def _config(tmp_path: Path, name: str, batch: int) -> Path:
+    return write_config(
+        tmp_path / f"{name}.json", experiment="arrows", task="primes", max_n_digits=2, n_pairs=1000, n_val=64,
+        model_preset="tiny", dropout=0.0, max_steps=6, save_steps=3, logging_steps=1, optim="sgd",
+        per_device_train_batch_size=batch, learning_rate=0.5, report_to="none", save_root=str(tmp_path / "out"),
+        dataloader_num_workers=0,
+    )
+
+
+@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
+                    reason="accelerate CLI not installed in this environment")
+def test_two_rank_accelerate_launch_matches_one_process_with_double_batch(tmp_path):
+    launcher = str(Path(sys.executable).parent / "accelerate")
+    res = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", RUN,
+                          "--config", str(_config(tmp_path, "ddp", 8))],
+                         capture_output=True, text=True, env=env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    ddp_dir = tmp_path / "out" / "ddp"
+    metrics = json.loads((ddp_dir / "metrics.json").read_text())
+    assert metrics["world_size"] == 2  # `--cpu --num_processes 2` would have silently run one rank
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data", "ddp"]  # one run folder
+
+    single = run("--config", str(_config(tmp_path, "single", 16)))
+    assert single.returncode == 0, single.stderr[-4000:]
+    a, b = final_weights(ddp_dir), final_weights(tmp_path / "out" / "single")
+    for k in a:  # ranks see disjoint halves of the same global batch; DDP averages their gradients
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
