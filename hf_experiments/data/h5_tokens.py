@@ -1,0 +1,151 @@
+"""Read the original arrows-of-time ``.h5`` token files into a ``datasets.Dataset``.
+
+Layout assumed (we could not obtain a real file; this follows the original ``make_h5`` as
+published, and accepts one plausible variant):
+
+* **1-D stream** (the original): one integer dataset named ``tokens`` of shape (total_tokens,),
+  the concatenation of every tokenized line (newlines are tokens too). The original trainer cut it
+  into windows of ``attn_length`` tokens, so ``block_size`` is required and the stream is split into
+  ``total_tokens // block_size`` non-overlapping rows (the remainder is dropped).
+* **2-D rows**: an integer dataset of shape (N, T), one example per row, used as is.
+
+When ``key`` is not given, ``tokens`` is used if present, else the file's only dataset. File or
+dataset attributes are not needed to read the ids; :func:`h5_attrs` returns them for inspection.
+The original tokenizer (a character-level vocabulary saved as a ``.pt`` dict) is not in the file;
+pass ``id_to_token`` to add a decoded ``text`` column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow as pa
+from datasets import Dataset
+from datasets.table import InMemoryTable
+
+_TOKENS_PER_BATCH = 1 << 24  # ~16M tokens read per h5 slice
+
+
+def _pick_dataset(f: h5py.File, key: str | None, path: Path) -> h5py.Dataset:
+    names: list[str] = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    if key is None:
+        key = "tokens" if "tokens" in names else (names[0] if len(names) == 1 else None)
+        if key is None:
+            raise ValueError(f"{path} holds datasets {names}; pass key=<one of them>")
+    if key not in names:
+        raise ValueError(f"key={key!r} is not a dataset in {path}; available: {names}")
+    dset = f[key]
+    if dset.dtype.kind not in "iu" or dset.ndim not in (1, 2):
+        raise ValueError(
+            f"{path}:{key} has dtype {dset.dtype} and shape {dset.shape}; need 1-D or 2-D integers"
+        )
+    return dset
+
+
+def h5_attrs(path: str | Path, key: str | None = None) -> dict:
+    """File attributes merged with the token dataset's attributes (dataset wins), as Python values."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        dset = _pick_dataset(f, key, path)
+        merged = {**f.attrs, **dset.attrs}
+    return {
+        k: (v.item() if isinstance(v, np.generic) else v.tolist() if isinstance(v, np.ndarray) else v)
+        for k, v in merged.items()
+    }
+
+
+def _row_blocks(dset: h5py.Dataset, block_size: int | None, max_rows: int | None):
+    """Yield (rows, T) arrays read in batches, so a file larger than memory can stream to disk."""
+    if dset.ndim == 2:
+        n_rows, width = dset.shape
+        if block_size is not None and block_size != width:
+            raise ValueError(f"block_size={block_size} does not match the rows of width {width} in the file")
+    else:
+        if block_size is None or block_size < 1:
+            raise ValueError(
+                f"block_size={block_size} is not allowed for a 1-D token stream; use an int >= 1"
+            )
+        n_rows, width = dset.shape[0] // block_size, block_size
+    n_rows = n_rows if max_rows is None else min(n_rows, max_rows)
+    rows_per_batch = max(1, _TOKENS_PER_BATCH // max(width, 1))
+    for start in range(0, n_rows, rows_per_batch):
+        stop = min(start + rows_per_batch, n_rows)
+        if dset.ndim == 2:
+            yield dset[start:stop]
+        else:
+            yield dset[start * width : stop * width].reshape(stop - start, width)  # (rows*T,) -> (rows, T)
+    if n_rows == 0:
+        yield np.empty((0, width), dtype=dset.dtype)
+
+
+def _decoder(id_to_token: Mapping[int, str] | Sequence[str]) -> np.ndarray:
+    """Lookup table id -> ASCII code; only single-character vocabularies decode without a per-row loop."""
+    pairs = list(id_to_token.items()) if isinstance(id_to_token, Mapping) else list(enumerate(id_to_token))
+    if not pairs:
+        raise ValueError("id_to_token is empty; pass the vocabulary the file was written with")
+    table = np.zeros(max(int(i) for i, _ in pairs) + 1, dtype=np.uint8)  # 0 marks ids without a token
+    for i, tok in pairs:
+        if len(tok) != 1 or not tok.isascii() or tok == "\0":
+            raise ValueError(f"id_to_token[{i}]={tok!r} is not allowed; need single non-NUL ASCII characters")
+        table[int(i)] = ord(tok)
+    return table
+
+
+def _to_batch(rows: np.ndarray, column: str, decode: np.ndarray | None) -> pa.RecordBatch:
+    flat = pa.array(np.ascontiguousarray(rows).reshape(-1))  # (rows*T,)
+    arrays = {column: pa.FixedSizeListArray.from_arrays(flat, rows.shape[1])}
+    if decode is not None:
+        if rows.size and (rows.min() < 0 or rows.max() >= len(decode)):
+            raise ValueError(
+                "token ids fall outside id_to_token; pass the vocabulary the file was written with"
+            )
+        chars = np.ascontiguousarray(decode[rows])  # (rows, T) ASCII codes
+        if not chars.all():
+            raise ValueError("some token ids have no entry in id_to_token; pass the full vocabulary")
+        width = rows.shape[1]
+        offsets = np.arange(len(rows) + 1, dtype=np.int32) * width  # batches stay far below 2^31 chars
+        arrays["text"] = pa.Array.from_buffers(
+            pa.string(), len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(chars)]
+        )
+    return pa.RecordBatch.from_pydict(arrays)
+
+
+def h5_to_dataset(
+    path: str | Path,
+    block_size: int | None = None,
+    *,
+    key: str | None = None,
+    column: str = "input_ids",
+    id_to_token: Mapping[int, str] | Sequence[str] | None = None,
+    max_rows: int | None = None,
+    cache_file: str | Path | None = None,
+) -> Dataset:
+    """Token ids from an ``.h5`` file as a Dataset with one fixed-length ``column`` per row.
+
+    Args:
+        block_size: tokens per row for a 1-D stream (the original's ``attn_length``); for 2-D files it
+            must be None or equal the row width.
+        id_to_token: optional character vocabulary; adds a ``text`` column with the decoded row.
+        max_rows: read only the first rows (quick looks at 10^9-token files).
+        cache_file: stream batches into this Arrow file and memory-map it instead of holding the
+            whole table in RAM (for files larger than memory).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path={str(path)!r} is not a file")
+    decode = _decoder(id_to_token) if id_to_token is not None else None
+    with h5py.File(path, "r") as f:
+        dset = _pick_dataset(f, key, path)
+        batches = (_to_batch(rows, column, decode) for rows in _row_blocks(dset, block_size, max_rows))
+        if cache_file is None:
+            return Dataset(InMemoryTable(pa.Table.from_batches(list(batches))))
+        first = next(batches)
+        with pa.OSFile(str(cache_file), "wb") as sink, pa.ipc.new_stream(sink, first.schema) as writer:
+            writer.write_batch(first)
+            for batch in batches:
+                writer.write_batch(batch)
+    return Dataset.from_file(str(cache_file))
