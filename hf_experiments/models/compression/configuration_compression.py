@@ -1,0 +1,123 @@
+"""Configuration of the context-compression model (SPEC §2)."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+POOLINGS = ("tokens", "mean")
+TRAIN_MODES = ("embeddings", "lora", "full")
+
+
+@strict
+class CompressionConfig(PreTrainedConfig):
+    r"""
+    Squeeze the first `cmp_len` tokens of a window into `n_cmps` vectors a causal LM reads instead of them.
+
+    The backbone is any `AutoModelForCausalLM`; this config only names it (`model_string`) and records its
+    config in `backbone_config` once a model was built, so a checkpoint that holds the backbone weights
+    (`save_backbone=True` or `train_mode="full"`) can be rebuilt without reaching the original weights.
+
+    Parameters that shape the task:
+        model_string (`str`): hub id or local path of the backbone causal LM.
+        n_cmps (`int`, defaults to 1): number of compressed vectors.
+        cmp_layer (`int | "half"`, defaults to `"half"`): index into the backbone's `hidden_states` tuple
+            (0 = embeddings, -1 = last layer, `"half"` = `num_hidden_layers // 2`). Checked against the
+            backbone when the model is built.
+        cmp_len (`int`, defaults to 10): context tokens that are compressed (the first `cmp_len` of a window).
+        seq_len (`int`, defaults to 20): tokens predicted after the compressed context (the rest of a window).
+
+    Parameters that shape the loss:
+        rmb_task (`bool`): also reconstruct the context from `[compressed, remember token]`;
+            loss = `(1 - ae_ratio) * L_forward + ae_ratio * L_remember`.
+        rmb_only (`bool`): train the reconstruction only (no forward loss). Unlike the original code, the
+            context is still the first `cmp_len` tokens of the window; `seq_len` may then be 0.
+        ae_ratio (`float` in [0, 1], defaults to 0.5): weight of the remember loss when `rmb_task`.
+        kl_weight (`float` >= 0): adds `kl_weight * KL(p_full || p_pred)` on the predicted positions, where
+            `p_full` is the backbone with the uncompressed context (adapters disabled, no gradient). Costs one
+            extra no-grad forward pass of `cmp_len + seq_len` tokens per step.
+
+    Parameters that choose what trains:
+        proj_cmps (`bool`): a `Linear(d, d)` on the compressed states, initialised to the identity.
+        pooling (`"tokens" | "mean"`): `"tokens"` = learned compression tokens; `"mean"` = the baseline that
+            mean-pools the chosen layer's hidden states of the context into `n_cmps` contiguous chunks.
+        train_mode (`"embeddings" | "lora" | "full"`): new embeddings (+ projection) only, frozen backbone;
+            plus LoRA adapters (`lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`; `None` = peft's
+            default modules for known architectures, else every linear layer); or the whole backbone.
+        save_backbone (`bool`): also store the backbone weights in checkpoints (always done for `"full"`).
+
+    Example:
+        ```python
+        >>> config = CompressionConfig(model_string="bigscience/bloomz-560m", cmp_len=10, seq_len=20)
+        ```
+
+    Raises:
+        ValueError: a value outside its allowed range or set (checked here); `cmp_layer` outside the
+            backbone's layers (checked when the model is built).
+    """
+
+    model_type = "hfe_compression"
+
+    model_string: str = ""
+    n_cmps: int = 1
+    cmp_layer: int | str = "half"
+    cmp_len: int = 10
+    seq_len: int = 20
+    rmb_task: bool = False
+    rmb_only: bool = False
+    ae_ratio: float = 0.5
+    kl_weight: float = 0.0
+    proj_cmps: bool = False
+    pooling: str = "tokens"
+    train_mode: str = "embeddings"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | str | None = None
+    save_backbone: bool = False
+    backbone_config: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        self._check_values()
+        super().__post_init__(**kwargs)
+
+    def _check_values(self) -> None:
+        """Reject bad values up front, one line each (the `cmp_layer` range needs the backbone: later)."""
+        if self.n_cmps < 1:
+            raise ValueError(f"n_cmps={self.n_cmps} is invalid: it must be an integer >= 1")
+        if self.cmp_len < 1:
+            raise ValueError(f"cmp_len={self.cmp_len} is invalid: it must be an integer >= 1")
+        min_seq = 0 if self.rmb_only else 1
+        if self.seq_len < min_seq:
+            raise ValueError(f"seq_len={self.seq_len} is invalid: it must be an integer >= {min_seq}")
+        if isinstance(self.cmp_layer, str) and self.cmp_layer != "half":
+            raise ValueError(
+                f"cmp_layer={self.cmp_layer!r} is invalid: allowed are an integer layer index or 'half'"
+            )
+        if not 0.0 <= self.ae_ratio <= 1.0:
+            raise ValueError(f"ae_ratio={self.ae_ratio} is invalid: it must lie in [0, 1]")
+        if self.kl_weight < 0:
+            raise ValueError(f"kl_weight={self.kl_weight} is invalid: it must be >= 0")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r} is invalid: allowed are {POOLINGS}")
+        if self.pooling == "mean" and self.n_cmps > self.cmp_len:
+            raise ValueError(
+                f"n_cmps={self.n_cmps} is invalid with pooling='mean': it must be <= cmp_len={self.cmp_len}"
+            )
+        if self.train_mode not in TRAIN_MODES:
+            raise ValueError(f"train_mode={self.train_mode!r} is invalid: allowed are {TRAIN_MODES}")
+        if self.lora_r < 1:
+            raise ValueError(f"lora_r={self.lora_r} is invalid: it must be an integer >= 1")
+
+    @property
+    def window_len(self) -> int:
+        """Length of one training window: the context followed by the text to predict."""
+        return self.cmp_len + self.seq_len
+
+    @property
+    def saves_backbone(self) -> bool:
+        """Whether checkpoints hold the backbone weights (they always do when the backbone trains)."""
+        return self.save_backbone or self.train_mode == "full"
+
+
+__all__ = ["CompressionConfig"]

@@ -1,0 +1,512 @@
+"""Context compression around any causal LM (SPEC §2).
+
+A window of token ids `(B, cmp_len + seq_len)` is split into a context (first `cmp_len` tokens) and the text
+to predict. Three passes share the backbone:
+
+- compression: `[ctx embeds, cmp_embs]` -> hidden states of `cmp_layer` at the compression positions
+  (B, n_cmps, D), optionally through an identity-initialised projection (or, with `pooling="mean"`, chunk
+  means of the context's hidden states);
+- forward: `[compressed, fwd task token, seq[:-1]]` -> logits predicting every seq token (the task token
+  predicts seq[0]);
+- remember: `[compressed, rmb task token, ctx[:-1]]` -> logits predicting every context token.
+
+Only generic backbone interfaces are used (`get_input_embeddings`, `inputs_embeds`, `output_hidden_states`,
+explicit `position_ids` when the backbone's forward names them, `attention_mask`, and the KV cache —
+`cache` in transformers >= 5.2x, `past_key_values` before), so
+GPT-2, Llama, Bloom (ALiBi, no position ids) and GPT-J style backbones all work.
+
+Baselines for evaluation (`comparison_logits`): *low* = the LM on the seq tokens alone, *high* = the LM with
+the full uncompressed context, *pred* = with the compressed context. A BOS-free LM cannot predict seq[0] from
+nothing, so all three predict the SAME positions, seq[1:], and are directly comparable. The training loss
+(`forward`) covers every seq token. The low/high baselines and the KL target use the backbone with LoRA
+adapters disabled, i.e. the original LM; with `train_mode="full"` they use the (trained) backbone itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, ModelOutput
+
+from .configuration_compression import CompressionConfig
+
+Mode = Literal["low", "high", "pred"]
+Task = Literal["forward", "remember"]
+TASK_INDEX = {"forward": 0, "remember": 1}
+
+
+@dataclass
+class CompressionOutput(ModelOutput):
+    """Token-mean losses (`None` if a task is off); `logits` (B, seq_len, V), `rmb_logits` (B, cmp_len, V)."""
+
+    loss: torch.FloatTensor | None = None
+    fwd_loss: torch.FloatTensor | None = None
+    rmb_loss: torch.FloatTensor | None = None
+    kl_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    rmb_logits: torch.FloatTensor | None = None
+
+
+def resolve_cmp_layer(cmp_layer: int | str, num_hidden_layers: int) -> int:
+    """Map `cmp_layer` to an index into `hidden_states` (`num_hidden_layers + 1` entries, 0 = embeddings)."""
+    if cmp_layer == "half":
+        return num_hidden_layers // 2
+    low, high = -(num_hidden_layers + 1), num_hidden_layers
+    if isinstance(cmp_layer, bool) or not isinstance(cmp_layer, int) or not low <= cmp_layer <= high:
+        raise ValueError(
+            f"cmp_layer={cmp_layer!r} is out of range for a backbone with {num_hidden_layers} layers: "
+            f"allowed are integers in [{low}, {high}] or 'half'"
+        )
+    return cmp_layer
+
+
+def position_ids_from_mask(mask: torch.Tensor) -> torch.LongTensor:
+    """Positions that skip padding, so a left-padded row still starts at 0 (the HF generation convention)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def chunk_mean(hidden: torch.Tensor, mask: torch.Tensor, n_chunks: int) -> torch.Tensor:
+    """Mean of the unmasked states in `n_chunks` contiguous near-equal chunks: (B, L, D) -> (B, n, D)."""
+    length = hidden.size(1)
+    chunk_of = (
+        torch.arange(length, device=hidden.device) * n_chunks // length
+    )  # (L,) chunk index per position
+    weights = F.one_hot(chunk_of, n_chunks).T.to(hidden.dtype)  # (n, L)
+    weights = weights[None] * mask[:, None, :].to(hidden.dtype)  # (B, n, L)
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
+    return torch.einsum("bnl,bld->bnd", weights, hidden)
+
+
+def token_cross_entropy(logits: torch.Tensor, targets: torch.LongTensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the unmasked targets; computed in float32 whatever the backbone dtype."""
+    labels = targets.masked_fill(mask == 0, -100)
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+
+def _accepts(module: nn.Module, name: str) -> bool:
+    return name in inspect.signature(module.forward).parameters
+
+
+class CompressionModel(PreTrainedModel):
+    """A causal LM that reads `n_cmps` learned vectors in place of `cmp_len` context tokens.
+
+    Identical to the wrapped `AutoModelForCausalLM` except: new parameters `cmp_embs (n_cmps, D)` (absent with
+    `pooling="mean"`), `task_embs (2, D)` (forward, remember), an optional `cmp_proj`, and LoRA adapters with
+    `train_mode="lora"`. Checkpoints hold only what trains: the backbone's frozen weights are listed in
+    `_keys_to_ignore_on_save`, the library's own hook, which `save_pretrained` (and so `Trainer._save`) drops
+    and `Trainer._issue_warnings_after_load` treats as expected-missing when resuming with `strict=False`.
+    `from_pretrained` is overridden to rebuild the backbone from `config.model_string` first.
+    """
+
+    config_class = CompressionConfig
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    # Our losses are already token means over windows of one fixed length, so the mean of per-micro-batch
+    # means equals the mean over the accumulated batch. With `accepts_loss_kwargs = False` the Trainer does
+    # not pass `num_items_in_batch` and divides the loss by `gradient_accumulation_steps` itself.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: CompressionConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        if backbone is None:
+            backbone = AutoModelForCausalLM.from_pretrained(config.model_string)
+        self.backbone = backbone
+        config.backbone_config = backbone.config.to_dict()
+        n_layers = backbone.config.get_text_config().num_hidden_layers
+        self.cmp_layer_index = resolve_cmp_layer(config.cmp_layer, n_layers)
+
+        embeddings = backbone.get_input_embeddings().weight
+        dim, factory = embeddings.size(1), {"dtype": embeddings.dtype, "device": embeddings.device}
+        self.cmp_embs = (
+            nn.Parameter(torch.empty(config.n_cmps, dim, **factory)) if config.pooling == "tokens" else None
+        )
+        self.task_embs = nn.Parameter(torch.empty(2, dim, **factory))
+        self.cmp_proj = nn.Linear(dim, dim, **factory) if config.proj_cmps else None
+
+        # Bloom (ALiBi) has no position ids; passed through **kwargs they could reach layers that reject them.
+        self._lm_takes_positions = _accepts(backbone, "position_ids")
+        self._base_takes_positions = _accepts(backbone.base_model, "position_ids")
+        # transformers 5.2x renamed `past_key_values` to `cache`; older/remote-code backbones use the old one.
+        self._cache_arg = "cache" if _accepts(backbone, "cache") else "past_key_values"
+        self.post_init()
+        # LoRA goes in after post_init so the backbone's weight init never touches the fresh (B = 0) adapters.
+        self._set_trainable()
+        self._keys_to_ignore_on_save = {key for key in self.state_dict() if not self._is_saved_key(key)}
+
+    # ----- construction helpers -----
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise only our own parameters; the backbone keeps its (pretrained) weights."""
+        if module is self:
+            embeddings = self.backbone.get_input_embeddings().weight.detach().float()
+            mean, std = embeddings.mean(0), embeddings.std(0)  # (D,) each: new tokens look like real ones
+            for param in (self.cmp_embs, self.task_embs):
+                if param is not None:
+                    param.copy_(mean + std * torch.randn(param.shape, device=mean.device))
+        elif module is self.cmp_proj:
+            nn.init.eye_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def _set_trainable(self) -> None:
+        """Freeze the backbone unless `train_mode="full"`; inject LoRA adapters for `train_mode="lora"`.
+
+        peft's `inject_adapter_in_model` keeps the backbone a plain `PreTrainedModel` (no `PeftModel`
+        wrapper), so `base_model`, `get_input_embeddings` and the state-dict keys stay the backbone's, plus
+        `lora_*`. (transformers' own `add_adapter` would do the same but needs peft >= 0.22.)
+        """
+        mode = self.config.train_mode
+        self.backbone.requires_grad_(mode == "full")
+        if mode == "lora":
+            from peft import inject_adapter_in_model
+
+            inject_adapter_in_model(self._lora_config(), self.backbone)
+            for name, param in self.backbone.named_parameters():
+                param.requires_grad_("lora_" in name)
+
+    def _lora_config(self):
+        from peft import LoraConfig
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+        cfg = self.config
+        targets = cfg.lora_target_modules
+        if (
+            targets is None
+            and self.backbone.config.model_type not in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+        ):
+            targets = "all-linear"  # peft has no default for this architecture: adapt every linear layer
+        return LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets
+        )
+
+    def _is_saved_key(self, key: str) -> bool:
+        """New embeddings, projection and LoRA adapters always; the backbone if it trains or is asked for."""
+        return self.config.saves_backbone or not key.startswith("backbone.") or "lora_" in key
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    @contextmanager
+    def original_lm(self) -> Iterator[PreTrainedModel]:
+        """The backbone with LoRA adapters switched off: the reference LM for baselines and the KL target."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        lora_layers = [m for m in self.backbone.modules() if isinstance(m, BaseTunerLayer)]
+        for layer in lora_layers:
+            layer.enable_adapters(False)
+        try:
+            yield self.backbone
+        finally:
+            for layer in lora_layers:  # also restores the adapters' requires_grad
+                layer.enable_adapters(True)
+
+    # ----- backbone calls -----
+
+    def _embed(self, ids: torch.LongTensor) -> torch.Tensor:
+        return self.backbone.get_input_embeddings()(ids)
+
+    def _lm(self, embeds: torch.Tensor, mask: torch.Tensor, **kwargs) -> ModelOutput:
+        """Causal-LM call on embeddings, with positions that skip padding (if the backbone takes them)."""
+        if self._lm_takes_positions:
+            positions = position_ids_from_mask(mask)[:, -embeds.size(1) :]  # the new tokens' positions
+            kwargs["position_ids"] = positions
+        return self.backbone(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+
+    def _hidden_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """All layers' hidden states of the base model (no LM head: its logits would be thrown away)."""
+        kwargs = {"position_ids": position_ids_from_mask(mask)} if self._base_takes_positions else {}
+        out = self.backbone.base_model(
+            inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, use_cache=False, **kwargs
+        )
+        return out.hidden_states
+
+    @staticmethod
+    def _ones(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return torch.ones_like(ids) if mask is None else mask
+
+    # ----- the three passes -----
+
+    def compress(self, ctx_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Compressed context (B, n_cmps, D) from `cmp_layer`'s hidden states."""
+        ctx_mask = self._ones(ctx_ids, attention_mask)
+        batch, n_cmps = ctx_ids.size(0), self.config.n_cmps
+        if self.cmp_embs is None:  # pooling == "mean": the no-new-tokens baseline
+            hidden = self._hidden_states(self._embed(ctx_ids), ctx_mask)[self.cmp_layer_index]  # (B, L, D)
+            compressed = chunk_mean(hidden, ctx_mask, n_cmps)
+        else:
+            embeds = torch.cat(
+                [self._embed(ctx_ids), self.cmp_embs.expand(batch, -1, -1)], dim=1
+            )  # (B, L+n, D)
+            mask = torch.cat([ctx_mask, ctx_mask.new_ones(batch, n_cmps)], dim=1)
+            compressed = self._hidden_states(embeds, mask)[self.cmp_layer_index][:, -n_cmps:]  # (B, n, D)
+        return compressed if self.cmp_proj is None else self.cmp_proj(compressed)
+
+    def _task_prefix(self, compressed: torch.Tensor, task: Task) -> torch.Tensor:
+        """`[compressed, task token]`: (B, n_cmps + 1, D)."""
+        token = self.task_embs[TASK_INDEX[task]].expand(compressed.size(0), 1, -1)  # (B, 1, D)
+        return torch.cat([compressed, token.to(compressed.dtype)], dim=1)
+
+    def task_logits(
+        self,
+        compressed: torch.Tensor,
+        task: Task,
+        target_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, T, V) predicting every token of `target_ids` (B, T).
+
+        Input: `[compressed, task token, targets[:-1]]`; the task token predicts targets[0].
+        """
+        prefix = self._task_prefix(compressed, task)
+        target_mask = self._ones(target_ids, attention_mask)
+        embeds = torch.cat([prefix, self._embed(target_ids[:, :-1])], dim=1)  # (B, n+T, D)
+        mask = torch.cat([target_mask.new_ones(prefix.shape[:2]), target_mask[:, :-1]], dim=1)
+        logits = self._lm(embeds, mask, use_cache=False).logits
+        return logits[:, self.config.n_cmps :]  # position n (the task token) predicts target[0]
+
+    def full_context_logits(
+        self, ctx_ids: torch.LongTensor, seq_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The original LM with the uncompressed context: logits (B, T, V) predicting every seq token."""
+        ids = torch.cat([ctx_ids, seq_ids[:, :-1]], dim=1)  # (B, L+T-1)
+        mask = self._ones(torch.cat([ctx_ids, seq_ids], dim=1), attention_mask)[:, :-1]
+        with self.original_lm():
+            logits = self._lm(self._embed(ids), mask, use_cache=False).logits
+        return logits[:, ctx_ids.size(1) - 1 :]
+
+    def comparison_logits(
+        self, input_ids: torch.LongTensor, mode: Mode, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, seq_len - 1, V) predicting `input_ids[:, cmp_len + 1:]`, the same positions in any mode.
+
+        low = seq tokens alone (BOS-free, so seq[0] cannot be predicted), high = full context + seq,
+        pred = compressed context + forward task token + seq.
+        """
+        ctx, seq = input_ids[:, : self.config.cmp_len], input_ids[:, self.config.cmp_len :]
+        mask = self._ones(input_ids, attention_mask)
+        ctx_mask, seq_mask = mask[:, : self.config.cmp_len], mask[:, self.config.cmp_len :]
+        if mode == "low":
+            with self.original_lm():
+                return self._lm(self._embed(seq[:, :-1]), seq_mask[:, :-1], use_cache=False).logits
+        if mode == "high":
+            return self.full_context_logits(ctx, seq, mask)[:, 1:]
+        if mode == "pred":
+            return self.task_logits(self.compress(ctx, ctx_mask), "forward", seq, seq_mask)[:, 1:]
+        raise ValueError(f"mode={mode!r} is invalid: allowed are 'low', 'high', 'pred'")
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        return_loss: bool = True,
+        **kwargs,
+    ) -> CompressionOutput:
+        """Losses on a batch of windows (B, cmp_len + seq_len).
+
+        `return_loss` exists so the Trainer computes an evaluation loss although the batch has no `labels`.
+        """
+        cfg = self.config
+        if input_ids.size(1) != cfg.window_len:
+            raise ValueError(
+                f"input_ids has length {input_ids.size(1)}: it must be cmp_len + seq_len = {cfg.window_len}"
+            )
+        mask = self._ones(input_ids, attention_mask)
+        ctx, seq = input_ids[:, : cfg.cmp_len], input_ids[:, cfg.cmp_len :]
+        ctx_mask, seq_mask = mask[:, : cfg.cmp_len], mask[:, cfg.cmp_len :]
+        compressed = self.compress(ctx, ctx_mask)
+
+        fwd_loss = rmb_loss = kl_loss = logits = rmb_logits = None
+        if not cfg.rmb_only:
+            logits = self.task_logits(compressed, "forward", seq, seq_mask)  # (B, T, V)
+            fwd_loss = token_cross_entropy(logits, seq, seq_mask)
+            if cfg.kl_weight > 0:
+                with torch.no_grad():
+                    full = self.full_context_logits(ctx, seq, mask)
+                kl_loss = self._kl(full, logits, seq_mask)
+        if cfg.rmb_task or cfg.rmb_only:
+            rmb_logits = self.task_logits(compressed, "remember", ctx, ctx_mask)  # (B, L, V)
+            rmb_loss = token_cross_entropy(rmb_logits, ctx, ctx_mask)
+
+        if cfg.rmb_only:
+            loss = rmb_loss
+        elif rmb_loss is not None:
+            loss = (1 - cfg.ae_ratio) * fwd_loss + cfg.ae_ratio * rmb_loss
+        else:
+            loss = fwd_loss
+        if kl_loss is not None:
+            loss = loss + cfg.kl_weight * kl_loss
+        return CompressionOutput(
+            loss=loss if return_loss else None,
+            fwd_loss=fwd_loss,
+            rmb_loss=rmb_loss,
+            kl_loss=kl_loss,
+            logits=logits,
+            rmb_logits=rmb_logits,
+        )
+
+    @staticmethod
+    def _kl(full_logits: torch.Tensor, pred_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token mean of KL(p_full || p_pred) over the unmasked predicted positions."""
+        per_token = F.kl_div(
+            pred_logits.float().log_softmax(-1),
+            full_logits.float().log_softmax(-1),
+            log_target=True,
+            reduction="none",
+        ).sum(-1)  # (B, T)
+        mask = mask.to(per_token.dtype)
+        return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+
+    # ----- generation -----
+
+    @torch.no_grad()
+    def decode(
+        self,
+        embeds: torch.Tensor,
+        max_new_tokens: int,
+        attention_mask: torch.Tensor | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        use_cache: bool = True,
+    ) -> torch.LongTensor:
+        """Continue a prefix of embeddings (B, P, D) by `max_new_tokens` tokens, greedy or sampled.
+
+        With `use_cache` each step feeds only the new token and the backbone's `past_key_values`; without it
+        the whole sequence is recomputed every step (kept for benchmarks and the equivalence test).
+        """
+        if do_sample and temperature <= 0:
+            raise ValueError(f"temperature={temperature} is invalid when sampling: it must be > 0")
+        batch = embeds.size(0)
+        mask = (
+            torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+            if attention_mask is None
+            else attention_mask
+        )
+        step_embeds, past, tokens = embeds, None, []
+        for _ in range(max_new_tokens):
+            out = self._lm(step_embeds, mask, use_cache=use_cache, **{self._cache_arg: past})
+            next_logits = out.logits[:, -1].float()  # (B, V)
+            if do_sample:
+                next_token = torch.multinomial((next_logits / temperature).softmax(-1), 1)  # (B, 1)
+            else:
+                next_token = next_logits.argmax(-1, keepdim=True)  # (B, 1)
+            tokens.append(next_token)
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            new_embeds = self._embed(next_token)  # (B, 1, D)
+            if use_cache:
+                step_embeds, past = new_embeds, out[self._cache_arg]
+            else:
+                embeds = torch.cat([embeds, new_embeds], dim=1)
+                step_embeds = embeds
+        if not tokens:
+            return torch.empty(batch, 0, dtype=torch.long, device=embeds.device)
+        return torch.cat(tokens, dim=1)
+
+    @torch.no_grad()
+    def generate_from_context(
+        self,
+        ctx_ids: torch.LongTensor,
+        prompt_ids: torch.LongTensor,
+        max_new_tokens: int,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        use_cache: bool = True,
+        mode: Mode = "pred",
+        ctx_mask: torch.Tensor | None = None,
+    ) -> torch.LongTensor:
+        """New tokens (B, max_new_tokens) continuing `prompt_ids` (B, P) after the context.
+
+        mode "pred" (default): from `[compressed ctx, forward task token, prompt]`; "high": from the
+        uncompressed `[ctx, prompt]` and "low": from `prompt` alone, both with the original LM (adapters off).
+        """
+        prompt_mask = torch.ones_like(prompt_ids)
+        if mode == "pred":
+            prefix = self._task_prefix(self.compress(ctx_ids, ctx_mask), "forward")
+            embeds = torch.cat([prefix, self._embed(prompt_ids)], dim=1)
+            mask = torch.cat([prompt_mask.new_ones(prefix.shape[:2]), prompt_mask], dim=1)
+            return self.decode(embeds, max_new_tokens, mask, do_sample, temperature, use_cache)
+        if mode not in ("low", "high"):
+            raise ValueError(f"mode={mode!r} is invalid: allowed are 'low', 'high', 'pred'")
+        ids, mask = prompt_ids, prompt_mask
+        if mode == "high":
+            ids = torch.cat([ctx_ids, prompt_ids], dim=1)
+            mask = torch.cat([self._ones(ctx_ids, ctx_mask), prompt_mask], dim=1)
+        with self.original_lm():
+            return self.decode(self._embed(ids), max_new_tokens, mask, do_sample, temperature, use_cache)
+
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        ctx_ids: torch.LongTensor,
+        max_new_tokens: int | None = None,
+        ctx_mask: torch.Tensor | None = None,
+        use_cache: bool = True,
+    ) -> torch.LongTensor:
+        """Greedy reconstruction (B, max_new_tokens or cmp_len) of the context, from [compressed, rmb]."""
+        prefix = self._task_prefix(self.compress(ctx_ids, ctx_mask), "remember")
+        n_new = ctx_ids.size(1) if max_new_tokens is None else max_new_tokens
+        return self.decode(prefix, n_new, use_cache=use_cache)
+
+    # ----- checkpoints -----
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *model_args,
+        config: CompressionConfig | None = None,
+        backbone: PreTrainedModel | None = None,
+        **backbone_kwargs,
+    ) -> CompressionModel:
+        """Rebuild the backbone, then load the saved (trained) weights on top; returns the model in eval mode.
+
+        The backbone comes from `backbone` if given, from `config.backbone_config` when the checkpoint holds
+        its weights (so the original weights need not be reachable), else from `config.model_string` with
+        `backbone_kwargs` (e.g. `dtype`). The library's generic loader would re-initialise every weight the
+        checkpoint lacks, i.e. the whole frozen backbone, hence this override.
+        """
+        path = Path(pretrained_model_name_or_path)
+        if config is None:
+            config = CompressionConfig.from_pretrained(path)
+        if backbone is None and config.saves_backbone and config.backbone_config is not None:
+            backbone_config = AutoConfig.for_model(**config.backbone_config)
+            backbone = AutoModelForCausalLM.from_config(backbone_config, dtype=backbone_config.dtype)
+        elif backbone is None:
+            backbone = AutoModelForCausalLM.from_pretrained(config.model_string, **backbone_kwargs)
+        model = cls(config, backbone=backbone)
+        result = model.load_state_dict(_load_weights(path), strict=False)
+        unexpected_missing = (
+            set(result.missing_keys) - model._keys_to_ignore_on_save - set(model.all_tied_weights_keys)
+        )
+        if result.unexpected_keys or unexpected_missing:
+            raise ValueError(
+                f"checkpoint {path} does not match the model: missing {sorted(unexpected_missing)}, "
+                f"unexpected {sorted(result.unexpected_keys)}"
+            )
+        return model.eval()
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a saved folder, sharded (`model.safetensors.index.json`) or not."""
+    index = path / SAFE_WEIGHTS_INDEX_NAME
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        if index.exists()
+        else [SAFE_WEIGHTS_NAME]
+    )
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        state.update(load_file(path / name))
+    return state
+
+
+__all__ = ["CompressionModel", "CompressionOutput", "resolve_cmp_layer"]
