@@ -35,6 +35,8 @@ from .seed_names import SEED_ALIASES, SEED_DROPPED, translate_seed_names
 if TYPE_CHECKING:
     from .registry import Experiment
 
+# TrainingArguments.to_dict() entries that are derived by __post_init__ or secret: never recorded.
+_DERIVED_TRAINING_KEYS = ("logging_dir", "use_cpu", "hub_token")  # hub_token: a secret, never written
 # Our own field-metadata keys; stripped before argparse sees the metadata.
 _OUR_METADATA = ("range", "must_exist")
 
@@ -143,9 +145,14 @@ class RunConfig:
         for obj in (self.run, self.model, self.data):
             out.update(dataclasses.asdict(obj))
         train = self.training.to_dict()
-        defaults = ExperimentTrainingArguments(output_dir="x").to_dict()
-        # Keep only what differs from our defaults: TrainingArguments has ~150 fields and derived values.
-        out.update({k: v for k, v in train.items() if k != "output_dir" and defaults.get(k) != v})
+        # Keep only what differs from the field defaults (TrainingArguments has ~150 fields). Defaults come from
+        # the dataclass fields: building a second TrainingArguments would reset accelerate's global state.
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(type(self.training))
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        defaults = json.loads(json.dumps(defaults, default=str))
+        out.update({k: v for k, v in train.items() if k != "output_dir" and (k not in defaults or defaults[k] != v)
+                    and not (k.startswith("_") or k in _DERIVED_TRAINING_KEYS)})
         return json.loads(json.dumps(out, default=str))
 
 

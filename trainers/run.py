@@ -16,6 +16,8 @@ import sys
 from hf_experiments.config import parse_config
 from hf_experiments.registry import available_experiments
 from hf_experiments.runner import finish, on_preempted, prepare_run
+from hf_experiments.sweep import config_has_sweep
+from hf_experiments.sweep import main as sweep_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--list" in argv:
         print("\n".join(available_experiments()))
         return 0
+    if config_has_sweep(argv):  # a config naming a grid runs every job of it (each an ordinary run)
+        return sweep_main(argv)
     cfg = parse_config(argv)
     experiment = cfg.experiment_cls(cfg)
     resume_from = prepare_run(cfg)
