@@ -28,6 +28,18 @@ SEED_ALIASES: dict[str, tuple[str, str]] = {
     "valid_steps": ("max_eval_batches", "arrows-of-time name"),
     "rmb_rask": ("rmb_task", "the seed README's spelling"),
     "dataset_folder": ("dataset_path", "arrows-of-time name"),
+    # Csordas-style framework names (recurrent storage experiments)
+    "restore": ("restore_from", "resume from a checkpoint; command-line keys override"),
+    "reset": ("fresh_start", "the old run folder is moved aside, not deleted"),
+    "load_pretrained_model": ("init_checkpt", "weights only"),
+    "stop_after": ("max_steps", ""),
+    "wd": ("weight_decay", ""),
+    "grad_clip": ("max_grad_norm", "0 = no clipping"),
+    "lr_warmup": ("warmup_steps", ""),
+    "amp": ("bf16", "mixed precision where the device has it"),
+    "save_interval": ("save_steps", ""),
+    "test_interval": ("eval_steps", ""),
+    "n_microbatch": ("gradient_accumulation_steps", ""),
 }
 
 # Seed names with no counterpart: the converter drops them and says what replaces them.

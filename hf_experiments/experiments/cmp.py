@@ -76,7 +76,7 @@ class CmpDataArguments:
     val_fraction: float = prob(0.05, "Documents held out for validation when the data has no split.")
     max_train_windows: int | None = bounded(None, "Use at most N training windows.", lo=1)
     max_val_windows: int | None = bounded(512, "Evaluate on at most N validation windows.", lo=1)
-    free_run_tokens: int | None = bounded(None, "Greedy tokens per free-running evaluation (None: seq_len).",
+    free_run_tokens: int | None = bounded(None, "Greedy tokens per free-running evaluation (None: seq_len - 1).",
                                           lo=1)
     num_proc: int | None = bounded(None, "Processes for tokenisation (datasets.map num_proc).", lo=1)
 
@@ -179,7 +179,8 @@ class CompressionExperiment(Experiment):
         args = self.cfg.training
         extra = evaluate_compression(
             trainer.model, data["validation"], batch_size=args.per_device_eval_batch_size,
-            max_batches=args.max_eval_batches, free_run_tokens=self.cfg.data.free_run_tokens or None,
+            max_batches=args.max_eval_batches,
+            free_run_tokens=self.cfg.data.free_run_tokens or max(1, self.cfg.model.seq_len - 1),
             tokenizer=self.tokenizer,
         )
         metrics.update(extra)

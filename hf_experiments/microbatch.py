@@ -1,0 +1,232 @@
+"""Automatic micro-batching: `per_device_batch_size` caps the rows one forward pass takes on one device.
+
+The seed framework's `-per_device_batch_size N`: the update batch (`per_device_train_batch_size`, seed name
+`batch_size`) is split into `ceil(batch / N)` micro-batches whose sizes differ by at most one (10 rows with
+N=4 -> 4, 3, 3), gradients are accumulated over them, and the update equals the one the whole batch would
+give.
+
+How it plugs into `Trainer` (which only knows equal micro-batches of `per_device_train_batch_size` rows):
+- `gradient_accumulation_steps` is set to the number of micro-batches (`plan_gradient_accumulation`);
+- the train dataloader gets a batch sampler (`MicrobatchSampler`) that draws one update batch at a time
+  (`RandomBatches`, or `bucketing.LengthBucketedBatches`), takes this rank's share and splits it;
+- losses: a model that accepts `num_items_in_batch` (our models) divides its summed loss by the item count of
+  the whole update, which Trainer counts over the micro-batches — already exact for any sizes. For a model
+  that returns a mean, Trainer would weigh every micro-batch equally (`loss / n_micro`); `MicrobatchingMixin`
+  reweighs it by its rows (`loss * rows / batch`), exact when the model's loss is a mean over rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+
+def microbatch_sizes(batch_size: int, per_device_batch_size: int | None) -> list[int]:
+    """Sizes of the micro-batches one update batch is split into: as few as the cap allows, near-equal.
+
+    >>> microbatch_sizes(10, 4)
+    [4, 3, 3]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} is not allowed; use an integer >= 1")
+    if per_device_batch_size is None or per_device_batch_size >= batch_size:
+        return [batch_size]
+    if per_device_batch_size < 1:
+        raise ValueError(f"per_device_batch_size={per_device_batch_size} is not allowed; use an integer >= 1")
+    n = math.ceil(batch_size / per_device_batch_size)
+    base, extra = divmod(batch_size, n)
+    return [base + 1] * extra + [base] * (n - extra)
+
+
+def plan_gradient_accumulation(
+    batch_size: int, per_device_batch_size: int | None, gradient_accumulation_steps: int = 1
+) -> int:
+    """The `gradient_accumulation_steps` that `per_device_batch_size` implies (the two are exclusive)."""
+    if per_device_batch_size is None:
+        return gradient_accumulation_steps
+    if gradient_accumulation_steps != 1:
+        raise ValueError(
+            f"gradient_accumulation_steps={gradient_accumulation_steps} cannot be combined with "
+            f"per_device_batch_size={per_device_batch_size}; set one of them (the seed's "
+            "n_microbatch and per_device_batch_size are likewise exclusive)"
+        )
+    return len(microbatch_sizes(batch_size, per_device_batch_size))
+
+
+class UpdateBatches(Protocol):
+    """Yields the index lists of whole update batches (all ranks together); reshuffles with `set_epoch`."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+    def __len__(self) -> int: ...
+
+
+class RandomBatches:
+    """Update batches of `batch_size` rows from a permutation of `n` rows; the last incomplete one is dropped.
+
+    The order is a function of `(seed, epoch)` only, so every rank draws the same batches and a resumed run
+    (which skips the batches already seen) continues with the same order.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
+        if n < batch_size:
+            raise ValueError(f"the training set has {n} rows, fewer than one update batch of {batch_size}")
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        order = self._order()[: len(self) * self.batch_size]
+        yield from order.reshape(len(self), self.batch_size)  # (n_batches, batch)
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+
+class MicrobatchSampler(Sampler[list[int]]):
+    """Batch sampler for a `DataLoader`: each update batch -> this rank's rows -> micro-batches of `sizes`.
+
+    A rank takes every `world_size`-th row of the global update batch (so with length bucketing every rank
+    gets similar lengths). With `lengths`, its rows are sorted by length before splitting, so each micro-batch
+    pads as little as possible.
+    """
+
+    batch_size = None  # micro-batches vary in size: tells accelerate not to drop "short" ones
+    drop_last = True
+
+    def __init__(
+        self,
+        batches: UpdateBatches,
+        sizes: list[int],
+        rank: int = 0,
+        world_size: int = 1,
+        lengths: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        if batches.batch_size != sum(sizes) * world_size:
+            raise ValueError(
+                f"update batches of {batches.batch_size} rows do not split into {world_size} ranks x "
+                f"micro-batches {sizes}"
+            )
+        self.batches, self.sizes, self.rank, self.world_size = batches, list(sizes), rank, world_size
+        self.lengths = None if lengths is None else np.asarray(lengths)
+        self._cuts = np.cumsum(self.sizes)[:-1]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            rows = np.asarray(batch)[self.rank :: self.world_size]
+            if self.lengths is not None:
+                rows = rows[np.argsort(-self.lengths[rows], kind="stable")]
+            for micro in np.split(rows, self._cuts):
+                yield micro.tolist()
+
+    def __len__(self) -> int:
+        return len(self.batches) * len(self.sizes)
+
+
+class MicrobatchingMixin:
+    """Mixin for a `Trainer` subclass (put it first): micro-batched, optionally length-bucketed training
+    batches.
+
+    Reads `args.per_device_batch_size` (None = off) and `args.length_bucketed_sampling` (bool); with both off
+    the Trainer's own dataloader is used. `args.gradient_accumulation_steps` must already equal the number of
+    micro-batches (`plan_gradient_accumulation`, done by the training arguments).
+    """
+
+    def _uses_update_batches(self) -> bool:
+        return getattr(self.args, "per_device_batch_size", None) is not None or bool(
+            getattr(self.args, "length_bucketed_sampling", False)
+        )
+
+    def _microbatch_sizes(self) -> list[int]:
+        return microbatch_sizes(
+            self.args.per_device_train_batch_size, getattr(self.args, "per_device_batch_size", None)
+        )
+
+    def build_train_batch_sampler(self, dataset: Any) -> MicrobatchSampler:
+        """The batch sampler of the training dataloader (see `MicrobatchSampler`)."""
+        from .bucketing import LengthBucketedBatches, dataset_lengths
+
+        args = self.args
+        sizes = self._microbatch_sizes()
+        global_batch = sum(sizes) * args.world_size
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        lengths = None
+        if getattr(args, "length_bucketed_sampling", False):
+            lengths = dataset_lengths(dataset, args.length_column_name)
+            batches = LengthBucketedBatches(lengths, global_batch, seed=seed)
+        else:
+            batches = RandomBatches(len(dataset), global_batch, seed=seed)
+        return MicrobatchSampler(
+            batches, sizes, rank=args.process_index, world_size=args.world_size, lengths=lengths
+        )
+
+    def get_train_dataloader(self) -> DataLoader:
+        if not self._uses_update_batches():
+            return super().get_train_dataloader()
+        from transformers.trainer_utils import seed_worker
+
+        args = self.args
+        sampler = self.build_train_batch_sampler(
+            self.train_dataset
+        )  # lengths read before columns are dropped
+        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            worker_init_fn=partial(
+                seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index
+            ),
+        )
+        prepared = self.accelerator.prepare(loader)
+        # The sampler already yields this rank's rows: undo accelerate's round-robin sharding of batches.
+        shard = getattr(prepared, "batch_sampler", None)
+        if shard is not None and getattr(shard, "batch_sampler", None) is sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        return prepared
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        result = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        scaled = self.loss_is_scaled_for_ga
+        if scaled is None:
+            scaled = (
+                self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            ) or self.compute_loss_func is not None
+        if not model.training or scaled or getattr(self.args, "per_device_batch_size", None) is None:
+            return result
+        # A mean loss: weigh this micro-batch by its rows; Trainer then divides by the number of
+        # micro-batches.
+        rows = next(v for v in inputs.values() if isinstance(v, torch.Tensor)).shape[0]
+        factor = rows * self.current_gradient_accumulation_steps / self.args.per_device_train_batch_size
+        if return_outputs:
+            loss, outputs = result
+            return loss * factor, outputs
+        return result * factor

@@ -1,0 +1,19 @@
+"""Sequence-to-sequence RNN of the recurrent storage experiments; importing registers it with `AutoModel`."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_recurrent import RecurrentConfig
+from .modeling_recurrent import RecurrentOutput, RecurrentSeq2Seq, exact_match, token_loss
+
+
+def _register() -> None:
+    """Idempotent (`exist_ok=True`): re-imports and test collection never double-register."""
+    AutoConfig.register(RecurrentConfig.model_type, RecurrentConfig, exist_ok=True)
+    AutoModel.register(RecurrentConfig, RecurrentSeq2Seq, exist_ok=True)
+
+
+_register()
+
+__all__ = ["RecurrentConfig", "RecurrentOutput", "RecurrentSeq2Seq", "exact_match", "token_loss"]
