@@ -49,12 +49,12 @@ class ConfigError(Exception):
         super().__init__(f"{key}={value!r}: {allowed}")
 
 
-def prob(default: float, help: str) -> Any:  # noqa: A002 - mirrors dataclasses.field's vocabulary
+def prob(default: float, help: str) -> Any:
     """A probability field: checked to lie in [0, 1]."""
     return field(default=default, metadata={"help": help, "range": (0.0, 1.0)})
 
 
-def bounded(default: Any, help: str, lo: float | None = None, hi: float | None = None) -> Any:  # noqa: A002
+def bounded(default: Any, help: str, lo: float | None = None, hi: float | None = None) -> Any:
     """A numeric field checked to lie in [lo, hi] (inclusive; None = unbounded)."""
     return field(default=default, metadata={"help": help, "range": (lo, hi)})
 
@@ -106,7 +106,7 @@ class ExperimentTrainingArguments(TrainingArguments):
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Derived from save_root/exp_name; do not set."})
-    report_to: None | str | list[str] = field(
+    report_to: str | list[str] | None = field(
         default="tensorboard", metadata={"help": "Loggers: tensorboard (default), wandb, trackio, none."}
     )
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
@@ -310,7 +310,8 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     for key in defaults:
         actions[key].required = False
     if "output_dir" in defaults or any(t.split("=")[0] in ("--output_dir", "--output-dir") for t in rest):
-        raise ConfigError("output_dir", defaults.get("output_dir"), "not settable: the run folder is save_root/exp_name")
+        raise ConfigError("output_dir", defaults.get("output_dir"),
+                          "not settable: the run folder is save_root/exp_name")
 
     try:
         namespace, unknown = parser.parse_known_args(rest)
@@ -319,7 +320,8 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
         if msg.startswith("the following arguments are required"):
             keys = msg.split(":", 1)[1].strip()
             raise ConfigError(keys.split(",")[0].strip().lstrip("-"), None,
-                              f"required: set it in the config file or pass {keys.split(',')[0].strip()} VALUE")
+                              f"required: set it in the config file or pass {keys.split(',')[0].strip()} VALUE"
+                              ) from None
         raise ConfigError("command line", " ".join(rest), msg) from None
     if unknown:
         tok = next((t for t in unknown if t.startswith("--")), unknown[0])
