@@ -106,7 +106,7 @@ class ExperimentTrainingArguments(TrainingArguments):
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Derived from save_root/exp_name; do not set."})
-    report_to: str | list[str] | None = field(
+    report_to: None | str | list[str] = field(  # noqa: RUF036 - order matters to HfArgumentParser
         default="tensorboard", metadata={"help": "Loggers: tensorboard (default), wandb, trackio, none."}
     )
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})

@@ -49,7 +49,7 @@ def prepare_run(cfg: RunConfig) -> str | None:
 
 def load_init_weights(model: PreTrainedModel, path: str) -> None:
     """`init_checkpt`: copy weights (only) from a checkpoint or saved-model folder into `model`."""
-    from transformers.modeling_utils import load_sharded_checkpoint
+    from transformers.trainer_utils import load_sharded_checkpoint
 
     path = Path(path)
     if (path / "model.safetensors").is_file():

@@ -3,12 +3,14 @@ GF(2) linear-language lines, read forward, backward, or in any fixed order of ch
 
 The run generates its dataset on first use (`<save_root>/data/<name>/`, shared by the forward and backward
 runs of the same data) unless `dataset_path` names an existing generated folder. The final evaluation adds
-the per-position loss (`loss_per_position.json` and `.png`); `trainers/arrows_compare.py` turns a forward
-and a backward run into the relative gap (backward - forward) / forward.
+the per-position loss (`loss_per_position.json` and `.png`). `trainers/arrows_compare.py` turns a forward
+and a backward run into the relative gap (backward - forward) / forward; `trainers/arrows_sparsity_sweep.py`
+and `trainers/arrows_sparse_update.py` run the paper's two experiments (docs/arrows_of_time.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -47,36 +49,63 @@ class ArrowsModelArguments:
 class ArrowsDataArguments:
     """Which lines, and in which order the model reads them."""
 
-    task: Literal["primes", "linear"] = field(default="linear", metadata={"help": "Prime products or GF(2) lines."})
+    task: Literal["primes", "linear"] = field(
+        default="linear", metadata={"help": "Prime products or GF(2) lines."}
+    )
     direction: Literal["forward", "backward"] = field(
-        default="forward", metadata={"help": "backward = each line reversed character-wise (BOS stays first)."}
+        default="forward",
+        metadata={"help": "backward = each line reversed character-wise (BOS stays first)."},
     )
     permutation: list[int] | None = field(
-        default=None, metadata={"help": "A fixed order of the line's character positions (overrides direction)."}
+        default=None,
+        metadata={"help": "A fixed order of the line's character positions (overrides direction)."},
     )
     dataset_path: str | None = field(
-        default=None, metadata={"help": "An existing generated folder (data_scripts/); default: generate.",
-                                "must_exist": True},
+        default=None,
+        metadata={
+            "help": "An existing generated folder (data_scripts/); default: generate.",
+            "must_exist": True,
+        },
     )
-    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated data (not of training)."})
+    generation_seed: int = field(
+        default=0, metadata={"help": "Seed of the generated data (not of training)."}
+    )
     n_val: int = bounded(2000, "Validation lines generated.", lo=1)
     n_pairs: int = bounded(100_000, "primes: training lines.", lo=1)
     min_n_digits: int = bounded(1, "primes: fewest digits of a prime.", lo=1)
     max_n_digits: int = bounded(5, "primes: most digits of a prime.", lo=1, hi=9)
-    matrix_n: int = bounded(20, "linear: dimension n of GF(2)^n.", lo=2, hi=63)
+    matrix_n: int = bounded(20, "linear: dimension n of GF(2)^n (ignored with matrix_path).", lo=2, hi=63)
     matrix_k: int = bounded(6, "linear: extra ones of M beyond the identity.", lo=0)
     matrix_path: str | None = field(
-        default=None, metadata={"help": "linear: a saved (n, n) 0/1 .npy matrix instead of a random one.",
-                                "must_exist": True},
+        default=None,
+        metadata={
+            "help": "linear: a saved (n, n) 0/1 .npy matrix instead of a random one.",
+            "must_exist": True,
+        },
     )
     num_vectors: int = bounded(100_000, "linear: training lines.", lo=1)
     perturbation_rate: float = prob(0.01, "linear: probability each bit is flipped.")
+    val_fraction: float = bounded(
+        0.0,
+        "Fraction of the inputs (linear: vectors of GF(2)^n; primes: unordered prime pairs) reserved "
+        "for validation, which training never sees (0: validation lines come from the same stream, as in "
+        "the original).",
+        lo=0.0,
+        hi=0.5,
+    )
+
+
+def matrix_size(data: ArrowsDataArguments) -> int:
+    """n of a linear run: the saved matrix's size when `matrix_path` is set (matrix_n is then ignored)."""
+    if data.matrix_path:
+        return int(np.load(data.matrix_path, mmap_mode="r").shape[0])
+    return data.matrix_n
 
 
 def line_length(data: ArrowsDataArguments) -> int:
     from ..data.primes import line_width
 
-    return line_width(data.max_n_digits) if data.task == "primes" else 2 * data.matrix_n + len("_______")
+    return line_width(data.max_n_digits) if data.task == "primes" else 2 * matrix_size(data) + len("_______")
 
 
 def position_order(data: ArrowsDataArguments) -> np.ndarray:
@@ -91,31 +120,79 @@ def generate_dataset(data: ArrowsDataArguments, out_dir: Path) -> Path:
     """Generate the lines described by `data` into a dataset folder (the data scripts' library path)."""
     from ..data import linear_language as ll
     from ..data.dataset_io import write_dataset
-    from ..data.primes import generate_prime_lines
+    from ..data.primes import format_prime_lines, sample_prime_pairs
 
-    n_total = (data.n_pairs if data.task == "primes" else data.num_vectors) + data.n_val
+    n_train = data.n_pairs if data.task == "primes" else data.num_vectors
+    # Train and validation come from independent streams ([seed, 0] and [seed, 1]); with val_fraction > 0
+    # they also draw from disjoint parts of the input space (a fixed hash partition), so validation
+    # measures the rule rather than memorised lines.
+    held = {"heldout_fraction": data.val_fraction}
     if data.task == "primes":
-        lines = generate_prime_lines(n_total, data.min_n_digits, data.max_n_digits, seed=data.generation_seed,
-                                     progress=True)
-        params = {"task": "primes", "n_pairs": data.n_pairs, "n_val": data.n_val, "seed": data.generation_seed,
-                  "min_n_digits": data.min_n_digits, "max_n_digits": data.max_n_digits}
+
+        def lines_for(count: int, seed: list[int], heldout: bool) -> np.ndarray:
+            p, q = sample_prime_pairs(
+                count,
+                data.min_n_digits,
+                data.max_n_digits,
+                np.random.default_rng(seed),
+                **held,
+                heldout=heldout and data.val_fraction > 0,
+            )
+            return format_prime_lines(p, q, data.max_n_digits, progress=True)
+
+        params = {
+            "task": "primes",
+            "n_pairs": data.n_pairs,
+            "min_n_digits": data.min_n_digits,
+            "max_n_digits": data.max_n_digits,
+        }
         extra = {}
     else:
-        rng = np.random.default_rng(data.generation_seed)
-        if data.matrix_path:
-            m = np.load(data.matrix_path).astype(np.uint8)
-        else:
-            m = ll.make_sparse_invertible(data.matrix_n, data.matrix_k, rng)
+        m = load_matrix(data)
         m_inv = ll.gf2_inverse(m)
-        lines = ll.generate_linear_lines(m, n_total, data.perturbation_rate, seed=data.generation_seed)
-        params = {"task": "linear", "matrix": ll.matrix_name(len(m), ll.extra_ones(m), ll.extra_ones(m_inv)),
-                  "num_vectors": data.num_vectors, "n_val": data.n_val, "seed": data.generation_seed,
-                  "perturbation_rate": data.perturbation_rate}
+
+        def lines_for(count: int, seed: list[int], heldout: bool) -> np.ndarray:
+            return ll.generate_linear_lines(
+                m,
+                count,
+                data.perturbation_rate,
+                seed=seed,
+                **held,
+                heldout=heldout and data.val_fraction > 0,
+                progress=True,
+            )
+
+        params = {
+            "task": "linear",
+            "matrix": ll.matrix_name(len(m), ll.extra_ones(m), ll.extra_ones(m_inv)),
+            "num_vectors": data.num_vectors,
+            "perturbation_rate": data.perturbation_rate,
+        }
         extra = {"matrix.npy": _npy_bytes(m), "matrix_inv.npy": _npy_bytes(m_inv)}
-    # Validation = the last n_val lines of one seeded stream: drawn independently of the training lines.
-    splits = {"train": {"text": lines[: -data.n_val]}, "validation": {"text": lines[-data.n_val:]}}
-    return write_dataset(out_dir, splits, params, description=f"Arrows-of-time {data.task} lines.",
-                         extra_files=extra)
+    params.update(n_val=data.n_val, seed=data.generation_seed, val_fraction=data.val_fraction)
+    splits = {
+        "train": {"text": lines_for(n_train, [data.generation_seed, 0], False)},
+        "validation": {"text": lines_for(data.n_val, [data.generation_seed, 1], True)},
+    }
+    return write_dataset(
+        out_dir, splits, params, description=f"Arrows-of-time {data.task} lines.", extra_files=extra
+    )
+
+
+def load_matrix(data: ArrowsDataArguments) -> np.ndarray:
+    """M of a linear run: the saved `matrix_path`, or I + matrix_k ones drawn from `generation_seed`."""
+    from ..data import linear_language as ll
+
+    if data.matrix_path:
+        m = np.load(data.matrix_path)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.isin(m, (0, 1)).all() or not ll.is_invertible(m):
+            raise ConfigError(
+                "matrix_path", data.matrix_path, "a square invertible 0/1 matrix saved with numpy"
+            )
+        return m.astype(np.uint8)
+    return ll.make_sparse_invertible(
+        data.matrix_n, data.matrix_k, np.random.default_rng(data.generation_seed)
+    )
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -127,10 +204,27 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 
 def dataset_name(data: ArrowsDataArguments) -> str:
+    """Folder name under `<save_root>/data/`: every generating parameter, so different data never collide."""
+    held = f"_h{data.val_fraction}" if data.val_fraction > 0 else ""
     if data.task == "primes":
-        return f"primes_{data.min_n_digits}_{data.max_n_digits}_n{data.n_pairs}_v{data.n_val}_s{data.generation_seed}"
-    mat = Path(data.matrix_path).stem if data.matrix_path else f"n{data.matrix_n}k{data.matrix_k}"
-    return f"linear_{mat}_p{data.perturbation_rate}_n{data.num_vectors}_v{data.n_val}_s{data.generation_seed}"
+        return (
+            f"primes_{data.min_n_digits}_{data.max_n_digits}_n{data.n_pairs}_v{data.n_val}"
+            f"_s{data.generation_seed}{held}"
+        )
+    if data.matrix_path:  # the content hash keeps equally named matrices from different folders apart
+        digest = hashlib.sha1(np.load(data.matrix_path).astype(np.uint8).tobytes()).hexdigest()[:8]
+        mat = f"{Path(data.matrix_path).stem}-{digest}"
+    else:
+        mat = f"n{data.matrix_n}k{data.matrix_k}"
+    return (
+        f"linear_{mat}_p{data.perturbation_rate}_n{data.num_vectors}_v{data.n_val}"
+        f"_s{data.generation_seed}{held}"
+    )
+
+
+def dataset_folder(data: ArrowsDataArguments, save_root: str | Path) -> Path:
+    """Where a run's data lives: `dataset_path`, or the generated `<save_root>/data/<dataset_name>`."""
+    return Path(data.dataset_path) if data.dataset_path else Path(save_root) / "data" / dataset_name(data)
 
 
 def encode_split(lines: list[str], tokenizer: CharTokenizer, order: np.ndarray) -> np.ndarray:
@@ -173,17 +267,28 @@ class ArrowsExperiment(Experiment):
             raise ConfigError("min_n_digits", d.min_n_digits, f"at most max_n_digits={d.max_n_digits}")
         if d.task == "linear" and not d.matrix_path and d.matrix_k > d.matrix_n * (d.matrix_n - 1):
             raise ConfigError("matrix_k", d.matrix_k, f"at most n(n-1)={d.matrix_n * (d.matrix_n - 1)}")
+        if d.task == "linear" and d.matrix_path:
+            load_matrix(d)  # raises ConfigError for a bad file before anything is written
         if d.permutation is not None and sorted(d.permutation) != list(range(line_length(d))):
-            raise ConfigError("permutation", d.permutation, f"a permutation of 0..{line_length(d) - 1} "
-                              f"(one entry per character of a {d.task} line)")
+            raise ConfigError(
+                "permutation",
+                d.permutation,
+                f"a permutation of 0..{line_length(d) - 1} (one entry per character of a {d.task} line)",
+            )
 
     def build_data(self) -> DatasetDict:
         d, args = self.cfg.data, self.cfg.training
-        path = Path(d.dataset_path) if d.dataset_path else Path(self.cfg.run.save_root) / "data" / dataset_name(d)
+        path = dataset_folder(d, self.cfg.run.save_root)
         if not d.dataset_path:
             with args.main_process_first(desc="generate data"):
                 if args.process_index == 0 and not path.exists():
-                    generate_dataset(d, path)
+                    try:
+                        generate_dataset(d, path)
+                    except (OSError, ValueError):
+                        # The forward and backward runs of one dataset may start together: if the other
+                        # run finished writing it first, use its (identical) folder.
+                        if not (path / "README.md").is_file():
+                            raise
         raw = load_dataset(str(path))
         task = read_card_params(path).get("task", d.task)
         self.tokenizer = CharTokenizer(characters=ALPHABETS[task])
@@ -197,18 +302,32 @@ class ArrowsExperiment(Experiment):
             return {"input_ids": ids, "labels": ids}
 
         with args.main_process_first(desc="tokenise"):
-            return raw.map(encode, batched=True, batch_size=10_000, remove_columns=raw["train"].column_names,
-                           desc="tokenise")
+            return raw.map(
+                encode,
+                batched=True,
+                batch_size=10_000,
+                remove_columns=raw["train"].column_names,
+                desc="tokenise",
+            )
 
     def build_model(self) -> GPTForCausalLM:
         m, tok = self.cfg.model, self.tokenizer
         sizes = gpt_preset(m.model_preset)
-        sizes.update({k: v for k, v in (("n_layers", m.n_layers), ("n_heads", m.n_heads),
-                                          ("embed_dim", m.embed_dim)) if v is not None})
+        sizes.update(
+            {
+                k: v
+                for k, v in (("n_layers", m.n_layers), ("n_heads", m.n_heads), ("embed_dim", m.embed_dim))
+                if v is not None
+            }
+        )
         sizes.update(mlp_ratio=m.mlp_ratio, dropout=m.dropout, embd_dropout=m.embd_dropout)
         config = GPTConfig(
-            vocab_size=len(tok), attn_length=line_length(self.cfg.data) + 1, bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **sizes,
+            vocab_size=len(tok),
+            attn_length=line_length(self.cfg.data) + 1,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **sizes,
         )
         torch.manual_seed(self.cfg.training.seed)
         model = GPTForCausalLM(config)
@@ -217,13 +336,21 @@ class ArrowsExperiment(Experiment):
         return model
 
     def build_trainer(self, model: GPTForCausalLM, data: DatasetDict) -> ExperimentTrainer:
-        return ExperimentTrainer(model=model, args=self.cfg.training, train_dataset=data["train"],
-                                 eval_dataset=data["validation"], processing_class=self.tokenizer)
+        return ExperimentTrainer(
+            model=model,
+            args=self.cfg.training,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            processing_class=self.tokenizer,
+        )
 
     def evaluate(self, trainer: ExperimentTrainer, data: DatasetDict) -> dict[str, float]:
         metrics = trainer.evaluate()
         val = data["validation"]
-        n = min(len(val), (self.cfg.training.max_eval_batches or 10**9) * self.cfg.training.per_device_eval_batch_size)
+        n = min(
+            len(val),
+            (self.cfg.training.max_eval_batches or 10**9) * self.cfg.training.per_device_eval_batch_size,
+        )
         ids = torch.tensor(np.asarray(val.select(range(n))["input_ids"]), dtype=torch.long)
         per_pos = loss_per_position(trainer.model, ids, self.cfg.training.per_device_eval_batch_size)
         metrics["mean_token_loss"] = float(per_pos.mean())
@@ -242,9 +369,15 @@ def save_position_losses(cfg: RunConfig, per_pos: np.ndarray) -> None:
     from ..run_folder import write_json_atomic
 
     label = "permuted" if cfg.data.permutation is not None else cfg.data.direction
-    write_json_atomic(cfg.run_dir / "loss_per_position.json",
-                      {"direction": label, "order": position_order(cfg.data).tolist(),
-                       "loss_per_position": per_pos.tolist(), "mean": float(per_pos.mean())})
+    write_json_atomic(
+        cfg.run_dir / "loss_per_position.json",
+        {
+            "direction": label,
+            "order": position_order(cfg.data).tolist(),
+            "loss_per_position": per_pos.tolist(),
+            "mean": float(per_pos.mean()),
+        },
+    )
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(np.arange(1, len(per_pos) + 1), per_pos, marker=".", label=label)
     ax.set_xlabel("position in the sequence as read (1 = first character)")
