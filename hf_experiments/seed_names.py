@@ -40,6 +40,7 @@ SEED_ALIASES: dict[str, tuple[str, str]] = {
     "save_interval": ("save_steps", ""),
     "test_interval": ("eval_steps", ""),
     "n_microbatch": ("gradient_accumulation_steps", ""),
+    "val_mod": ("eval_steps", "semantic-blotching name"),
 }
 
 # Seed names with no counterpart: the converter drops them and says what replaces them.

@@ -1,0 +1,314 @@
+"""Evaluation of blotch models by free-running generation: does the model reach the right answer, and how long
+is the solution it writes?
+
+Prompts are ``[btoken] BOS problem =`` (left-padded, batched); ``model.generate`` continues them with the KV
+cache, greedily or at ``temperature``. Per blotch level and split we report:
+
+* ``answer_acc`` (headline): final answer exact match; with ``n_rollouts > 1`` the majority answer of the
+  rollouts must match (ties: the answer seen first);
+* ``token_acc``: teacher-forced next-token accuracy on the ground-truth solution (with that level's btoken);
+* ``gen_len`` / ``gt_len`` (solution tokens after the first ``=``, EOS included) and ``gen_steps`` /
+  ``gt_steps``; ``len_ratio = gen_len / gt_len``;
+* ``valid_frac``: generated solutions that end in a number followed by EOS.
+
+Results go to a CSV (one row per split and level) and a plot of accuracy and length against the blotch level.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .blotching import blotch_levels, excise, pad_rows, step_segments
+from .tokenization_arith import encode_rows
+
+
+@dataclass
+class Rollouts:
+    """Generated solutions: ``texts[i][r]`` is rollout r of problem i (``"s1=...=answer"``, no EOS)."""
+
+    texts: list[list[str]]
+    lengths: np.ndarray  # (N, R) solution tokens incl. EOS
+    finished: np.ndarray  # (N, R) bool: EOS was produced
+
+
+def btoken_id(model: Any, blotch_p: float | None) -> int | None:
+    """The blotch-token id for level ``blotch_p`` (closest level), or None for a model without btokens."""
+    cfg = model.config
+    if not getattr(cfg, "n_btokens", 0):
+        return None
+    levels = blotch_levels(cfg.n_btokens, cfg.blotch_p_min, cfg.blotch_p_max)
+    p = cfg.blotch_p_min if blotch_p is None else blotch_p
+    return cfg.btoken_offset + int((levels - float(p)).abs().argmin())
+
+
+def prompt_batch(
+    tokenizer: Any, problems: Sequence[str], btoken: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``[btoken] BOS problem =`` prompts and their attention mask, both (B, T)."""
+    rows = encode_rows(tokenizer, [f"{p}=" for p in problems], add_eos=False)
+    if btoken is not None:
+        rows = [np.concatenate([[btoken], r]) for r in rows]
+    flipped = pad_rows([r[::-1].copy() for r in rows], tokenizer.pad_token_id)  # right-pad the reversed rows
+    ids = flipped.flip(1)  # (B, T) left-padded
+    mask = (torch.arange(ids.shape[1]).flip(0)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    return ids, mask
+
+
+def final_answer(solution: str) -> int | None:
+    """The number after the last ``=`` (or the whole text without ``=``), None when it is not a number."""
+    last = solution.rsplit("=", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
+@torch.no_grad()
+def generate_solutions(
+    model: Any,
+    tokenizer: Any,
+    problems: Sequence[str],
+    blotch_p: float | None = None,
+    temperature: float = 0.0,
+    n_rollouts: int = 1,
+    batch_size: int = 256,
+    max_new_tokens: int = 128,
+) -> Rollouts:
+    """Batched free-running generation with the KV cache; greedy when ``temperature == 0``."""
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} is not allowed; use 0 (greedy) or a positive value")
+    if n_rollouts < 1:
+        raise ValueError(f"n_rollouts={n_rollouts} is not allowed; use n_rollouts >= 1")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    btok = btoken_id(model, blotch_p)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    sample = temperature > 0
+    texts: list[list[str]] = []
+    lengths, finished = [], []
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start : start + batch_size]
+        ids, mask = prompt_batch(tokenizer, chunk, btok)
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_k=None,
+            top_p=None,
+            num_return_sequences=n_rollouts,
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
+        new = out[:, ids.shape[1] :].cpu()  # (B*R, new)
+        is_eos = new == eos
+        done = is_eos.any(1)
+        n_tok = torch.where(
+            done, is_eos.float().argmax(1) + 1, torch.full_like(done, new.shape[1], dtype=torch.long)
+        )
+        keep = torch.arange(new.shape[1])[None] < n_tok[:, None]
+        decoded = tokenizer.batch_decode(torch.where(keep, new, pad), skip_special_tokens=True)
+        for i in range(len(chunk)):
+            texts.append(decoded[i * n_rollouts : (i + 1) * n_rollouts])
+        lengths.append(n_tok.view(-1, n_rollouts).numpy())
+        finished.append(done.view(-1, n_rollouts).numpy())
+    model.train(was_training)
+    return Rollouts(texts, np.concatenate(lengths), np.concatenate(finished))
+
+
+def majority_answer(texts: Sequence[str]) -> int | None:
+    answers = [a for a in (final_answer(t) for t in texts) if a is not None]
+    return Counter(answers).most_common(1)[0][0] if answers else None
+
+
+@torch.no_grad()
+def teacher_forced_token_acc(
+    model: Any,
+    tokenizer: Any,
+    problems: Sequence[str],
+    solutions: Sequence[str],
+    blotch_p: float | None = None,
+    batch_size: int = 256,
+) -> float:
+    """Next-token accuracy on the ground-truth solutions (tokens after the first ``=``, EOS included)."""
+    model.eval()
+    device = next(model.parameters()).device
+    btok = btoken_id(model, blotch_p)
+    eq = tokenizer.convert_tokens_to_ids("=")
+    hits = total = 0
+    for start in range(0, len(problems), batch_size):
+        rows = encode_rows(
+            tokenizer,
+            [
+                f"{p}={s}"
+                for p, s in zip(problems[start : start + batch_size], solutions[start : start + batch_size])
+            ],
+        )
+        ids = pad_rows(rows, tokenizer.pad_token_id)  # (B, T)
+        _, n_eq = step_segments(ids, eq, tokenizer.pad_token_id)
+        drop = torch.zeros(len(ids), int(n_eq.max()) + 1, dtype=torch.bool)
+        prefix = None if btok is None else torch.full((len(ids),), btok)
+        batch = excise(ids, drop, eq, tokenizer.pad_token_id, prefix=prefix)
+        labels = batch.pop("labels").to(device)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # (B, T, V)
+        target = labels[:, 1:]
+        pred = logits[:, :-1].argmax(-1)
+        valid = target != -100
+        hits += int(((pred == target) & valid).sum())
+        total += int(valid.sum())
+    return hits / max(total, 1)
+
+
+def evaluate_split(
+    model: Any,
+    tokenizer: Any,
+    problems: Sequence[str],
+    solutions: Sequence[str],
+    answers: Sequence[int],
+    blotch_p: float | None = None,
+    temperature: float = 0.0,
+    n_rollouts: int = 1,
+    batch_size: int = 256,
+    max_new_tokens: int | None = None,
+) -> dict[str, float]:
+    """All metrics of one split at one blotch level (see the module docstring)."""
+    gt_len = np.array([len(s) + 1 for s in solutions])  # characters = tokens, + EOS
+    if max_new_tokens is None:
+        longest_prompt = max(len(p) for p in problems) + 3  # [btoken] BOS problem =
+        max_new_tokens = min(int(2 * gt_len.max() + 8), model.config.n_positions - longest_prompt)
+    rolls = generate_solutions(
+        model,
+        tokenizer,
+        problems,
+        blotch_p,
+        temperature,
+        n_rollouts if temperature > 0 else 1,
+        batch_size,
+        max_new_tokens,
+    )
+    voted = [majority_answer(t) for t in rolls.texts]
+    flat = [t for ts in rolls.texts for t in ts]
+    valid = (
+        np.array([final_answer(t) is not None for t in flat]).reshape(rolls.finished.shape) & rolls.finished
+    )
+    gen_steps = np.array([t.count("=") + 1 for t in flat])
+    return {
+        "answer_acc": float(np.mean([v == a for v, a in zip(voted, answers)])),
+        "token_acc": teacher_forced_token_acc(model, tokenizer, problems, solutions, blotch_p, batch_size),
+        "gen_len": float(rolls.lengths.mean()),
+        "gt_len": float(gt_len.mean()),
+        "len_ratio": float(rolls.lengths.mean() / gt_len.mean()),
+        "gen_steps": float(gen_steps.mean()),
+        "gt_steps": float(np.mean([s.count("=") + 1 for s in solutions])),
+        "valid_frac": float(valid.mean()),
+        "n": len(problems),
+    }
+
+
+def eval_levels(model: Any) -> list[float | None]:
+    """The blotch levels to sweep: every btoken level, or [None] for a model without blotch tokens."""
+    cfg = model.config
+    if not getattr(cfg, "n_btokens", 0):
+        return [None]
+    return [round(float(p), 4) for p in blotch_levels(cfg.n_btokens, cfg.blotch_p_min, cfg.blotch_p_max)]
+
+
+def sweep(
+    model: Any,
+    tokenizer: Any,
+    splits: dict[str, Any],
+    temperature: float = 0.0,
+    n_rollouts: int = 1,
+    batch_size: int = 256,
+) -> list[dict[str, Any]]:
+    """Rows ``{split, blotch_level, metrics...}`` for every split (a Dataset/dict with problem, solution,
+    answer columns) and every level of :func:`eval_levels`."""
+    rows = []
+    for name, data in splits.items():
+        for level in eval_levels(model):
+            metrics = evaluate_split(
+                model,
+                tokenizer,
+                list(data["problem"]),
+                list(data["solution"]),
+                list(data["answer"]),
+                level,
+                temperature,
+                n_rollouts,
+                batch_size,
+            )
+            rows.append({"split": name, "blotch_level": "none" if level is None else level, **metrics})
+    return rows
+
+
+def write_results(
+    rows: list[dict[str, Any]], csv_path: str | Path, png_path: str | Path | None = None, title: str = ""
+) -> None:
+    """The sweep as CSV, and a plot of accuracy and solution length against the blotch level."""
+    csv_path = Path(csv_path)
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if png_path is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for split in dict.fromkeys(r["split"] for r in rows):
+        sub = [r for r in rows if r["split"] == split]
+        x = [0.0 if r["blotch_level"] == "none" else float(r["blotch_level"]) for r in sub]
+        marker = "o" if len(sub) == 1 else "."
+        ax_acc.plot(x, [r["answer_acc"] for r in sub], marker=marker, label=split)
+        (line,) = ax_len.plot(x, [r["gen_len"] for r in sub], marker=marker, label=f"{split} generated")
+        ax_len.plot(
+            x, [r["gt_len"] for r in sub], ls="--", marker="x", color=line.get_color(), label=f"{split} truth"
+        )
+    ax_acc.set(xlabel="blotch level", ylabel="final-answer accuracy", ylim=(0, 1.02))
+    ax_len.set(xlabel="blotch level", ylabel="solution length (tokens)")
+    ax_acc.legend(fontsize=8)
+    ax_len.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def plot_runs(
+    runs: dict[str, tuple[list[dict[str, Any]], float]], png_path: str | Path, split: str = "validation"
+) -> None:
+    """Several runs in one figure: accuracy and generated length against the blotch level. ``runs`` maps a
+    label to (rows of :func:`sweep`, the x of a model without blotch tokens: its training ``blotch_p``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for label, (rows, x_none) in runs.items():
+        sub = [r for r in rows if r["split"] == split]
+        x = [x_none if r["blotch_level"] == "none" else float(r["blotch_level"]) for r in sub]
+        ax_acc.plot(x, [float(r["answer_acc"]) for r in sub], marker="o", label=label)
+        ax_len.plot(x, [float(r["gen_len"]) for r in sub], marker="o", label=label)
+    first_rows = next(iter(runs.values()))[0]
+    gt = float(next(r for r in first_rows if r["split"] == split)["gt_len"])
+    ax_len.axhline(gt, ls="--", color="grey", label="ground truth")
+    xlabel = "blotch level (fraction of steps dropped)"
+    ax_acc.set(xlabel=xlabel, ylabel=f"{split} final-answer accuracy", ylim=(0, 1.02))
+    ax_len.set(xlabel=xlabel, ylabel="generated solution tokens")
+    ax_acc.legend(fontsize=8)
+    ax_len.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)

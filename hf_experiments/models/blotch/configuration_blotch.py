@@ -1,0 +1,95 @@
+"""Configuration of the blotch model, speaking the semantic-blotching seed's vocabulary.
+
+Why a ``GPT2Config`` subclass: the network is a pre-LN causal transformer with absolute positional encodings
+added to the token embeddings, which transformers' GPT-2 implements (SDPA, ``DynamicCache`` KV cache for
+``generate``, tied embeddings, weight init); we swap only its positional-embedding module (see
+``modeling_blotch``). Seed names map onto GPT-2 attributes:
+
+==================  =====================================================================
+seed name           stored as
+==================  =====================================================================
+``d_model``         ``n_embd`` (``attribute_map`` alias)
+``n_heads``         ``n_head`` (alias)
+``n_layers``        ``n_layer`` (alias)
+``max_posencs``     ``n_positions`` (alias): size of the positional-encoding table
+``h_mult``          field; ``n_inner = h_mult * d_model`` (derived)
+``drop_p``          field; ``resid_pdrop = attn_pdrop = embd_pdrop`` (derived)
+==================  =====================================================================
+
+``vocab_size`` counts the tokenizer's tokens *and* the ``n_btokens`` blotch tokens, which occupy the last ids
+(``btoken_offset = vocab_size - n_btokens``); they are inputs only and never generated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import GPT2Config
+
+POSENC_TYPES = ("SinPositionalEncoding", "RandPositionalEncoding")
+
+
+@strict
+class BlotchConfig(GPT2Config):
+    """Example: ``BlotchConfig(vocab_size=19, d_model=64, n_heads=4, n_layers=2, max_posencs=256)``."""
+
+    model_type = "blotch"
+    attribute_map = {
+        **GPT2Config.attribute_map,
+        "d_model": "n_embd",
+        "n_heads": "n_head",
+        "n_layers": "n_layer",
+        "max_posencs": "n_positions",
+    }
+
+    vocab_size: int = 19
+    n_positions: int = 512
+    n_embd: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    h_mult: int = 4
+    drop_p: float | int = 0.0
+    posenc_type: str = "SinPositionalEncoding"
+    learnable_posencs: bool = False
+    posenc_drop_p: float | int = 0.0
+    pad_pos_skip: bool = True
+    n_btokens: int = 0
+    blotch_p_min: float | int = 0.0
+    blotch_p_max: float | int = 0.0
+    label_smoothing: float | int = 0.0
+    activation_function: str = "gelu"
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    pad_token_id: int | None = 0
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        for name in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "h_mult"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"BlotchConfig: {name}={value!r} is not allowed; use an integer >= 1")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"BlotchConfig: d_model={self.n_embd} is not allowed; use a multiple of n_heads={self.n_head}"
+            )
+        if self.posenc_type not in POSENC_TYPES:
+            raise ValueError(
+                f"BlotchConfig: posenc_type={self.posenc_type!r} is not allowed; use one of "
+                f"{', '.join(POSENC_TYPES)}"
+            )
+        for name in ("drop_p", "posenc_drop_p", "blotch_p_min", "blotch_p_max", "label_smoothing"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"BlotchConfig: {name}={getattr(self, name)!r} is not allowed; use [0, 1]")
+        if not 0 <= self.n_btokens < self.vocab_size:
+            raise ValueError(f"BlotchConfig: n_btokens={self.n_btokens} is not allowed; use 0..vocab_size-1")
+        self.n_inner = self.h_mult * self.n_embd
+        self.resid_pdrop = self.attn_pdrop = self.embd_pdrop = float(self.drop_p)
+
+    @property
+    def btoken_offset(self) -> int:
+        """Id of blotch token 0 (the tokenizer's vocabulary size)."""
+        return self.vocab_size - self.n_btokens
+
+
+__all__ = ["POSENC_TYPES", "BlotchConfig"]
