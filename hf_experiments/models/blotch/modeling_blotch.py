@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2LMHeadModel
 
+from ..gpt.modeling_gpt import explicit_positions_mask
 from .configuration_blotch import BlotchConfig
 
 
@@ -116,17 +117,12 @@ class BlotchModel(GPT2LMHeadModel):
     ):
         """GPT-2's forward with the changes of the module docstring; ``kwargs`` carry the cache and
         ``num_items_in_batch``."""
-        if kwargs.get("token_type_ids") is not None:
-            raise ValueError("BlotchModel: token_type_ids is not allowed; the model has no segments")
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         fresh = cache is None or cache.get_seq_length() == 0
-        reference = input_ids if input_ids is not None else inputs_embeds
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and fresh:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        if position_ids is not None and attention_mask is None and cache is None:
-            attention_mask = torch.ones(
-                reference.shape[:2], dtype=torch.long, device=reference.device
-            )  # (B, T)
+        attention_mask = explicit_positions_mask("BlotchModel", input_ids, inputs_embeds, position_ids,
+                                                 attention_mask, kwargs)
         num_items = kwargs.pop("num_items_in_batch", None)
         out = super().forward(
             input_ids=input_ids,

@@ -25,6 +25,28 @@ from transformers import GPT2LMHeadModel
 from .configuration_gpt import GPTConfig
 
 
+def explicit_positions_mask(
+    owner: str,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    kwargs: dict[str, Any],
+) -> torch.Tensor | None:
+    """The attention mask GPT-2 subclasses should pass on; rejects `token_type_ids`.
+
+    With explicit `position_ids`, no mask and no cache, transformers 5 reads non-monotonic positions as packed
+    sequences and changes the causal mask; an all-ones mask keeps position ids as embedding indices only.
+    """
+    if kwargs.get("token_type_ids") is not None:
+        raise ValueError(f"{owner}: token_type_ids is not supported; expected None (the model has no segments).")
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    if position_ids is not None and attention_mask is None and cache is None:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)  # (B, T)
+    return attention_mask
+
+
 class GPTForCausalLM(GPT2LMHeadModel):
     """Causal LM over ``GPTConfig``; inputs are ``[BOS, t0, t1, ...]`` and ``labels`` may simply equal
     ``input_ids`` (the shift happens inside the loss)."""
@@ -53,16 +75,8 @@ class GPTForCausalLM(GPT2LMHeadModel):
         """GPT-2's forward; ``kwargs`` carry the cache (``cache``/``past_key_values``) and loss kwargs such
         as ``num_items_in_batch``. The named arguments keep ``labels``/``position_ids`` visible to Trainer's
         column filtering and to ``generate``."""
-        if kwargs.get("token_type_ids") is not None:
-            raise ValueError(
-                "GPTForCausalLM: token_type_ids is not supported; expected None (the model has no segments)."
-            )
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        if position_ids is not None and attention_mask is None and cache is None:
-            reference = input_ids if input_ids is not None else inputs_embeds
-            attention_mask = torch.ones(
-                reference.shape[:2], dtype=torch.long, device=reference.device
-            )  # (B, T)
+        attention_mask = explicit_positions_mask("GPTForCausalLM", input_ids, inputs_embeds, position_ids,
+                                                 attention_mask, kwargs)
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
