@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from .seed_names import SEED_ALIASES, SEED_DROPPED, translate_seed_names
+from .microbatch import microbatch_sizes
+from .seed_names import SEED_ALIASES, SEED_DROPPED, translate_seed_names, translate_value
 
 if TYPE_CHECKING:
     from .registry import Experiment
@@ -102,7 +103,10 @@ class ExperimentTrainingArguments(TrainingArguments):
     """`TrainingArguments` with this package's defaults and extra fields.
 
     Identical to `TrainingArguments` except: `output_dir` is derived (`save_root/exp_name`) and may not be set;
-    TensorBoard is the default reporter; logging is more frequent; `max_eval_batches` bounds evaluation.
+    TensorBoard is the default reporter; logging is more frequent; `max_eval_batches` bounds evaluation;
+    `max_grad_norm` may be null (= 0, no clipping); and the seed framework's `per_device_batch_size`,
+    `length_bucketed_sampling` and step schedule (`lr_sched_steps`, `lr_sched_gamma`), which
+    `ExperimentTrainer` implements for every experiment (docs/framework.md).
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Derived from save_root/exp_name; do not set."})
@@ -112,16 +116,74 @@ class ExperimentTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=3, metadata={"help": "Keep at most N complete checkpoints."})
+    max_grad_norm: float | None = bounded(
+        1.0, "Clip the gradient norm to this (seed: grad_clip); 0, null or 'none' = no clipping.", lo=0.0
+    )
     max_eval_batches: int | None = bounded(None, "Evaluate on at most N batches (seed: max_val_loops).", lo=1)
+    per_device_batch_size: int | None = bounded(
+        None,
+        "At most this many rows per forward pass: per_device_train_batch_size (the update batch of one "
+        "device) is split into near-equal micro-batches with exact gradient accumulation (uneven division "
+        "allowed); sets gradient_accumulation_steps and caps per_device_eval_batch_size.",
+        lo=1,
+    )
+    length_bucketed_sampling: bool = field(
+        default=False,
+        metadata={"help": "Batch rows of similar length together (less padding); lengths from the "
+                  "length_column_name column, else from input_ids."},
+    )
+    lr_sched_steps: list[int] | None = field(
+        default=None,
+        metadata={"help": "Step schedule: multiply the learning rate by lr_sched_gamma at each of these "
+                  "steps (with lr_scheduler_type constant or constant_with_warmup; warmup_steps applies)."},
+    )
+    lr_sched_gamma: float = bounded(0.1, "Factor of the step schedule.", lo=0.0)
 
     def __post_init__(self) -> None:
         import torch
 
+        if self.max_grad_norm is None:
+            self.max_grad_norm = 0.0  # Trainer compares it with 0
+        self._plan_microbatches()
+        self._check_step_schedule()
+        if self.bf16 and torch.cuda.is_available() and not self.use_cpu and not torch.cuda.is_bf16_supported():
+            raise ConfigError("bf16", True, "a GPU with bfloat16 support (this one has none): use fp16 instead")
         # Without an accelerator, accelerate only builds a MULTI_CPU (gloo DDP) state when asked for the CPU;
         # otherwise two `accelerate launch` ranks would each train alone with world_size 1.
         if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True
         super().__post_init__()
+
+    def _plan_microbatches(self) -> None:
+        cap = self.per_device_batch_size
+        if cap is None:
+            return
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigError("per_device_batch_size", cap, "an integer >= 1, or null (off)")
+        n_micro = len(microbatch_sizes(self.per_device_train_batch_size, cap))
+        if self.gradient_accumulation_steps not in (1, n_micro):  # n_micro: set by an earlier __post_init__
+            raise ConfigError(
+                "gradient_accumulation_steps", self.gradient_accumulation_steps,
+                f"1 (unset) with per_device_batch_size={cap}: it is derived from it ({n_micro} micro-batches "
+                "here); the seed's n_microbatch and per_device_batch_size are likewise exclusive")
+        self.gradient_accumulation_steps = n_micro
+        self.per_device_eval_batch_size = min(self.per_device_eval_batch_size, cap)
+
+    def _check_step_schedule(self) -> None:
+        steps = self.lr_sched_steps
+        if not steps:
+            return
+        if not isinstance(steps, (list, tuple)) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in steps):
+            raise ConfigError("lr_sched_steps", steps, "a list of optimizer steps >= 1")
+        kind = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
+        if kind not in ("constant", "constant_with_warmup"):
+            raise ConfigError("lr_sched_steps", steps, "only with lr_scheduler_type constant or "
+                              f"constant_with_warmup (got {kind}): the step schedule replaces it")
+        if getattr(self, "lr_decay_power", None) is not None:  # an experiment's own schedule (blotch)
+            raise ConfigError("lr_sched_steps", steps, "not together with lr_decay_power (two schedules)")
+        if not 0 <= self.lr_sched_gamma:
+            raise ConfigError("lr_sched_gamma", self.lr_sched_gamma, "a factor >= 0")
 
 
 @dataclass
@@ -151,8 +213,11 @@ class RunConfig:
                     for f in dataclasses.fields(type(self.training))
                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
         defaults = json.loads(json.dumps(defaults, default=str))
+        derived = set(_DERIVED_TRAINING_KEYS)
+        if self.training.per_device_batch_size is not None:
+            derived.add("gradient_accumulation_steps")  # planned from per_device_batch_size on every parse
         out.update({k: v for k, v in train.items() if k != "output_dir" and (k not in defaults or defaults[k] != v)
-                    and not (k.startswith("_") or k in _DERIVED_TRAINING_KEYS)})
+                    and not (k.startswith("_") or k in derived)})
         return json.loads(json.dumps(out, default=str))
 
 
@@ -255,32 +320,65 @@ def _load_config_file(path: str) -> dict[str, Any]:
     return raw
 
 
-def _rename_cli_aliases(argv: list[str]) -> list[str]:
-    out = []
+def _translate_cli(argv: list[str]) -> list[str]:
+    """Seed names on the command line -> ours, and seed values (`--grad_clip none`) -> ours."""
+    out: list[str] = []
+    pending: str | None = None  # the key whose value is the next token
     for tok in argv:
-        name = tok[2:].split("=", 1)[0] if tok.startswith("--") else None
-        if name in SEED_ALIASES:
-            tok = "--" + SEED_ALIASES[name][0] + tok[2 + len(name):]
+        if pending is not None and not tok.startswith("--"):
+            out.append(str(translate_value(pending, tok)))
+            pending = None
+            continue
+        pending = None
+        if tok.startswith("--"):
+            name, eq, value = tok[2:].partition("=")
+            key = name
+            if name in SEED_ALIASES:
+                key = SEED_ALIASES[name][0]
+            tok = "--" + key + (eq + str(translate_value(name, value)) if eq else "")
+            pending = None if eq else name
         out.append(tok)
     return out
+
+
+# A restored config's keys that describe how *that* run started, not what it trains.
+_NOT_RESTORED = ("restore_from", "fresh_start", "init_checkpt")
+
+
+def restored_config(checkpoint: str) -> dict[str, Any]:
+    """The resolved config a checkpoint was written under (`run_config.json` in it, else in its run folder),
+    less the keys that only said how that run started (`fresh_start`, `init_checkpt`, `restore_from`)."""
+    ckpt = Path(checkpoint)
+    for path in (ckpt / "run_config.json", ckpt.parent / "run_config.json"):
+        if path.is_file():
+            cfg = _load_config_file(str(path))
+            return {k: v for k, v in cfg.items() if k not in _NOT_RESTORED}
+    raise ConfigError("restore_from", checkpoint, "a checkpoint with run_config.json in it or in its run folder "
+                      "(or give --config too)")
 
 
 def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     """Parse `--config file.json` plus command-line overrides; raises `ConfigError` on any problem."""
     from .registry import available_experiments, get_experiment
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False)
+    argv = _translate_cli(list(sys.argv[1:] if argv is None else argv))
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     pre.add_argument("--experiment")
     known, rest = pre.parse_known_args(argv)
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    peek.add_argument("--restore_from")
+    restore_from = peek.parse_known_args(rest)[0].restore_from
     file_cfg: dict[str, Any] = {}
     if known.config:
         try:
             file_cfg, _ = translate_seed_names(_load_config_file(known.config))
         except ValueError as e:
             raise ConfigError("config", known.config, str(e)) from None
-    rest = _rename_cli_aliases(rest)
+    elif restore_from:  # the seed's `-restore`: the checkpoint's own config, command-line keys overriding
+        if not Path(restore_from).exists():
+            raise ConfigError("restore_from", restore_from, "an existing path (not found)")
+        file_cfg = restored_config(restore_from)
 
     name = known.experiment or file_cfg.pop("experiment", None)
     file_cfg.pop("experiment", None)
@@ -346,6 +444,10 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
         _check_metadata(obj)
         objs.append(obj)
     cfg = RunConfig(*objs, experiment_cls=exp_cls, config_path=known.config)
+    restore = cfg.run.restore_from
+    if cfg.run.fresh_start and restore and cfg.run_dir.resolve() in Path(restore).resolve().parents:
+        raise ConfigError("fresh_start", True, f"not with restore_from inside the run folder {cfg.run_dir} "
+                          "(fresh_start moves it aside): restore into another exp_name")
     exp_cls.validate(cfg)
     return cfg
 

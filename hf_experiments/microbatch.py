@@ -13,12 +13,16 @@ How it plugs into `Trainer` (which only knows equal micro-batches of `per_device
   the whole update, which Trainer counts over the micro-batches — already exact for any sizes. For a model
   that returns a mean, Trainer would weigh every micro-batch equally (`loss / n_micro`); `MicrobatchingMixin`
   reweighs it by its rows (`loss * rows / batch`), exact when the model's loss is a mean over rows.
+
+The samplers read the dataset's size (and row lengths) when an epoch starts, not when they are built: a
+training set that grows or shrinks between epochs (a data cache rewritten by callbacks) is sampled as it is
+at the start of each epoch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sized
 from functools import partial
 from typing import Any, Protocol
 
@@ -70,37 +74,51 @@ class UpdateBatches(Protocol):
 
 
 class RandomBatches:
-    """Update batches of `batch_size` rows from a permutation of `n` rows; the last incomplete one is dropped.
+    """Update batches of `batch_size` rows from a permutation of the rows; the last incomplete one is dropped.
 
-    The order is a function of `(seed, epoch)` only, so every rank draws the same batches and a resumed run
-    (which skips the batches already seen) continues with the same order.
+    `rows` is a row count or a sized object (the dataset itself), whose length is read at the start of each
+    epoch. The order is a function of `(seed, epoch, n_rows)` only, so every rank draws the same batches and a
+    resumed run (which skips the batches already seen) continues with the same order.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
-        if n < batch_size:
-            raise ValueError(f"the training set has {n} rows, fewer than one update batch of {batch_size}")
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+    def __init__(self, rows: int | Sized, batch_size: int, seed: int = 0) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} is not allowed; use an integer >= 1")
+        self.rows, self.batch_size, self.seed, self.epoch = rows, batch_size, seed, 0
+        self.n_rows()  # fail early on a set smaller than one batch
+
+    def n_rows(self) -> int:
+        n = self.rows if isinstance(self.rows, int) else len(self.rows)
+        if n < self.batch_size:
+            raise ValueError(f"the training set has {n} rows, fewer than one update batch of {self.batch_size}")
+        return n
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _order(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
-
     def __iter__(self) -> Iterator[np.ndarray]:
-        order = self._order()[: len(self) * self.batch_size]
-        yield from order.reshape(len(self), self.batch_size)  # (n_batches, batch)
+        n = self.n_rows()
+        n_batches = n // self.batch_size
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n)[: n_batches * self.batch_size]
+        yield from order.reshape(n_batches, self.batch_size)  # (n_batches, batch)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size
+        return self.n_rows() // self.batch_size
+
+
+LengthSource = np.ndarray | Callable[[], np.ndarray]
+
+
+def _read_lengths(lengths: LengthSource | None) -> np.ndarray | None:
+    return lengths() if callable(lengths) else lengths
 
 
 class MicrobatchSampler(Sampler[list[int]]):
     """Batch sampler for a `DataLoader`: each update batch -> this rank's rows -> micro-batches of `sizes`.
 
     A rank takes every `world_size`-th row of the global update batch (so with length bucketing every rank
-    gets similar lengths). With `lengths`, its rows are sorted by length before splitting, so each micro-batch
-    pads as little as possible.
+    gets similar lengths). With `lengths` (an array, or a function returning one, called once per epoch), its
+    rows are sorted by length before splitting, so each micro-batch pads as little as possible.
     """
 
     batch_size = None  # micro-batches vary in size: tells accelerate not to drop "short" ones
@@ -112,7 +130,7 @@ class MicrobatchSampler(Sampler[list[int]]):
         sizes: list[int],
         rank: int = 0,
         world_size: int = 1,
-        lengths: np.ndarray | None = None,
+        lengths: LengthSource | None = None,
     ) -> None:
         super().__init__()
         if batches.batch_size != sum(sizes) * world_size:
@@ -121,17 +139,18 @@ class MicrobatchSampler(Sampler[list[int]]):
                 f"micro-batches {sizes}"
             )
         self.batches, self.sizes, self.rank, self.world_size = batches, list(sizes), rank, world_size
-        self.lengths = None if lengths is None else np.asarray(lengths)
+        self.lengths = lengths if lengths is None or callable(lengths) else np.asarray(lengths)
         self._cuts = np.cumsum(self.sizes)[:-1]
 
     def set_epoch(self, epoch: int) -> None:
         self.batches.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
+        lengths = _read_lengths(self.lengths)  # this epoch's rows
         for batch in self.batches:
             rows = np.asarray(batch)[self.rank :: self.world_size]
-            if self.lengths is not None:
-                rows = rows[np.argsort(-self.lengths[rows], kind="stable")]
+            if lengths is not None:
+                rows = rows[np.argsort(-lengths[rows], kind="stable")]
             for micro in np.split(rows, self._cuts):
                 yield micro.tolist()
 
@@ -140,12 +159,13 @@ class MicrobatchSampler(Sampler[list[int]]):
 
 
 class MicrobatchingMixin:
-    """Mixin for a `Trainer` subclass (put it first): micro-batched, optionally length-bucketed training
-    batches.
+    """Mixin for a `Trainer` subclass (put it first; `ExperimentTrainer` has it): micro-batched, optionally
+    length-bucketed training batches.
 
     Reads `args.per_device_batch_size` (None = off) and `args.length_bucketed_sampling` (bool); with both off
-    the Trainer's own dataloader is used. `args.gradient_accumulation_steps` must already equal the number of
-    micro-batches (`plan_gradient_accumulation`, done by the training arguments).
+    the Trainer's own dataloader and loss are used unchanged. `args.gradient_accumulation_steps` must already
+    equal the number of micro-batches (`plan_gradient_accumulation`, done by `ExperimentTrainingArguments`).
+    The sampler holds the training dataset itself and reads its size and lengths at the start of every epoch.
     """
 
     def _uses_update_batches(self) -> bool:
@@ -159,7 +179,8 @@ class MicrobatchingMixin:
         )
 
     def build_train_batch_sampler(self, dataset: Any) -> MicrobatchSampler:
-        """The batch sampler of the training dataloader (see `MicrobatchSampler`)."""
+        """The batch sampler of the training dataloader (see `MicrobatchSampler`). `dataset` is the training
+        set with all its columns (the lengths may live in a column the model does not take)."""
         from .bucketing import LengthBucketedBatches, dataset_lengths
 
         args = self.args
@@ -168,10 +189,10 @@ class MicrobatchingMixin:
         seed = args.data_seed if args.data_seed is not None else args.seed
         lengths = None
         if getattr(args, "length_bucketed_sampling", False):
-            lengths = dataset_lengths(dataset, args.length_column_name)
+            lengths = partial(dataset_lengths, dataset, args.length_column_name)
             batches = LengthBucketedBatches(lengths, global_batch, seed=seed)
         else:
-            batches = RandomBatches(len(dataset), global_batch, seed=seed)
+            batches = RandomBatches(dataset, global_batch, seed=seed)
         return MicrobatchSampler(
             batches, sizes, rank=args.process_index, world_size=args.world_size, lengths=lengths
         )
@@ -179,30 +200,37 @@ class MicrobatchingMixin:
     def get_train_dataloader(self) -> DataLoader:
         if not self._uses_update_batches():
             return super().get_train_dataloader()
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        import datasets
         from transformers.trainer_utils import seed_worker
 
         args = self.args
-        sampler = self.build_train_batch_sampler(
-            self.train_dataset
-        )  # lengths read before columns are dropped
-        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+        sampler = self.build_train_batch_sampler(self.train_dataset)
+        dataset, collator = self.train_dataset, self.data_collator
+        if isinstance(dataset, datasets.Dataset):
+            dataset = self._remove_unused_columns(dataset, description="Training")
+        else:  # e.g. a mutable cache: keep the object (its updates must reach the loader), filter in collation
+            collator = self._get_collator_with_removed_columns(collator, description="Training")
         loader = DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=self.data_collator,
+            collate_fn=collator,
             num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory,
             persistent_workers=args.dataloader_persistent_workers,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
             prefetch_factor=args.dataloader_prefetch_factor,
-            worker_init_fn=partial(
-                seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index
-            ),
+            in_order=args.dataloader_in_order,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
         )
         prepared = self.accelerator.prepare(loader)
-        # The sampler already yields this rank's rows: undo accelerate's round-robin sharding of batches.
+        # The sampler already yields this rank's rows: make accelerate's round-robin shard of batches a
+        # pass-through, and let `set_epoch` reach our sampler through it (also once a resume wraps it again).
         shard = getattr(prepared, "batch_sampler", None)
-        if shard is not None and getattr(shard, "batch_sampler", None) is sampler:
+        if shard is not None and shard is not sampler and getattr(shard, "batch_sampler", None) is sampler:
             shard.num_processes, shard.process_index = 1, 0
+            shard.set_epoch = sampler.set_epoch
         return prepared
 
     def compute_loss(

@@ -25,7 +25,10 @@ def prepare_run(cfg: RunConfig) -> str | None:
     """Decide where training starts and record the resolved config; returns the checkpoint to resume from.
 
     Rerunning a command resumes from the last complete checkpoint; `fresh_start` moves the old folder aside
-    first; `restore_from` names a checkpoint explicitly. Only the main process touches the disk.
+    first; `restore_from` names a checkpoint explicitly. A `restore_from` outside the run folder is applied
+    once: when the run folder already has a complete checkpoint (an earlier attempt of the same command
+    restored and trained), rerunning resumes that one, so a restored run is never set back. Only the main
+    process touches the disk.
     """
     args = cfg.training
     with args.main_process_first(desc="prepare run folder"):
@@ -37,14 +40,23 @@ def prepare_run(cfg: RunConfig) -> str | None:
     if cfg.run.multi_gpu and args.world_size == 1:
         logger.warning("multi_gpu=true but one process runs: start with `accelerate launch --multi_gpu "
                        "--num_processes N trainers/run.py ...`")
+    last = last_complete_checkpoint(cfg.run_dir)
     if cfg.run.restore_from:
+        if last is not None and not is_within(cfg.run.restore_from, cfg.run_dir):
+            logger.warning(f"restore_from={cfg.run.restore_from} was applied by an earlier attempt: resuming "
+                           f"this run's own {last}")
+            return str(last)
         if not is_complete(cfg.run.restore_from):
             logger.warning(f"{cfg.run.restore_from} has no completion marker; restoring from it anyway")
         return cfg.run.restore_from
-    last = last_complete_checkpoint(cfg.run_dir)
     if last is not None:
         logger.warning(f"resuming from {last}")
     return str(last) if last else None
+
+
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether `path` lies inside `folder` (after resolving links and `..`)."""
+    return Path(folder).resolve() in Path(path).resolve().parents
 
 
 def load_init_weights(model: PreTrainedModel, path: str) -> None:

@@ -34,14 +34,44 @@ SEED_ALIASES: dict[str, tuple[str, str]] = {
     "load_pretrained_model": ("init_checkpt", "weights only"),
     "stop_after": ("max_steps", ""),
     "wd": ("weight_decay", ""),
-    "grad_clip": ("max_grad_norm", "0 = no clipping"),
+    "grad_clip": ("max_grad_norm", "none (or null, or 0) = no clipping"),
     "lr_warmup": ("warmup_steps", ""),
-    "amp": ("bf16", "mixed precision where the device has it"),
+    "amp": ("bf16", "bfloat16 mixed precision (GPUs with bf16; on CPU torch's bf16 autocast)"),
+    "lr_sched.type": ("lr_scheduler_type", "cos -> cosine; step (with lr_sched.steps) / none -> "
+                      "constant_with_warmup"),
+    "lr_sched_type": ("lr_scheduler_type", "as lr_sched.type"),
+    "lr_sched.steps": ("lr_sched_steps", "step schedule milestones"),
+    "lr_sched.gamma": ("lr_sched_gamma", "step schedule factor"),
+    "log": ("report_to", "tb -> tensorboard; wandb"),
     "save_interval": ("save_steps", ""),
     "test_interval": ("eval_steps", ""),
     "n_microbatch": ("gradient_accumulation_steps", ""),
     "val_mod": ("eval_steps", "semantic-blotching name"),
 }
+
+# Values with another spelling in the seeds, by the key they are given under (seed name or ours).
+_NO_CLIP = {"none": 0.0, "null": 0.0, None: 0.0}
+_SCHEDULES = {"cos": "cosine", "step": "constant_with_warmup", "none": "constant_with_warmup"}
+SEED_VALUES: dict[str, dict[Any, Any]] = {
+    "grad_clip": _NO_CLIP,
+    "max_grad_norm": _NO_CLIP,
+    "lr_sched.type": _SCHEDULES,
+    "lr_sched_type": _SCHEDULES,
+    "log": {"tb": "tensorboard"},
+}
+
+
+def translate_value(key: str, value: Any) -> Any:
+    """The value in our spelling (`grad_clip: none` -> 0.0, `lr_sched.type: cos` -> `cosine`); others unchanged."""
+    table = SEED_VALUES.get(key)
+    if table is None:
+        return value
+    probe = value.lower() if isinstance(value, str) else value
+    try:
+        return table.get(probe, value)
+    except TypeError:  # unhashable (a list): not one of ours
+        return value
+
 
 # Seed names with no counterpart: the converter drops them and says what replaces them.
 SEED_DROPPED: dict[str, str] = {
@@ -75,13 +105,14 @@ def translate_seed_names(config: dict[str, Any]) -> tuple[dict[str, Any], list[s
     out: dict[str, Any] = {}
     notes: list[str] = []
     for key, value in flat.items():
+        value = translate_value(key, value)
         if key == "backwards":
             out["direction"] = "backward" if value else "forward"
             notes.append(f"backwards={value} -> direction={out['direction']!r}")
             continue
         if key in SEED_ALIASES:
             target, _ = SEED_ALIASES[key]
-            if target in flat and flat[target] != value:
+            if target in flat and translate_value(target, flat[target]) != value:
                 raise ValueError(
                     f"config key {key!r}={value!r} is the original's name for {target!r}, which is also given "
                     f"as {flat[target]!r}; keep one of them"

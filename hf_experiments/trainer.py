@@ -9,26 +9,52 @@ Identical to `transformers.Trainer` except:
   stop (`preempted` is then true). `enable_jit_checkpoint` exists in transformers, but it saves inside a step
   (before the optimizer step, after dropout RNG was consumed), handles SIGTERM only and acts per rank; a
   resumed run would not continue exactly. Ours saves between steps and all ranks agree;
-- `max_eval_batches` bounds evaluation.
+- `max_eval_batches` bounds evaluation;
+- the seed framework's batching and schedule options, for every experiment (`docs/framework.md`):
+  `per_device_batch_size` (micro-batches of at most that many rows, uneven split allowed, exact update) and
+  `length_bucketed_sampling` (`microbatch.MicrobatchingMixin`), and the step schedule `lr_sched_steps` /
+  `lr_sched_gamma` (`step_schedule`). With these unset it is `Trainer`'s own dataloader, loss and schedule;
+- on resume the current config's logging/eval/save intervals apply, not the checkpoint's;
+- each checkpoint carries a copy of the run's `run_config.json`, so `--restore_from <checkpoint>` can restore
+  the config with it (the seed's `-restore`).
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import logging
 
+from .microbatch import MicrobatchingMixin
 from .run_folder import COMPLETE_MARKER, write_json_atomic
 
 logger = logging.get_logger(__name__)
 
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+RUN_CONFIG = "run_config.json"
+
+
+def step_schedule(
+    optimizer: torch.optim.Optimizer, milestones: list[int], gamma: float, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then the learning rate times `gamma` per milestone passed (the seed's `lr_sched.type
+    step`): the learning rate of step `s` (0-based) is `lr * gamma ** #{m in milestones: m <= s}`."""
+    marks = np.sort(np.asarray(milestones))
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        return warm * gamma ** int(np.searchsorted(marks, step, side="right"))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class PreemptionCallback(TrainerCallback):
@@ -66,13 +92,43 @@ class PreemptionCallback(TrainerCallback):
         return control
 
 
-class ExperimentTrainer(Trainer):
-    """`Trainer` with complete-marked checkpoints, preemption handling and bounded evaluation."""
+class CurrentIntervalsCallback(TrainerCallback):
+    """On resume, transformers keeps the checkpoint's logging/eval/save intervals (it only warns that they
+    differ); a restored run's command-line `--logging_steps` / `--eval_steps` / `--save_steps` must win."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.compute_steps(args, state.max_steps)
+
+
+class ExperimentTrainer(MicrobatchingMixin, Trainer):
+    """`Trainer` with complete-marked checkpoints, preemption handling, bounded evaluation, micro-batching,
+    length bucketing and the step schedule (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.preempted = False
         self.add_callback(PreemptionCallback(self))
+        self.add_callback(CurrentIntervalsCallback())
+        if self._uses_update_batches() and isinstance(self.train_dataset, torch.utils.data.IterableDataset):
+            # A stream of whole batches (e.g. the mlp experiment) has no rows to split or bucket; the planned
+            # gradient accumulation would silently sum several whole batches.
+            raise ValueError(
+                f"per_device_batch_size={self.args.per_device_batch_size} / length_bucketed_sampling="
+                f"{self.args.length_bucketed_sampling} are not allowed with a streamed training set "
+                f"({type(self.train_dataset).__name__}); they need a map-style dataset of rows")
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """`lr_sched_steps` set: the step schedule (`step_schedule`); otherwise `lr_scheduler_type`'s."""
+        steps = getattr(self.args, "lr_sched_steps", None)
+        if self.lr_scheduler is None and steps:
+            self.lr_scheduler = step_schedule(
+                optimizer or self.optimizer,
+                steps,
+                self.args.lr_sched_gamma,
+                self.args.get_warmup_steps(num_training_steps),
+            )
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         limit = self.args.save_total_limit
@@ -86,6 +142,8 @@ class ExperimentTrainer(Trainer):
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # every rank's RNG file and shard is on disk
         if self.args.should_save:
+            if (Path(run_dir) / RUN_CONFIG).is_file():  # the checkpoint restores its config too
+                shutil.copy2(Path(run_dir) / RUN_CONFIG, f"{ckpt}/{RUN_CONFIG}")
             write_json_atomic(f"{ckpt}/{COMPLETE_MARKER}", {"global_step": self.state.global_step,
                                                              "time": time.time()})
             rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,

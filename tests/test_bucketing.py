@@ -8,10 +8,11 @@ import torch
 from datasets import Dataset
 
 from hf_experiments.bucketing import LengthBucketedBatches, dataset_lengths, padding_fraction
+from hf_experiments.config import ExperimentTrainingArguments
 from hf_experiments.data.repeat import RepeatCollator
-from hf_experiments.experiments.gru_repeat import RecurrentTrainer, RecurrentTrainingArguments
 from hf_experiments.microbatch import RandomBatches
 from hf_experiments.models.recurrent import RecurrentConfig, RecurrentSeq2Seq
+from hf_experiments.trainer import ExperimentTrainer
 
 LENGTHS = np.random.default_rng(0).integers(2, 10, size=5000)  # like the paper's lengths 2..9
 
@@ -48,7 +49,7 @@ def test_lengths_from_column_or_from_input_ids():
 def _padding_of_trainer_batches(tmp_path, bucketed: bool) -> float:
     lengths = LENGTHS[:640]
     ds = Dataset.from_dict({"input_ids": [[1] * int(L) for L in lengths], "length": lengths.tolist()})
-    args = RecurrentTrainingArguments(
+    args = ExperimentTrainingArguments(
         output_dir=str(tmp_path / str(bucketed)),
         per_device_train_batch_size=32,
         per_device_batch_size=16,
@@ -56,7 +57,7 @@ def _padding_of_trainer_batches(tmp_path, bucketed: bool) -> float:
         report_to="none",
         seed=0,
     )
-    trainer = RecurrentTrainer(
+    trainer = ExperimentTrainer(
         model=RecurrentSeq2Seq(RecurrentConfig(n_symbols=5, state_size=4)),
         args=args,
         train_dataset=ds,

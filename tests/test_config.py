@@ -45,6 +45,15 @@ BAD = [
     ({"learning_rate": None}, [], "learning_rate", "null is not allowed"),
     ({"task": "primes", "min_n_digits": 4, "max_n_digits": 2}, [], "min_n_digits", "at most max_n_digits=2"),
     ({"max_eval_batches": 0}, [], "max_eval_batches", "[1, inf]"),
+    # the generic framework fields (docs/framework.md) and seed spellings of their values
+    ({"per_device_batch_size": 0}, [], "per_device_batch_size", "integer >= 1"),
+    ({"per_device_batch_size": 4, "gradient_accumulation_steps": 3}, [], "gradient_accumulation_steps", "derived"),
+    ({"lr_sched_steps": [5]}, [], "lr_sched_steps", "constant_with_warmup"),
+    ({"lr_sched_gamma": -1.0}, [], "lr_sched_gamma", "[0.0, inf]"),
+    ({"lr_sched.type": "noam"}, [], "lr_scheduler_type", "one of"),
+    ({"grad_clip": "sometimes"}, [], "max_grad_norm", "a number"),
+    ({}, ["--grad_clip", "sometimes"], "max_grad_norm", "invalid"),
+    ({"max_grad_norm": -1.0}, [], "max_grad_norm", "[0.0, inf]"),
 ]
 
 
@@ -121,3 +130,45 @@ def test_seed_hyperparameters_translate_including_nested_arrows_format():
     assert flat == {"n_layers": 2, "embed_dim": 64, "per_device_train_batch_size": 180,
                     "gradient_accumulation_steps": 2, "direction": "backward", "learning_rate": 1e-4}
     assert any("lr -> learning_rate" in n for n in notes)
+
+
+def test_seed_framework_spellings_of_values_translate(tmp_path):
+    path = _write_config(tmp_path, {"grad_clip": "none", "lr_sched.type": "step", "lr_sched.steps": [5, 9],
+                                    "lr_sched.gamma": 0.5, "lr_warmup": 3, "amp": 1})
+    t = parse_config_strict(["--config", str(path)]).training
+    assert (t.max_grad_norm, t.lr_sched_steps, t.lr_sched_gamma, t.warmup_steps, t.bf16) == (
+        0.0, [5, 9], 0.5, 3, True)
+    assert str(t.lr_scheduler_type.value) == "constant_with_warmup"
+    (tmp_path / "cli").mkdir()
+    path = _write_config(tmp_path / "cli", {})
+    cli = parse_config_strict(["--config", str(path), "--lr_sched.type", "cos", "--grad_clip=0.5", "--log", "tb"]
+                              ).training
+    assert str(cli.lr_scheduler_type.value) == "cosine" and cli.max_grad_norm == 0.5
+    assert cli.report_to == ["tensorboard"]
+
+
+def test_a_derived_accumulation_is_not_recorded_so_the_resolved_config_reparses(tmp_path):
+    path = _write_config(tmp_path, {"per_device_train_batch_size": 10, "per_device_batch_size": 4})
+    cfg = parse_config_strict(["--config", str(path)])
+    assert cfg.training.gradient_accumulation_steps == 3 and "gradient_accumulation_steps" not in cfg.to_dict()
+    resolved = tmp_path / "resolved.json"
+    resolved.write_text(json.dumps(cfg.to_dict()))
+    assert parse_config_strict(["--config", str(resolved)]).to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(("key", "value"), [("per_device_batch_size", 8), ("length_bucketed_sampling", True)])
+def test_mlp_rejects_row_batching_before_writing(tmp_path, monkeypatch, capsys, key, value):
+    """mlp's steps are whole batch-function batches: micro-batching or bucketing rows must fail up front."""
+    from tests.mlp_helpers import tiny_mlp_config
+
+    path = tmp_path / "cfgs" / "mlp.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({**tiny_mlp_config(tmp_path / "out"), key: value}))
+    monkeypatch.chdir(tmp_path)
+    before = _files(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        run_script.main(["--config", str(path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("config error: ") and key in err, err
+    assert _files(tmp_path) == before

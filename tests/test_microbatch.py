@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from transformers import Trainer
 
+from hf_experiments.config import ExperimentTrainingArguments
 from hf_experiments.data.repeat import RepeatCollator
-from hf_experiments.experiments.gru_repeat import RecurrentTrainer, RecurrentTrainingArguments
 from hf_experiments.microbatch import (
     MicrobatchSampler,
     RandomBatches,
@@ -62,13 +63,13 @@ def _data(n: int = 10) -> Dataset:
 
 
 def _one_update(
-    tmp_path, cap: int | None, data: Dataset, mean_loss: bool = False, trainer_cls: type = RecurrentTrainer
+    tmp_path, cap: int | None, data: Dataset, mean_loss: bool = False, trainer_cls: type = ExperimentTrainer
 ) -> tuple[dict[str, torch.Tensor], int]:
     torch.manual_seed(0)
     model = RecurrentSeq2Seq(RecurrentConfig(n_symbols=5, state_size=8))
     if mean_loss:
         model.accepts_loss_kwargs = False  # the loss is then this micro-batch's mean
-    args = RecurrentTrainingArguments(
+    args = ExperimentTrainingArguments(
         output_dir=str(tmp_path / f"c{cap}{mean_loss}{trainer_cls.__name__}"),
         per_device_train_batch_size=10,
         per_device_batch_size=cap,
@@ -97,11 +98,11 @@ def test_uneven_micro_batches_give_the_full_batch_update(tmp_path):
         torch.testing.assert_close(small[k], big[k], rtol=1e-5, atol=1e-6)
 
 
-class _PlainWeighting(RecurrentTrainer):
+class _PlainWeighting(ExperimentTrainer):
     """Negative control: Trainer's own weighting (every micro-batch's mean counts 1 / n_micro)."""
 
     def compute_loss(self, *args, **kwargs):
-        return ExperimentTrainer.compute_loss(self, *args, **kwargs)
+        return Trainer.compute_loss(self, *args, **kwargs)
 
 
 def test_mean_loss_models_are_reweighted_by_rows(tmp_path):

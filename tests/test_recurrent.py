@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModel
 
 from hf_experiments.config import ConfigError, parse_config_strict
-from hf_experiments.experiments.gru_repeat import step_schedule
 from hf_experiments.models.recurrent import RecurrentConfig, RecurrentSeq2Seq, exact_match, token_loss
+from hf_experiments.trainer import step_schedule
 
 from .helpers import run, write_config
 

@@ -23,15 +23,8 @@ from ..interventions import RecurrentIntervention
 from ..models.recurrent import RecurrentConfig, RecurrentSeq2Seq
 from ..registry import Experiment, register
 from ..runner import load_init_weights
-from .gru_repeat import (
-    RecurrentTrainer,
-    RecurrentTrainingArguments,
-    RepeatDataArguments,
-    build_recurrent_trainer,
-    check_data_args,
-    check_training_args,
-    load_repeat_data,
-)
+from ..trainer import ExperimentTrainer
+from .gru_repeat import RepeatDataArguments, build_recurrent_trainer, check_data_args, load_repeat_data
 
 
 @dataclass
@@ -75,12 +68,10 @@ class GruInterventionExperiment(Experiment):
     name = "gru_intervention"
     model_args = InterventionModelArguments
     data_args = InterventionDataArguments
-    training_args = RecurrentTrainingArguments
 
     @classmethod
     def validate(cls, cfg: RunConfig) -> None:
         check_data_args(cfg.data)
-        check_training_args(cfg)
         path = Path(cfg.model.gru_model)
         if not (path / "config.json").is_file():
             raise ConfigError(
@@ -116,5 +107,5 @@ class GruInterventionExperiment(Experiment):
             load_init_weights(model, self.cfg.run.init_checkpt)
         return model
 
-    def build_trainer(self, model: RecurrentIntervention, data: DatasetDict) -> RecurrentTrainer:
+    def build_trainer(self, model: RecurrentIntervention, data: DatasetDict) -> ExperimentTrainer:
         return build_recurrent_trainer(self.cfg, model, data)

@@ -6,9 +6,9 @@ exact
 match (`eval_<set>_accuracy`) on every validation set (`valid`, `valid_norepeat`, `valid_longer_1`, ...), each
 plotted in TensorBoard (`eval/<set>_accuracy`, `eval/<set>_loss`).
 
-This module also holds what both recurrent experiments share: `RecurrentTrainingArguments` (the seed
-framework's `per_device_batch_size`, `length_bucketed_sampling` and step learning-rate schedule on top of
-`ExperimentTrainingArguments`) and `RecurrentTrainer`.
+This module also holds what both recurrent experiments share (data loading, metrics, the trainer). The seed
+framework's `per_device_batch_size`, `length_bucketed_sampling` and step learning-rate schedule are generic:
+fields of `ExperimentTrainingArguments`, done by `ExperimentTrainer` (docs/framework.md).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import torch
 from datasets import DatasetDict, load_dataset
 from transformers import EvalPrediction
 
-from ..config import ConfigError, ExperimentTrainingArguments, RunConfig, bounded, prob
+from ..config import ConfigError, RunConfig, bounded, prob
 from ..data.repeat import RepeatCollator, RepeatDataSpec, generate_repeat_dataset
-from ..microbatch import MicrobatchingMixin, plan_gradient_accumulation
 from ..models.recurrent import RecurrentConfig, RecurrentSeq2Seq
 from ..registry import Experiment, register
 from ..runner import load_init_weights
@@ -85,56 +84,6 @@ class RepeatDataArguments:
         )
 
 
-@dataclass
-class RecurrentTrainingArguments(ExperimentTrainingArguments):
-    """`ExperimentTrainingArguments` plus the seed framework's batching and schedule options.
-
-    `per_device_batch_size` sets `gradient_accumulation_steps` (they are exclusive) and caps the evaluation
-    batch.
-    """
-
-    per_device_batch_size: int | None = bounded(
-        None,
-        "At most this many rows per forward pass: per_device_train_batch_size is split into near-equal "
-        "micro-batches with exact gradient accumulation (uneven division allowed).",
-        lo=1,
-    )
-    length_bucketed_sampling: bool = field(
-        default=False,
-        metadata={"help": "Batch rows of similar length together (less padding); uses the 'length' column."},
-    )
-    lr_sched_steps: list[int] | None = field(
-        default=None,
-        metadata={
-            "help": "Step schedule: multiply the learning rate by lr_sched_gamma at each of these steps "
-            "(needs lr_scheduler_type constant or constant_with_warmup; warmup_steps applies)."
-        },
-    )
-    lr_sched_gamma: float = bounded(0.1, "Factor of the step schedule.", lo=0.0)
-
-    def __post_init__(self) -> None:
-        self.gradient_accumulation_steps = plan_gradient_accumulation(
-            self.per_device_train_batch_size, self.per_device_batch_size, self.gradient_accumulation_steps
-        )
-        if self.per_device_batch_size is not None:
-            self.per_device_eval_batch_size = min(self.per_device_eval_batch_size, self.per_device_batch_size)
-        super().__post_init__()
-
-
-def step_schedule(
-    optimizer: torch.optim.Optimizer, milestones: list[int], gamma: float, warmup_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then the learning rate times `gamma` per milestone passed (the seed's `lr_sched.type
-    step`)."""
-    marks = np.sort(np.asarray(milestones))
-
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-        return warm * gamma ** int(np.searchsorted(marks, step, side="right"))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def preprocess_logits(logits: Any, labels: torch.Tensor) -> torch.Tensor:
     """Keep only the argmax symbols during evaluation (`(B, T)` instead of `(B, T, V)`)."""
     logits = logits[0] if isinstance(logits, tuple) else logits
@@ -150,36 +99,6 @@ def sequence_accuracy(pred: EvalPrediction) -> dict[str, float]:
         "accuracy": float(correct.all(-1).mean()),
         "symbol_accuracy": float(((preds == labels) & valid).sum() / max(valid.sum(), 1)),
     }
-
-
-class RecurrentTrainer(MicrobatchingMixin, ExperimentTrainer):
-    """`ExperimentTrainer` with micro-batching / length bucketing (`MicrobatchingMixin`) and the step
-    schedule."""
-
-    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
-        steps = getattr(self.args, "lr_sched_steps", None)
-        if self.lr_scheduler is None and steps:
-            self.lr_scheduler = step_schedule(
-                optimizer or self.optimizer,
-                steps,
-                self.args.lr_sched_gamma,
-                self.args.get_warmup_steps(num_training_steps),
-            )
-            self._created_lr_scheduler = True
-        return super().create_scheduler(num_training_steps, optimizer)
-
-
-def check_training_args(cfg: RunConfig) -> None:
-    t = cfg.training
-    if getattr(t, "lr_sched_steps", None) and str(
-        getattr(t.lr_scheduler_type, "value", t.lr_scheduler_type)
-    ) not in ("constant", "constant_with_warmup"):
-        raise ConfigError(
-            "lr_sched_steps",
-            t.lr_sched_steps,
-            "only with lr_scheduler_type constant or "
-            f"constant_with_warmup (got {t.lr_scheduler_type!s}): the step schedule replaces it",
-        )
 
 
 def check_data_args(d: RepeatDataArguments) -> None:
@@ -205,9 +124,11 @@ def load_repeat_data(cfg: RunConfig, splits: tuple[str, ...] | None = None) -> D
     return data
 
 
-def build_recurrent_trainer(cfg: RunConfig, model: torch.nn.Module, data: DatasetDict) -> RecurrentTrainer:
+def build_recurrent_trainer(cfg: RunConfig, model: torch.nn.Module, data: DatasetDict) -> ExperimentTrainer:
+    """One evaluation set per validation split: Trainer reports (and TensorBoard plots) each one's
+    `eval_<set>_loss` / `eval_<set>_accuracy`."""
     evals = {k: v for k, v in data.items() if k != "train"}
-    return RecurrentTrainer(
+    return ExperimentTrainer(
         model=model,
         args=cfg.training,
         train_dataset=data["train"],
@@ -225,12 +146,10 @@ class GruRepeatExperiment(Experiment):
     name = "gru_repeat"
     model_args = RepeatModelArguments
     data_args = RepeatDataArguments
-    training_args = RecurrentTrainingArguments
 
     @classmethod
     def validate(cls, cfg: RunConfig) -> None:
         check_data_args(cfg.data)
-        check_training_args(cfg)
 
     def build_data(self) -> DatasetDict:
         return load_repeat_data(self.cfg)
@@ -251,5 +170,5 @@ class GruRepeatExperiment(Experiment):
             load_init_weights(model, self.cfg.run.init_checkpt)
         return model
 
-    def build_trainer(self, model: RecurrentSeq2Seq, data: DatasetDict) -> RecurrentTrainer:
+    def build_trainer(self, model: RecurrentSeq2Seq, data: DatasetDict) -> ExperimentTrainer:
         return build_recurrent_trainer(self.cfg, model, data)

@@ -245,6 +245,14 @@ class MLPExperiment(Experiment):
                 t.per_device_train_batch_size,
                 f"left unset: the batch of every step is n_samples={d.n_samples}",
             )
+        if t.per_device_batch_size is not None:
+            raise ConfigError(
+                "per_device_batch_size",
+                t.per_device_batch_size,
+                "null with mlp: each step is one whole batch of n_samples from a batch function",
+            )
+        if t.length_bucketed_sampling:
+            raise ConfigError("length_bucketed_sampling", True, "false with mlp (rows are fixed-size vectors)")
         if t.gradient_accumulation_steps != 1:
             raise ConfigError(
                 "gradient_accumulation_steps",
