@@ -29,6 +29,7 @@ from .. import blotch_eval
 from ..blotching import BlotchCollator, default_n_btokens
 from ..config import ConfigError, ExperimentTrainingArguments, RunConfig, bounded, prob
 from ..data.arithmetic import ProblemParams, ood_params, problem_space_size, write_arithmetic_dataset
+from ..data_cache import CacheTrainerMixin, CacheView, DataCache
 from ..models.blotch import BlotchConfig, BlotchModel
 from ..registry import Experiment, register
 from ..runner import load_init_weights
@@ -111,6 +112,64 @@ class BlotchDataArguments:
         "default: blotch_p_min.",
     )
     incl_intl_prob: bool = field(default=False, metadata={"help": "Also train on predicting the problem."})
+    # ----- the data cache and its manipulations (docs/data_cache.md; all off by default) -----
+    star_loops: int = bounded(
+        0, "STaR: per round, loops x manip_batch_size new problems solved at aug_temp; correct solutions "
+        "shorter than the ground truth are added (0: off).", lo=0
+    )
+    star_rationalize: bool = field(
+        default=False,
+        metadata={"help": "STaR rationalization: a wrong answer is retried with the answer as a hint; a "
+                  "rationale reaching it is kept."},
+    )
+    aug_loops: int = bounded(
+        0, "Augmentation: per round, loops x manip_batch_size cached rows re-solved at aug_temp (-1: all); "
+        "correct, strictly shorter solutions kept (0: off).", lo=-1
+    )
+    in_place: bool = field(
+        default=True, metadata={"help": "Augmentations replace their row (true) or are added as new rows."}
+    )
+    axe_loops: int = bounded(
+        0, "Axing: per round, loops x manip_batch_size cached rows (-1: all) lose their least-cost step when "
+        "the model solves them and the cost is within axe_tol (0: off).", lo=-1
+    )
+    axe_tol: float = bounded(0.1, "Axing tolerance on the loss change of what follows the removed step.", lo=0.0)
+    abs_axe_tol: bool = field(
+        default=False, metadata={"help": "axe_tol is an absolute loss difference (else relative)."}
+    )
+    axe_comp_steps: int = bounded(2, "Steps after an axed step whose loss is compared.", lo=1)
+    internalize_steps: int = bounded(
+        0, "Stepwise-internalization baseline: every round drops this many more leading solution steps "
+        "(0: off).", lo=0
+    )
+    pre_epochs: int = bounded(0, "Epochs trained before the first manipulation round (at least 1).", lo=0)
+    aug_mod: int = field(
+        default=1,
+        metadata={"help": "Rounds every aug_mod epochs; negative: on a training-loss plateau (see "
+                  "plateau_patience, plateau_tol, min_aug_gap); 0: never."},
+    )
+    min_aug_gap: int = bounded(1, "With aug_mod < 0: at least this many epochs between rounds.", lo=1)
+    plateau_patience: int = bounded(
+        2, "With aug_mod < 0: epochs without a plateau_tol relative improvement that make a plateau.", lo=1
+    )
+    plateau_tol: float = bounded(0.01, "Relative loss improvement that counts as progress.", lo=0.0, hi=0.99)
+    aug_temp: float = bounded(1.0, "Sampling temperature of STaR and augmentation.", lo=0.0)
+    manip_batch_size: int | None = bounded(
+        None, "Rows per manipulation loop and generation batch (default per_device_eval_batch_size).", lo=1
+    )
+    cache_full_policy: Literal["drop_new", "replace_oldest"] = field(
+        default="drop_new",
+        metadata={"help": "At max_samples rows: drop a round's surplus new rows, or overwrite the oldest rows."},
+    )
+    data_cache: bool = field(
+        default=False,
+        metadata={"help": "Train through the data cache (per-epoch cache_history) even with every "
+                  "manipulation off; implied by any manipulation."},
+    )
+    history_eval_samples: int = bounded(
+        200, "Validation problems whose greedy accuracy cache_history records every epoch (0: length only).",
+        lo=0,
+    )
 
 
 @dataclass
@@ -157,6 +216,10 @@ class BlotchTrainer(ExperimentTrainer):
         return self.lr_scheduler
 
 
+class BlotchCacheTrainer(CacheTrainerMixin, BlotchTrainer):
+    """``BlotchTrainer`` that trains every epoch on the current data cache (``data_cache.CacheTrainerMixin``)."""
+
+
 def problem_params(d: BlotchDataArguments) -> ProblemParams:
     return ProblemParams(
         max_num=d.max_num,
@@ -168,6 +231,15 @@ def problem_params(d: BlotchDataArguments) -> ProblemParams:
         zipf_order=d.zipf_order,
         p_paren=d.p_paren,
     )
+
+
+def manipulations_on(d: BlotchDataArguments) -> bool:
+    return bool(d.star_loops or d.aug_loops or d.axe_loops or d.internalize_steps)
+
+
+def uses_cache(d: BlotchDataArguments) -> bool:
+    """Train through the data cache: any manipulation, or ``data_cache`` (history only)."""
+    return manipulations_on(d) or d.data_cache
 
 
 def n_train(d: BlotchDataArguments) -> int:
@@ -222,6 +294,7 @@ class BlotchExperiment(Experiment):
             raise ConfigError("n_btokens", m.n_btokens, "0 unless blotch_p_min and blotch_p_max are set")
         if d.init_samples and d.max_samples and d.init_samples > d.max_samples:
             raise ConfigError("init_samples", d.init_samples, f"at most max_samples={d.max_samples}")
+        cls._validate_cache(cfg)
         if t.n_rollouts > 1 and t.val_temp == 0:
             raise ConfigError("n_rollouts", t.n_rollouts, "1 with greedy decoding (set val_temp > 0 to vote)")
         if not d.dataset_path:
@@ -248,6 +321,26 @@ class BlotchExperiment(Experiment):
                     d.ood_max_num,
                     "larger than max_num (or ood_max_ents larger than max_ents), or set ood_samples=0",
                 )
+
+    @staticmethod
+    def _validate_cache(cfg: RunConfig) -> None:
+        d, t = cfg.data, cfg.training
+        if not uses_cache(d):
+            return
+        if t.dataloader_persistent_workers and t.dataloader_num_workers > 0:
+            raise ConfigError("dataloader_persistent_workers", True,
+                              "false with the data cache (persistent workers keep a stale copy of the rows)")
+        if d.star_rationalize and not d.star_loops:
+            raise ConfigError("star_rationalize", True, "false unless star_loops > 0")
+        grows = d.star_loops or (d.aug_loops and not d.in_place)
+        cap = d.max_samples or n_train(d)
+        if grows and cap <= n_train(d) and d.cache_full_policy == "drop_new":
+            key, value = ("star_loops", d.star_loops) if d.star_loops else ("in_place", d.in_place)
+            raise ConfigError(key, value, f"a cache with room to grow: max_samples={cap} equals init_samples; "
+                              "raise max_samples or set cache_full_policy='replace_oldest'")
+        if manipulations_on(d) and d.aug_mod < 0 and t.logging_strategy != "steps":
+            raise ConfigError("aug_mod", d.aug_mod, "non-negative unless logging_strategy='steps' (the "
+                              "plateau detector reads the logged training loss)")
 
     # ----- data -----
     def dataset_dir(self) -> Path:
@@ -342,14 +435,65 @@ class BlotchExperiment(Experiment):
         )
 
     def build_trainer(self, model: BlotchModel, data: DatasetDict) -> BlotchTrainer:
-        return BlotchTrainer(
+        d = self.cfg.data
+        if not uses_cache(d):
+            return BlotchTrainer(
+                model=model,
+                args=self.cfg.training,
+                train_dataset=data["train"],
+                eval_dataset=data["validation"],
+                data_collator=self.collator(model),
+                processing_class=self.tokenizer,
+            )
+        cache = DataCache.from_dataset(self.tokenizer, data["train"], n_train(d), d.max_samples or n_train(d),
+                                       d.cache_full_policy)
+        trainer = BlotchCacheTrainer(
             model=model,
             args=self.cfg.training,
-            train_dataset=data["train"],
+            train_dataset=CacheView(cache),
             eval_dataset=data["validation"],
             data_collator=self.collator(model),
             processing_class=self.tokenizer,
         )
+        trainer.attach_cache(cache)
+        for callback in self.cache_callbacks(trainer, cache, model, data):
+            trainer.add_callback(callback)
+        return trainer
+
+    def bootstrap_level(self, model: BlotchModel) -> float | None:
+        """Blotch level of generated solutions (``bootstrap_blotch_p``, default ``blotch_p_min``); None for a
+        model without blotch tokens."""
+        if not model.config.n_btokens:
+            return None
+        p = self.cfg.data.bootstrap_blotch_p
+        return self.cfg.data.blotch_p_min if p is None else p
+
+    def cache_callbacks(self, trainer: BlotchTrainer, cache: DataCache, model: BlotchModel,
+                        data: DatasetDict) -> list:
+        """The schedule, the manipulations the config turns on (STaR, augmentation, axing,
+        internalization, in this order) and the per-epoch history."""
+        from .. import cache_callbacks as cc
+
+        d, t = self.cfg.data, self.cfg.training
+        ctx = cc.CacheContext(cache, trainer, self.tokenizer, self.cfg.run_dir, self.bootstrap_level(model),
+                              d.manip_batch_size or t.per_device_eval_batch_size, model.config.max_posencs)
+        schedule = cc.ManipulationSchedule(cache, d.pre_epochs, d.aug_mod, d.min_aug_gap, d.plateau_patience,
+                                           d.plateau_tol)
+        out: list = [schedule]
+        if d.star_loops:
+            exclude = set(data["train"]["problem"]) | set(data["validation"]["problem"])
+            out.append(cc.StarCallback(ctx, schedule, problem_params(d), exclude, d.star_loops, d.aug_temp,
+                                       d.star_rationalize))
+        if d.aug_loops:
+            out.append(cc.AugmentCallback(ctx, schedule, d.aug_loops, d.aug_temp, d.in_place))
+        if d.axe_loops:
+            out.append(cc.AxeCallback(ctx, schedule, d.axe_loops, d.axe_tol, d.abs_axe_tol, d.axe_comp_steps))
+        if d.internalize_steps:
+            out.append(cc.InternalizeCallback(ctx, schedule, d.internalize_steps))
+        val = data["validation"].select(range(min(len(data["validation"]), d.history_eval_samples)))
+        out.append(cc.CacheHistoryCallback(ctx, schedule, list(val["problem"]), list(val["answer"])))
+        self.history = out[-1]
+        return out
 
     # ----- evaluation -----
     def evaluate(self, trainer: BlotchTrainer, data: DatasetDict) -> dict[str, float]:
@@ -377,6 +521,8 @@ class BlotchExperiment(Experiment):
             if level == "none" or level == head:
                 metrics[f"{row['split']}_answer_acc"] = row["answer_acc"]
                 metrics[f"{row['split']}_gen_len"] = row["gen_len"]
+        if isinstance(trainer, BlotchCacheTrainer):
+            metrics.update(self.finish_history(trainer, metrics))
         if trainer.is_world_process_zero():
             blotch_eval.write_results(
                 rows,
@@ -385,3 +531,23 @@ class BlotchExperiment(Experiment):
                 title=self.cfg.run.exp_name,
             )
         return metrics
+
+    def finish_history(self, trainer: BlotchCacheTrainer, metrics: dict[str, float]) -> dict[str, float]:
+        """Close ``cache_history`` with the trained model (the final evaluation's validation accuracy at the
+        bootstrap level) and write ``cache_history.csv`` / ``.png``."""
+        from ..cache_callbacks import write_history
+
+        cache = trainer.data_cache
+        history = list(cache.ledger.history)
+        epochs = len(cache.ledger.epoch_starts)
+        if not history or history[-1]["epoch"] != epochs:
+            history.append({"epoch": epochs, "step": trainer.state.global_step, "rows": len(cache),
+                            "mean_solution_length": cache.mean_solution_length(),
+                            "val_answer_acc": self.history.answer_acc()})
+        if trainer.is_world_process_zero():
+            write_history(history, self.cfg.run_dir / "cache_history.csv", self.cfg.run_dir / "cache_history.png",
+                          title=self.cfg.run.exp_name)
+        first, last = history[0], history[-1]
+        return {"cache_rows": len(cache), "cache_mean_solution_length": last["mean_solution_length"],
+                "cache_length_reduction": 1 - last["mean_solution_length"] / first["mean_solution_length"],
+                "manip_rounds": len(cache.ledger.round_epochs()), "manip_seconds": cache.ledger.manip_seconds}
