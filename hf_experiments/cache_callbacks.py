@@ -539,3 +539,35 @@ def write_history(history: Sequence[dict[str, Any]], csv_path: Path, png_path: P
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
+
+
+def read_history(csv_path: Path) -> list[dict[str, float | None]]:
+    """``cache_history.csv`` back as numbers (an empty accuracy cell is None)."""
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        return [{k: (float(v) if v not in ("", "None") else None) for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+
+
+def plot_history_runs(runs: dict[str, Sequence[dict[str, Any]]], png_path: Path, title: str = "") -> None:
+    """Several runs' histories side by side: mean training-solution length and validation accuracy per epoch
+    (e.g. a run with axing against its twin without)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_len, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for i, (label, history) in enumerate(runs.items()):
+        ax_len.plot([h["epoch"] for h in history], [h["mean_solution_length"] for h in history], "-",
+                    color=f"C{i}", label=label)
+        accs = [(h["epoch"], h["val_answer_acc"]) for h in history if h["val_answer_acc"] is not None]
+        ax_acc.plot([e for e, _ in accs], [a for _, a in accs], "-", color=f"C{i}", label=label)
+    ax_len.set(xlabel="epoch", ylabel="mean training solution tokens")
+    ax_acc.set(xlabel="epoch", ylabel="validation answer accuracy", ylim=(0, 1.02))
+    ax_len.legend(fontsize=8)
+    ax_acc.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
