@@ -62,6 +62,55 @@ def prompt_batch(
     return ids, mask
 
 
+@torch.no_grad()
+def continue_prompts(
+    model: Any,
+    tokenizer: Any,
+    prefixes: Sequence[str],
+    btok: int | None,
+    *,
+    temperature: float,
+    n: int,
+    batch_size: int,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Continue ``[btok] BOS prefix =`` prompts until a token of ``stop_ids`` (batched, KV cache; greedy when
+    ``temperature == 0``). For each prefix and sample (``n`` per prefix, flattened prefix-major) returns the
+    decoded text before the stop, its token count, and the stop token id (-1 when ``max_new_tokens`` ran out)."""
+    device = next(model.parameters()).device
+    sample = temperature > 0
+    stops = torch.tensor(list(stop_ids))
+    texts: list[str] = []
+    lengths, ends = [], []
+    for start in range(0, len(prefixes), batch_size):
+        ids, mask = prompt_batch(tokenizer, prefixes[start : start + batch_size], btok)
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_k=None,
+            top_p=None,
+            num_return_sequences=n,
+            eos_token_id=list(stop_ids),
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new = out[:, ids.shape[1] :].cpu()  # (B*n, new)
+        is_stop = torch.isin(new, stops)
+        has_stop = is_stop.any(1)
+        first = is_stop.float().argmax(1)  # (B*n,) index of the first stop token (0 when none)
+        length = torch.where(has_stop, first, new.shape[1])
+        body = torch.where(torch.arange(new.shape[1])[None] < length[:, None], new, tokenizer.pad_token_id)
+        texts.extend(tokenizer.batch_decode(body, skip_special_tokens=True))
+        lengths.append(length.numpy())
+        ends.append(torch.where(has_stop, new.gather(1, first[:, None])[:, 0], -1).numpy())
+    if not lengths:
+        return texts, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return texts, np.concatenate(lengths), np.concatenate(ends)
+
+
 def final_answer(solution: str) -> int | None:
     """The number after the last ``=`` (or the whole text without ``=``), None when it is not a number."""
     last = solution.rsplit("=", 1)[-1]
@@ -86,41 +135,16 @@ def generate_solutions(
         raise ValueError(f"n_rollouts={n_rollouts} is not allowed; use n_rollouts >= 1")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    btok = btoken_id(model, blotch_p)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    sample = temperature > 0
-    texts: list[list[str]] = []
-    lengths, finished = [], []
-    for start in range(0, len(problems), batch_size):
-        chunk = problems[start : start + batch_size]
-        ids, mask = prompt_batch(tokenizer, chunk, btok)
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=sample,
-            temperature=temperature if sample else None,
-            top_k=None,
-            top_p=None,
-            num_return_sequences=n_rollouts,
-            eos_token_id=eos,
-            pad_token_id=pad,
-        )
-        new = out[:, ids.shape[1] :].cpu()  # (B*R, new)
-        is_eos = new == eos
-        done = is_eos.any(1)
-        n_tok = torch.where(
-            done, is_eos.float().argmax(1) + 1, torch.full_like(done, new.shape[1], dtype=torch.long)
-        )
-        keep = torch.arange(new.shape[1])[None] < n_tok[:, None]
-        decoded = tokenizer.batch_decode(torch.where(keep, new, pad), skip_special_tokens=True)
-        for i in range(len(chunk)):
-            texts.append(decoded[i * n_rollouts : (i + 1) * n_rollouts])
-        lengths.append(n_tok.view(-1, n_rollouts).numpy())
-        finished.append(done.view(-1, n_rollouts).numpy())
+    eos = tokenizer.eos_token_id
+    decoded, length, ends = continue_prompts(
+        model, tokenizer, problems, btoken_id(model, blotch_p), temperature=temperature, n=n_rollouts,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, stop_ids=[eos],
+    )
+    done = ends == eos  # (N*R,)
+    n_tok = length + done  # solution tokens, EOS included
+    texts = [decoded[i * n_rollouts : (i + 1) * n_rollouts] for i in range(len(problems))]
     model.train(was_training)
-    return Rollouts(texts, np.concatenate(lengths), np.concatenate(finished))
+    return Rollouts(texts, n_tok.reshape(-1, n_rollouts), done.reshape(-1, n_rollouts))
 
 
 def majority_answer(texts: Sequence[str]) -> int | None:

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .blotch_eval import Rollouts, btoken_id, final_answer, generate_solutions, prompt_batch
+from .blotch_eval import Rollouts, btoken_id, continue_prompts, final_answer, generate_solutions
 from .blotching import pad_rows
 from .data.arithmetic import evaluate, solve
 from .tokenization_arith import encode_rows
@@ -174,37 +174,12 @@ def _continue(
     Returns, for each prefix and sample (``n`` per prefix, flattened prefix-major), the text before the stop
     and the stop token id (None when ``max_new_tokens`` ran out).
     """
-    device = next(model.parameters()).device
-    sample = temperature > 0
-    stops = torch.tensor(list(stop_ids))
-    texts: list[str] = []
-    stopped: list[int | None] = []
-    for start in range(0, len(prefixes), batch_size):
-        ids, mask = prompt_batch(tokenizer, prefixes[start : start + batch_size], btok)
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=sample,
-            temperature=temperature if sample else None,
-            top_k=None,
-            top_p=None,
-            num_return_sequences=n,
-            eos_token_id=list(stop_ids),
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        new = out[:, ids.shape[1] :].cpu()  # (B*n, new)
-        is_stop = torch.isin(new, stops)
-        has_stop = is_stop.any(1)
-        first = is_stop.float().argmax(1)  # (B*n,) index of the first stop token (0 when none)
-        length = torch.where(has_stop, first, new.shape[1])
-        body = torch.where(torch.arange(new.shape[1])[None] < length[:, None], new, tokenizer.pad_token_id)
-        decoded = tokenizer.batch_decode(body, skip_special_tokens=True)
-        ends = new.gather(1, first[:, None])[:, 0]  # (B*n,) the stop token itself
-        # A special token inside the text (BOS, UNK) vanishes when decoded: such a step is not what was written.
-        exact = [len(t) == int(n) for t, n in zip(decoded, length.tolist())]
-        texts.extend(decoded)
-        stopped.extend(int(e) if s and x else None for e, s, x in zip(ends.tolist(), has_stop.tolist(), exact))
+    texts, length, ends = continue_prompts(
+        model, tokenizer, prefixes, btok, temperature=temperature, n=n, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, stop_ids=stop_ids,
+    )
+    # A special token inside the text (BOS, UNK) vanishes when decoded: such a step is not what was written.
+    stopped = [int(e) if e >= 0 and len(t) == k else None for t, k, e in zip(texts, length.tolist(), ends.tolist())]
     return texts, stopped
 
 
