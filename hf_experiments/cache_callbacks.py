@@ -8,7 +8,9 @@ trained, with ``c >= max(1, pre_epochs)``:
 - ``aug_mod > 0``: the first round at ``c = max(1, pre_epochs)``, then every ``aug_mod`` epochs;
 - ``aug_mod < 0``: when the training loss has plateaued (:func:`plateaued`) over the epochs since the last
   round (or since the start), and at least ``min_aug_gap`` epochs after the last round;
-- ``aug_mod == 0``: never.
+- ``aug_mod == 0``: never;
+- and never after ``last_aug_epoch`` trained epochs (when set), so that the last epochs train on data that no
+  longer changes (a cache rewritten up to the end leaves the model no time to fit its final form).
 
 The plateau detector is the ``ReduceLROnPlateau`` rule on epoch-mean training losses: a plateau is
 ``patience`` consecutive epochs none of which improved on the best earlier epoch by more than ``rel_tol``
@@ -93,6 +95,7 @@ class ManipulationSchedule(TrainerCallback):
     min_aug_gap: int = 1
     patience: int = 2
     rel_tol: float = 0.01
+    last_aug_epoch: int | None = None
     _memo: dict[int, bool] = field(default_factory=dict, repr=False)
 
     def epochs_done(self, state: Any) -> int | None:
@@ -108,7 +111,7 @@ class ManipulationSchedule(TrainerCallback):
     def due_at(self, c: int, losses: Sequence[float | None]) -> bool:
         """The rule for "a round after ``c`` trained epochs", given the epoch-mean losses so far."""
         first = max(1, self.pre_epochs)
-        if self.aug_mod == 0 or c < first:
+        if self.aug_mod == 0 or c < first or (self.last_aug_epoch is not None and c > self.last_aug_epoch):
             return False
         if self.aug_mod > 0:
             return (c - first) % self.aug_mod == 0

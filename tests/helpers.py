@@ -29,6 +29,24 @@ def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, RUN, *args], capture_output=True, text=True, env=env(), timeout=timeout)
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (for the rendezvous of a multi-rank launch)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_two_ranks(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`accelerate launch --multi_gpu --num_processes 2 trainers/run.py ARGS` (two CPU ranks with gloo) on a
+    fresh port: the default 29500 may still be held by an earlier launch, and the rendezvous then fails."""
+    launcher = str(Path(sys.executable).parent / "accelerate")
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+           RUN, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=timeout)
+
+
 def popen(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env())

@@ -9,7 +9,6 @@ import csv
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from hf_experiments.data.arithmetic import ProblemParams, distinct_problems, eva
 from hf_experiments.data_cache import CACHE_DIR, DataCache
 from hf_experiments.run_folder import COMPLETE_MARKER
 from hf_experiments.tokenization_arith import arith_tokenizer
-from tests.helpers import RUN, env, final_weights, popen, run, write_config
+from tests.helpers import final_weights, launch_two_ranks, popen, run, write_config
 
 TOK = arith_tokenizer()
 
@@ -74,6 +73,14 @@ def test_every_k_epochs_after_pre_epochs():
     s = _schedule([], pre_epochs=0, aug_mod=1)
     assert [c for c in range(4) if s.due_at(c, [])] == [1, 2, 3]  # never before any training
     assert not any(_schedule([], aug_mod=0).due_at(c, []) for c in range(5))
+
+
+def test_last_aug_epoch_ends_the_rounds_for_both_rules():
+    s = _schedule([], pre_epochs=2, aug_mod=3, last_aug_epoch=8)
+    assert [c for c in range(20) if s.due_at(c, [])] == [2, 5, 8]
+    flat = [2.0, 1.0, 0.99, 0.99, 0.99, 0.99, 0.99]
+    s = _schedule([], aug_mod=-1, patience=2, rel_tol=0.05, last_aug_epoch=5)
+    assert [c for c in range(1, 8) if s.due_at(c, flat[:c])] == [4, 5]
 
 
 def test_plateau_schedule_counts_only_epochs_since_the_last_round_and_keeps_the_gap():
@@ -226,6 +233,7 @@ def test_axing_removes_one_intermediate_step_never_problem_or_answer(tmp_path, t
         ({"dataloader_num_workers": 1, "dataloader_persistent_workers": True}, "dataloader_persistent_workers"),
         ({"aug_mod": -1, "logging_strategy": "epoch"}, "aug_mod"),
         ({"aug_loops": -2}, "aug_loops"),
+        ({"pre_epochs": 3, "last_aug_epoch": 2}, "last_aug_epoch"),  # no round could ever run
     ],
 )
 def test_bad_cache_configs_are_rejected(tmp_path, bad, key):
@@ -292,10 +300,7 @@ def test_killed_after_a_manipulation_and_resumed_equals_uninterrupted(tmp_path):
 def test_two_ranks_end_every_round_with_the_same_cache(tmp_path):
     """Each round splits its rows over the two ranks (STaR samples with a per-rank seed); the run checks a
     digest of the cache on both ranks after every round and stops on a mismatch."""
-    launcher = str(Path(sys.executable).parent / "accelerate")
-    cfg = _run_config(tmp_path, "ddp")
-    res = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", RUN, "--config", str(cfg)],
-                         capture_output=True, text=True, env=env(), timeout=900)
+    res = launch_two_ranks("--config", str(_run_config(tmp_path, "ddp")), timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
     run_dir = tmp_path / "out" / "ddp"
     metrics = json.loads((run_dir / "metrics.json").read_text())

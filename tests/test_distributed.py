@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import RUN, env, final_weights, run, write_config
+from tests.helpers import final_weights, launch_two_ranks, run, write_config
 
 
 def _config(tmp_path: Path, name: str, batch: int, **extra) -> Path:
@@ -29,9 +29,7 @@ needs_accelerate = pytest.mark.skipif(shutil.which("accelerate", path=str(Path(s
 
 
 def _launch_two_ranks(cfg: Path) -> subprocess.CompletedProcess:
-    launcher = str(Path(sys.executable).parent / "accelerate")
-    return subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", RUN, "--config", str(cfg)],
-                          capture_output=True, text=True, env=env(), timeout=600)
+    return launch_two_ranks("--config", str(cfg))
 
 
 @needs_accelerate

@@ -148,6 +148,10 @@ class BlotchDataArguments:
         metadata={"help": "Rounds every aug_mod epochs; negative: on a training-loss plateau (see "
                   "plateau_patience, plateau_tol, min_aug_gap); 0: never."},
     )
+    last_aug_epoch: int | None = bounded(
+        None, "No manipulation round after this many trained epochs (default: rounds until the end), so the "
+        "last epochs fit the final data.", lo=1
+    )
     min_aug_gap: int = bounded(1, "With aug_mod < 0: at least this many epochs between rounds.", lo=1)
     plateau_patience: int = bounded(
         2, "With aug_mod < 0: epochs without a plateau_tol relative improvement that make a plateau.", lo=1
@@ -338,6 +342,9 @@ class BlotchExperiment(Experiment):
             key, value = ("star_loops", d.star_loops) if d.star_loops else ("in_place", d.in_place)
             raise ConfigError(key, value, f"a cache with room to grow: max_samples={cap} equals init_samples; "
                               "raise max_samples or set cache_full_policy='replace_oldest'")
+        if d.last_aug_epoch is not None and d.last_aug_epoch < max(1, d.pre_epochs):
+            raise ConfigError("last_aug_epoch", d.last_aug_epoch,
+                              f"at least max(1, pre_epochs) = {max(1, d.pre_epochs)} (else no round ever runs)")
         if manipulations_on(d) and d.aug_mod < 0 and t.logging_strategy != "steps":
             raise ConfigError("aug_mod", d.aug_mod, "non-negative unless logging_strategy='steps' (the "
                               "plateau detector reads the logged training loss)")
@@ -478,7 +485,7 @@ class BlotchExperiment(Experiment):
         ctx = cc.CacheContext(cache, trainer, self.tokenizer, self.cfg.run_dir, self.bootstrap_level(model),
                               d.manip_batch_size or t.per_device_eval_batch_size, model.config.max_posencs)
         schedule = cc.ManipulationSchedule(cache, d.pre_epochs, d.aug_mod, d.min_aug_gap, d.plateau_patience,
-                                           d.plateau_tol)
+                                           d.plateau_tol, d.last_aug_epoch)
         out: list = [schedule]
         if d.star_loops:
             exclude = set(data["train"]["problem"]) | set(data["validation"]["problem"])
