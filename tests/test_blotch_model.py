@@ -145,3 +145,20 @@ def test_generate_solutions_and_answers():
     assert len(sampled.texts[0]) == 4
     assert final_answer("3+4=7") == 7 and final_answer("12") == 12 and final_answer("3+4=") is None
     assert majority_answer(["1+2=3", "1+2=4", "3", "x"]) == 3 and majority_answer(["="]) is None
+
+
+def test_generation_groups_prompts_by_length_but_returns_them_in_input_order():
+    """Batches are cut from prompts sorted by length; each result must still land at its own prompt (and its
+    n rollouts next to each other), equal to generating that prompt alone."""
+    torch.manual_seed(1)
+    model = tiny()
+    with torch.no_grad():  # large random weights: continuations that depend on the prompt
+        for p in model.parameters():
+            p.normal_(0.0, 1.0)
+    problems = ["12+34+56", "1+2", "30+4", "7+8+9", "99+1", "5+60+7"]
+    # n > 1 needs sampling; at temperature 1e-4 sampling is the argmax (the logits differ by far more).
+    rolls = generate_solutions(model, TOK, problems, temperature=1e-4, n_rollouts=2, max_new_tokens=8, batch_size=2)
+    alone = [generate_solutions(model, TOK, [p], max_new_tokens=8, batch_size=1) for p in problems]
+    assert rolls.texts == [[a.texts[0][0]] * 2 for a in alone]
+    assert rolls.lengths.tolist() == [[int(a.lengths[0, 0])] * 2 for a in alone]
+    assert len({t[0] for t in rolls.texts}) > 1  # the prompts do get different continuations
