@@ -38,8 +38,9 @@ shortened prefix would just regenerate the removed step); candidates failing it 
 least-cost choice rather than vetoing the row.
 
 Generation is batched on the model's device with the KV cache (``model.generate`` through
-``blotch_eval.generate_solutions`` or :func:`_continue`); scoring is one forward per padded batch of rows
-sorted by length. A DDP/compiled model is unwrapped and put in eval mode for the call, its mode restored after.
+``blotch_eval.generate_solutions`` or ``blotch_eval.continue_prompts``); scoring is one forward per padded
+batch of rows sorted by length. A DDP/compiled model is unwrapped and put in eval mode for the call, its mode
+restored after.
 """
 
 from __future__ import annotations
@@ -154,33 +155,6 @@ def _n_real_tokens(model: Any) -> int:
     """Ids below this are the tokenizer's; the rest are blotch tokens (inputs only)."""
     cfg = model.config
     return int(cfg.vocab_size) - int(getattr(cfg, "n_btokens", 0) or 0)
-
-
-@torch.no_grad()
-def _continue(
-    model: Any,
-    tokenizer: Any,
-    prefixes: Sequence[str],
-    btok: int | None,
-    *,
-    temperature: float,
-    n: int,
-    batch_size: int,
-    max_new_tokens: int,
-    stop_ids: Sequence[int],
-) -> tuple[list[str], list[int | None]]:
-    """Continue ``[btok] BOS prefix =`` rows until a token of ``stop_ids`` (batched, KV cache).
-
-    Returns, for each prefix and sample (``n`` per prefix, flattened prefix-major), the text before the stop
-    and the stop token id (None when ``max_new_tokens`` ran out).
-    """
-    texts, length, ends = continue_prompts(
-        model, tokenizer, prefixes, btok, temperature=temperature, n=n, batch_size=batch_size,
-        max_new_tokens=max_new_tokens, stop_ids=stop_ids,
-    )
-    # A special token inside the text (BOS, UNK) vanishes when decoded: such a step is not what was written.
-    stopped = [int(e) if e >= 0 and len(t) == k else None for t, k, e in zip(texts, length.tolist(), ends.tolist())]
-    return texts, stopped
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,10 +355,12 @@ def _rationalize(
                 break
             room = [budget[i] - sum(len(s) + 1 for s in paths[i]) for i in active]  # "s1=s2=" written so far
             prefixes = [problems[i] + "".join("=" + s for s in paths[i]) for i in active]
-            texts, stops = _continue(
+            texts, length, ends = continue_prompts(
                 inner, tokenizer, prefixes, btok, temperature=temperature, n=tries,
                 batch_size=max(1, batch_size // tries), max_new_tokens=max(room), stop_ids=(eos, eq),
             )
+            # A special token inside a text (BOS, UNK) vanishes when decoded: such a step is not what was written.
+            stops = [int(e) if e >= 0 and len(t) == k else None for t, k, e in zip(texts, length, ends)]
             still = []
             for a, i in enumerate(active):
                 seen = {problems[i], *paths[i]}
