@@ -19,12 +19,14 @@ run() {
 }
 # Build the two datasets first (runs that share one would wait on its lock anyway).
 run _data_v --config configs/blotch_vanilla.json --max_steps 1 --eval_strategy no --gen_eval_samples 10
-run _data_a --config configs/blotch_axe_twin.json --max_steps 1 --eval_strategy no --gen_eval_samples 10 \
+run _data_a --config configs/blotch_axe_twin.json --max_ents 3 --max_steps 1 --eval_strategy no --gen_eval_samples 10 \
   --history_eval_samples 0
 V="--config configs/blotch_vanilla.json --max_steps 4000"
 M="--d_model 48 --n_layers 3"
-A="--config configs/blotch_axe.json"
-W="--config configs/blotch_axe_twin.json"
+# The axing rows of docs/data_cache.md ran on 3-term sums (the configs' settings before they moved to 2-term sums):
+OLD3="--max_ents 3 --h_mult 4 --max_steps 4000 --gen_eval_samples 500"
+A="--config configs/blotch_axe.json $OLD3 --pre_epochs 6 --aug_mod 2 --last_aug_epoch 32"
+W="--config configs/blotch_axe_twin.json $OLD3"
 # semantic blotching (#5): shape, schedule, seed
 run v_base $V & run v_seed1 $V --seed 1 & run v_lr5 $V --lr 0.005 & run v_lr10 $V --lr 0.01 &
 run v_b32 $V --batch_size 32 --max_steps 8000 & run v_b128 $V --batch_size 128 --max_steps 2000 --lr 0.006 &
