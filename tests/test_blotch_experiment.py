@@ -133,3 +133,25 @@ def test_small_cpu_config_solves_sums_below_100(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "blotch_vanilla" / "metrics.json").read_text())
     assert metrics["validation_answer_acc"] >= 0.95
+
+
+@pytest.mark.slow
+def test_axing_shortens_solutions_without_costing_accuracy(tmp_path):
+    """The docs' claim: configs/blotch_axe.json cuts the mean training solution by >= 30% and ends within 2 points
+    of the same run without axing (configs/blotch_axe_twin.json)."""
+    metrics = {}
+    for name in ("blotch_axe", "blotch_axe_twin"):
+        result = run(
+            "--config",
+            str(ROOT / "configs" / f"{name}.json"),
+            "--save_root",
+            str(tmp_path),
+            "--report_to",
+            "none",
+            timeout=3600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    axe, twin = metrics["blotch_axe"], metrics["blotch_axe_twin"]
+    assert axe["cache_length_reduction"] >= 0.30 and twin["cache_length_reduction"] == 0.0
+    assert axe["validation_answer_acc"] >= twin["validation_answer_acc"] - 0.02
