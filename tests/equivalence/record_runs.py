@@ -77,6 +77,8 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "blotch_axe_twin": ("run", "blotch_axe_twin.json", [*_CACHE_SMALL, "--pre_epochs", "2", "--aug_mod", "2"]),
     "blotch_star": ("run", "blotch_star.json", [*_CACHE_SMALL, "--max_samples", "900", "--star_loops", "1",
                                                 "--pre_epochs", "1"]),
+    "blotch_internalize": ("run", "blotch_axe.json", [*_CACHE_SMALL, "--axe_loops", "0", "--internalize_steps", "1",
+                                                      "--pre_epochs", "1", "--last_aug_epoch", "3"]),
     "blotch_axe_2ranks": ("two_ranks", "blotch_axe.json",
                           [*_CACHE_SMALL, "--pre_epochs", "2", "--last_aug_epoch", "4",
                            "--per_device_train_batch_size", "32"]),
