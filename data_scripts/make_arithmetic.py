@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from hf_experiments.data.arithmetic import ProblemParams, write_arithmetic_dataset
+from hf_experiments.blotch.arithmetic import ProblemParams, write_arithmetic_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,8 +22,7 @@ import sys
 
 import numpy as np
 
-from hf_experiments.data.dataset_io import write_dataset
-from hf_experiments.data.linear_language import (
+from hf_experiments.arrows.linear_language import (
     extra_ones,
     flip_entries,
     generate_linear_lines,
@@ -31,6 +30,7 @@ from hf_experiments.data.linear_language import (
     make_sparse_invertible,
     matrix_name,
 )
+from hf_experiments.core.dataset_io import write_dataset
 
 DESCRIPTION = """\
 A linear language over GF(2)^n (arrows-of-time, SPEC section 5): each line is

@@ -2,7 +2,7 @@
 
     python data_scripts/make_primes.py --out data/primes_1_5 --n_pairs 1000000
 
-Lines look like ``00013 * 00101   =   3131000000`` (see ``hf_experiments.data.primes``). Columns:
+Lines look like ``00013 * 00101   =   3131000000`` (see ``hf_experiments.arrows.primes``). Columns:
 ``text`` (the line), ``p`` and ``q``. The validation split draws only from a fixed hash-selected
 ``--val_fraction`` of the unordered prime pairs, and train never uses those pairs, so validation
 measures generalisation to unseen products. The original generated 10^8 lines (``--n_pairs 100000000``,
@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 
-from hf_experiments.data.dataset_io import write_dataset
-from hf_experiments.data.primes import format_prime_lines, line_width, sample_prime_pairs
+from hf_experiments.arrows.primes import format_prime_lines, line_width, sample_prime_pairs
+from hf_experiments.core.dataset_io import write_dataset
 
 DESCRIPTION = """\
 Products of two distinct primes, written `p * q = reversed(p*q)`: primes zero-padded to `max_n_digits`,

@@ -4,7 +4,7 @@
 
 Splits: `train` (unique sequences, never in any validation split), `valid` (same lengths, held out),
 `valid_norepeat`, `valid_longer_1`, `valid_longer_2`, `valid_longer_1_norepeat` (see
-`hf_experiments.data.repeat`). Columns: `input_ids`, `length`. The experiments generate the same folder on
+`hf_experiments.recurrent.repeat_data`). Columns: `input_ids`, `length`. The experiments generate the same folder on
 first use (`<save_root>/data/<name>`); point `dataset_path` at a folder made here to share one across
 machines. The original used 10^6 training sequences (the default; ~5 s here).
 """
@@ -15,7 +15,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from hf_experiments.data.repeat import RepeatDataSpec, generate_repeat_dataset
+from hf_experiments.recurrent.repeat_data import RepeatDataSpec, generate_repeat_dataset
 
 HELP = {
     "n_symbols": "alphabet size (the paper: 30)",

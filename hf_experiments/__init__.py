@@ -6,15 +6,15 @@ loads any model this package saved.
 
 __version__ = "0.1.0"
 
+# Each experiment package registers its model classes when imported.
+_MODEL_PACKAGES = ("arrows", "blotch", "compression", "mlp", "recurrent")
+
 
 def _register_models() -> None:
     import importlib
-    import pkgutil
 
-    from . import models
-
-    for mod in pkgutil.iter_modules(models.__path__):
-        importlib.import_module(f"{models.__name__}.{mod.name}")
+    for name in _MODEL_PACKAGES:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 _register_models()

@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hf_experiments.arrows_analysis import compare_runs, plot_compare
-from hf_experiments.run_folder import write_json_atomic
+from hf_experiments.arrows.analysis import compare_runs, plot_compare
+from hf_experiments.core.run_folder import write_json_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:

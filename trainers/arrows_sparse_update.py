@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from hf_experiments.arrows_analysis import loss_curve, mean_std_curves, plot_mean_std, read_json
-from hf_experiments.data.linear_language import extra_ones, flip_entries, gf2_inverse, matrix_name
-from hf_experiments.experiments.arrows import ArrowsDataArguments, dataset_folder, load_matrix
-from hf_experiments.run_folder import write_json_atomic
+from hf_experiments.arrows.analysis import loss_curve, mean_std_curves, plot_mean_std, read_json
+from hf_experiments.arrows.arrows_config import ArrowsDataArguments
+from hf_experiments.arrows.experiment import dataset_folder, load_matrix
+from hf_experiments.arrows.linear_language import extra_ones, flip_entries, gf2_inverse, matrix_name
+from hf_experiments.core.run_folder import write_json_atomic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from arrows_sparsity_sweep import run_job

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import subprocess
 import sys
 import time
@@ -30,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from hf_experiments.arrows_analysis import densest_inverse, plot_sweep, read_json, relative_gap
-from hf_experiments.data.linear_language import extra_ones, gf2_inverse, make_sparse_invertible, matrix_name
-from hf_experiments.run_folder import write_json_atomic
+from hf_experiments.arrows.analysis import densest_inverse, plot_sweep, read_json, relative_gap
+from hf_experiments.arrows.linear_language import extra_ones, gf2_inverse, make_sparse_invertible, matrix_name
+from hf_experiments.core.run_folder import write_json_atomic
+from hf_experiments.core.runner import main as run_main
 
-RUN_PY = Path(__file__).resolve().parent / "run.py"
 DIRECTIONS = ("forward", "backward")
 
 
@@ -95,19 +94,11 @@ def sweep_matrices(n: int, ks: list[int], per_k: int, seed: int, densest_of: int
     return out
 
 
-def load_run_main():
-    """`trainers/run.py`'s `main(argv)`; loaded by path because `trainers/` is not a package."""
-    spec = importlib.util.spec_from_file_location("hf_experiments_trainers_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 def run_job(argv: list[str], use_subprocess: bool) -> int:
     if use_subprocess:
-        return subprocess.run([sys.executable, str(RUN_PY), *argv]).returncode
+        return subprocess.run([sys.executable, "-m", "hf_experiments", *argv]).returncode
     try:
-        return load_run_main()(argv)
+        return run_main(argv)
     except SystemExit as e:  # parse_config exits 2 on a bad config
         return int(e.code or 0)
     except Exception:  # one failed job should not stop the others; it is reported and rerun later

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hf_experiments.cache_callbacks import plot_history_runs, read_history
+from hf_experiments.blotch.self_training.history import plot_history_runs, read_history
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hf_experiments.config import ConfigError, parse_config_strict
-from hf_experiments.seed_names import drop_seed_only_names, translate_seed_names
+from hf_experiments.core.config import ConfigError
+from hf_experiments.core.parsing import parse_config_strict
+from hf_experiments.core.seed_names import drop_seed_only_names, translate_seed_names
 
 
 def main(argv: list[str] | None = None) -> int:

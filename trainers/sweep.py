@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hf_experiments.sweep import main
+from hf_experiments.sweeps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

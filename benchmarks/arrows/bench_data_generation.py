@@ -1,0 +1,113 @@
+"""Vectorised arrows-of-time data generation against a straightforward per-line Python generator.
+
+    python benchmarks/arrows/bench_data_generation.py            # 10^6 prime lines, 10^6 linear lines
+    python benchmarks/arrows/bench_data_generation.py --full     # also 10^7 prime lines
+
+The baselines (random.choice of primes + f-strings; a per-vector loop over bits) run on fewer lines
+and are compared per line. The last printed line is JSON:
+``{"primes_speedup": x, "linear_speedup": y, ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+import numpy as np
+
+from hf_experiments.arrows.linear_language import generate_linear_lines, make_sparse_invertible
+from hf_experiments.arrows.primes import generate_prime_lines, primes_in_digit_range
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+def python_prime_lines(n: int, primes: list[int], max_n_digits: int, seed: int) -> list[str]:
+    """The obvious per-line generator the vectorised one replaces."""
+    rng = random.Random(seed)
+    d = max_n_digits
+    lines = []
+    for _ in range(n):
+        p = rng.choice(primes)
+        q = rng.choice(primes)
+        while q == p:
+            q = rng.choice(primes)
+        lines.append(f"{p:0{d}d} * {q:0{d}d}   =   " + f"{p * q:0{2 * d}d}"[::-1])
+    return lines
+
+
+def python_linear_lines(
+    M: np.ndarray, n_lines: int, rate: float, seed: int, sep: str = "_______"
+) -> list[str]:
+    """Per-vector loop: draw bits, multiply row by row, flip, format."""
+    rng = random.Random(seed)
+    rows = M.tolist()
+    n = len(rows)
+    lines = []
+    for _ in range(n_lines):
+        v = [rng.getrandbits(1) for _ in range(n)]
+        mv = [sum(a & b for a, b in zip(row, v)) & 1 for row in rows]
+        x = [b ^ (rng.random() < rate) for b in v]
+        y = [b ^ (rng.random() < rate) for b in mv]
+        lines.append("".join(map(str, x)) + sep + "".join(map(str, y)))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--full", action="store_true", help="also time 10^7 prime lines")
+    parser.add_argument("--n_vectorised", type=int, default=10**6)
+    parser.add_argument("--n_python", type=int, default=10**5)
+    args = parser.parse_args(argv)
+    result: dict[str, float] = {}
+
+    primes = primes_in_digit_range(1, 5).tolist()
+    generate_prime_lines(1000, 1, 5, seed=0)  # warm-up (sieve, imports)
+    t_vec, _ = _timed(generate_prime_lines, args.n_vectorised, 1, 5, 0)
+    t_py, _ = _timed(python_prime_lines, args.n_python, primes, 5, 0)
+    per_vec, per_py = t_vec / args.n_vectorised, t_py / args.n_python
+    result.update(
+        primes_vectorised_s=t_vec,
+        primes_vectorised_lines=args.n_vectorised,
+        primes_python_s=t_py,
+        primes_python_lines=args.n_python,
+        primes_speedup=per_py / per_vec,
+    )
+    print(
+        f"primes: vectorised {args.n_vectorised:,} lines in {t_vec:.2f}s; "
+        f"python {args.n_python:,} lines in {t_py:.2f}s; speedup per line x{per_py / per_vec:.0f}"
+    )
+    if args.full:
+        t_full, _ = _timed(generate_prime_lines, 10**7, 1, 5, 0)
+        result["primes_1e7_s"] = t_full
+        print(f"primes: vectorised 10,000,000 lines in {t_full:.2f}s")
+
+    M = make_sparse_invertible(20, 6, np.random.default_rng(0))
+    n_lin_py = max(1, args.n_python // 2)
+    t_vec, _ = _timed(generate_linear_lines, M, args.n_vectorised, 0.01, 0)
+    t_py, _ = _timed(python_linear_lines, M, n_lin_py, 0.01, 0)
+    per_vec, per_py = t_vec / args.n_vectorised, t_py / n_lin_py
+    result.update(
+        linear_vectorised_s=t_vec,
+        linear_vectorised_lines=args.n_vectorised,
+        linear_python_s=t_py,
+        linear_python_lines=n_lin_py,
+        linear_speedup=per_py / per_vec,
+    )
+    print(
+        f"linear (n=20): vectorised {args.n_vectorised:,} lines in {t_vec:.2f}s; "
+        f"python {n_lin_py:,} lines in {t_py:.2f}s; speedup per line x{per_py / per_vec:.0f}"
+    )
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,325 @@
+"""Arrows of time (§3 of "Arrows of Time for Large Language Models"): a GPT trained on prime-product or
+GF(2) linear-language lines, read forward, backward, or in any fixed order of character positions.
+
+The run generates its dataset on first use (`<save_root>/data/<name>/`, shared by the forward and backward
+runs of the same data) unless `dataset_path` names an existing generated folder. The final evaluation adds
+the per-position loss (`loss_per_position.json` and `.png`). `trainers/arrows_compare.py` turns a forward
+and a backward run into the relative gap (backward - forward) / forward; `trainers/arrows_sparsity_sweep.py`
+and `trainers/arrows_sparse_update.py` run the paper's two experiments (docs/arrows_of_time.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict, load_dataset
+
+from hf_experiments.core.config import ConfigError, RunConfig
+from hf_experiments.core.dataset_io import read_card_params
+from hf_experiments.core.experiment import Experiment
+from hf_experiments.core.modeling_utils import load_init_weights
+from hf_experiments.core.tokenization_char import CharTokenizer
+from hf_experiments.core.trainer import ExperimentTrainer
+
+from .arrows_config import ArrowsDataArguments, ArrowsModelArguments
+from .configuration_gpt import GPTConfig, gpt_preset
+from .modeling_gpt import GPTForCausalLM
+
+ALPHABETS = {"primes": "0123456789 *=", "linear": "01_"}
+
+
+def matrix_size(data: ArrowsDataArguments) -> int:
+    """n of a linear run: the saved matrix's size when `matrix_path` is set (matrix_n is then ignored)."""
+    if data.matrix_path:
+        return int(np.load(data.matrix_path, mmap_mode="r").shape[0])
+    return data.matrix_n
+
+
+def line_length(data: ArrowsDataArguments) -> int:
+    from .primes import line_width
+
+    return line_width(data.max_n_digits) if data.task == "primes" else 2 * matrix_size(data) + len("_______")
+
+
+def position_order(data: ArrowsDataArguments) -> np.ndarray:
+    """Order in which the line's characters are fed: identity, reversed, or the given permutation."""
+    n = line_length(data)
+    if data.permutation is not None:
+        return np.asarray(data.permutation, dtype=np.int64)
+    return np.arange(n)[::-1].copy() if data.direction == "backward" else np.arange(n)
+
+
+def generate_dataset(data: ArrowsDataArguments, out_dir: Path) -> Path:
+    """Generate the lines described by `data` into a dataset folder (the data scripts' library path)."""
+    from hf_experiments.arrows import linear_language as ll
+    from hf_experiments.core.dataset_io import write_dataset
+
+    from .primes import format_prime_lines, sample_prime_pairs
+
+    n_train = data.n_pairs if data.task == "primes" else data.num_vectors
+    # Train and validation come from independent streams ([seed, 0] and [seed, 1]); with val_fraction > 0
+    # they also draw from disjoint parts of the input space (a fixed hash partition), so validation
+    # measures the rule rather than memorised lines.
+    held = {"heldout_fraction": data.val_fraction}
+    if data.task == "primes":
+
+        def lines_for(count: int, seed: list[int], heldout: bool) -> np.ndarray:
+            p, q = sample_prime_pairs(
+                count,
+                data.min_n_digits,
+                data.max_n_digits,
+                np.random.default_rng(seed),
+                **held,
+                heldout=heldout and data.val_fraction > 0,
+            )
+            return format_prime_lines(p, q, data.max_n_digits, progress=True)
+
+        params = {
+            "task": "primes",
+            "n_pairs": data.n_pairs,
+            "min_n_digits": data.min_n_digits,
+            "max_n_digits": data.max_n_digits,
+        }
+        extra = {}
+    else:
+        m = load_matrix(data)
+        m_inv = ll.gf2_inverse(m)
+
+        def lines_for(count: int, seed: list[int], heldout: bool) -> np.ndarray:
+            return ll.generate_linear_lines(
+                m,
+                count,
+                data.perturbation_rate,
+                seed=seed,
+                **held,
+                heldout=heldout and data.val_fraction > 0,
+                progress=True,
+            )
+
+        params = {
+            "task": "linear",
+            "matrix": ll.matrix_name(len(m), ll.extra_ones(m), ll.extra_ones(m_inv)),
+            "num_vectors": data.num_vectors,
+            "perturbation_rate": data.perturbation_rate,
+        }
+        extra = {"matrix.npy": _npy_bytes(m), "matrix_inv.npy": _npy_bytes(m_inv)}
+    params.update(n_val=data.n_val, seed=data.generation_seed, val_fraction=data.val_fraction)
+    splits = {
+        "train": {"text": lines_for(n_train, [data.generation_seed, 0], False)},
+        "validation": {"text": lines_for(data.n_val, [data.generation_seed, 1], True)},
+    }
+    return write_dataset(
+        out_dir, splits, params, description=f"Arrows-of-time {data.task} lines.", extra_files=extra
+    )
+
+
+def load_matrix(data: ArrowsDataArguments) -> np.ndarray:
+    """M of a linear run: the saved `matrix_path`, or I + matrix_k ones drawn from `generation_seed`."""
+    from hf_experiments.arrows import linear_language as ll
+
+    if data.matrix_path:
+        m = np.load(data.matrix_path)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.isin(m, (0, 1)).all() or not ll.is_invertible(m):
+            raise ConfigError(
+                "matrix_path", data.matrix_path, "a square invertible 0/1 matrix saved with numpy"
+            )
+        return m.astype(np.uint8)
+    return ll.make_sparse_invertible(
+        data.matrix_n, data.matrix_k, np.random.default_rng(data.generation_seed)
+    )
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def dataset_name(data: ArrowsDataArguments) -> str:
+    """Folder name under `<save_root>/data/`: every generating parameter, so different data never collide."""
+    held = f"_h{data.val_fraction}" if data.val_fraction > 0 else ""
+    if data.task == "primes":
+        return (
+            f"primes_{data.min_n_digits}_{data.max_n_digits}_n{data.n_pairs}_v{data.n_val}"
+            f"_s{data.generation_seed}{held}"
+        )
+    if data.matrix_path:  # the content hash keeps equally named matrices from different folders apart
+        digest = hashlib.sha1(np.load(data.matrix_path).astype(np.uint8).tobytes()).hexdigest()[:8]
+        mat = f"{Path(data.matrix_path).stem}-{digest}"
+    else:
+        mat = f"n{data.matrix_n}k{data.matrix_k}"
+    return (
+        f"linear_{mat}_p{data.perturbation_rate}_n{data.num_vectors}_v{data.n_val}"
+        f"_s{data.generation_seed}{held}"
+    )
+
+
+def dataset_folder(data: ArrowsDataArguments, save_root: str | Path) -> Path:
+    """Where a run's data lives: `dataset_path`, or the generated `<save_root>/data/<dataset_name>`."""
+    return Path(data.dataset_path) if data.dataset_path else Path(save_root) / "data" / dataset_name(data)
+
+
+def encode_split(lines: list[str], tokenizer: CharTokenizer, order: np.ndarray) -> np.ndarray:
+    """Lines -> (N, 1 + L) token ids: BOS, then the characters in `order` (vectorised)."""
+    ids = tokenizer.encode_lines(lines)  # (N, 1 + L), BOS first
+    return np.concatenate([ids[:, :1], ids[:, 1:][:, order]], axis=1)
+
+
+@torch.no_grad()
+def loss_per_position(model: torch.nn.Module, input_ids: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Mean cross-entropy of each predicted position (position t predicts token t+1), shape (L,)."""
+    model.eval()
+    total = torch.zeros(input_ids.shape[1] - 1, dtype=torch.float64)
+    device = next(model.parameters()).device
+    for s in range(0, len(input_ids), batch_size):
+        batch = input_ids[s : s + batch_size].to(device)
+        logits = model(input_ids=batch).logits[:, :-1]  # (B, T-1, V)
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), batch[:, 1:], reduction="none")
+        total += ce.sum(0).double().cpu()  # (T-1,)
+    return (total / len(input_ids)).numpy()
+
+
+class ArrowsExperiment(Experiment):
+    """Forward vs backward (or permuted) next-character prediction on synthetic lines."""
+
+    name = "arrows"
+    model_args = ArrowsModelArguments
+    data_args = ArrowsDataArguments
+
+    @classmethod
+    def validate(cls, cfg: RunConfig) -> None:
+        m, d = cfg.model, cfg.data
+        preset = gpt_preset(m.model_preset)
+        heads = m.n_heads or preset["n_heads"]
+        dim = m.embed_dim or preset["embed_dim"]
+        if dim % heads:
+            raise ConfigError("embed_dim", dim, f"a multiple of n_heads={heads}")
+        if d.task == "primes" and d.min_n_digits > d.max_n_digits:
+            raise ConfigError("min_n_digits", d.min_n_digits, f"at most max_n_digits={d.max_n_digits}")
+        if d.task == "linear" and not d.matrix_path and d.matrix_k > d.matrix_n * (d.matrix_n - 1):
+            raise ConfigError("matrix_k", d.matrix_k, f"at most n(n-1)={d.matrix_n * (d.matrix_n - 1)}")
+        if d.task == "linear" and d.matrix_path:
+            load_matrix(d)  # raises ConfigError for a bad file before anything is written
+        if d.permutation is not None and sorted(d.permutation) != list(range(line_length(d))):
+            raise ConfigError(
+                "permutation",
+                d.permutation,
+                f"a permutation of 0..{line_length(d) - 1} (one entry per character of a {d.task} line)",
+            )
+
+    def build_data(self) -> DatasetDict:
+        d, args = self.cfg.data, self.cfg.training
+        path = dataset_folder(d, self.cfg.run.save_root)
+        if not d.dataset_path:
+            with args.main_process_first(desc="generate data"):
+                if args.process_index == 0 and not path.exists():
+                    try:
+                        generate_dataset(d, path)
+                    except (OSError, ValueError):
+                        # The forward and backward runs of one dataset may start together: if the other
+                        # run finished writing it first, use its (identical) folder.
+                        if not (path / "README.md").is_file():
+                            raise
+        raw = load_dataset(str(path))
+        task = read_card_params(path).get("task", d.task)
+        self.tokenizer = CharTokenizer(characters=ALPHABETS[task])
+        order = position_order(d)
+        if len(raw["train"][0]["text"]) != len(order):
+            raise ConfigError("dataset_path", str(path), f"lines of {len(order)} characters for this config")
+        tok = self.tokenizer
+
+        def encode(batch: dict) -> dict:
+            ids = encode_split(batch["text"], tok, order)
+            return {"input_ids": ids, "labels": ids}
+
+        with args.main_process_first(desc="tokenise"):
+            return raw.map(
+                encode,
+                batched=True,
+                batch_size=10_000,
+                remove_columns=raw["train"].column_names,
+                desc="tokenise",
+            )
+
+    def build_model(self) -> GPTForCausalLM:
+        m, tok = self.cfg.model, self.tokenizer
+        sizes = gpt_preset(m.model_preset)
+        sizes.update(
+            {
+                k: v
+                for k, v in (("n_layers", m.n_layers), ("n_heads", m.n_heads), ("embed_dim", m.embed_dim))
+                if v is not None
+            }
+        )
+        sizes.update(mlp_ratio=m.mlp_ratio, dropout=m.dropout, embd_dropout=m.embd_dropout)
+        config = GPTConfig(
+            vocab_size=len(tok),
+            attn_length=line_length(self.cfg.data) + 1,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **sizes,
+        )
+        torch.manual_seed(self.cfg.training.seed)
+        model = GPTForCausalLM(config)
+        if self.cfg.run.init_checkpt:
+            load_init_weights(model, self.cfg.run.init_checkpt)
+        return model
+
+    def build_trainer(self, model: GPTForCausalLM, data: DatasetDict) -> ExperimentTrainer:
+        return ExperimentTrainer(
+            model=model,
+            args=self.cfg.training,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            processing_class=self.tokenizer,
+        )
+
+    def evaluate(self, trainer: ExperimentTrainer, data: DatasetDict) -> dict[str, float]:
+        metrics = trainer.evaluate()
+        val = data["validation"]
+        n = min(
+            len(val),
+            (self.cfg.training.max_eval_batches or 10**9) * self.cfg.training.per_device_eval_batch_size,
+        )
+        ids = torch.tensor(np.asarray(val.select(range(n))["input_ids"]), dtype=torch.long)
+        per_pos = loss_per_position(trainer.model, ids, self.cfg.training.per_device_eval_batch_size)
+        metrics["mean_token_loss"] = float(per_pos.mean())
+        if trainer.is_world_process_zero():
+            save_position_losses(self.cfg, per_pos)
+        return metrics
+
+
+def save_position_losses(cfg: RunConfig, per_pos: np.ndarray) -> None:
+    """`loss_per_position.json` (numbers) and `.png` (curve) in the run folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hf_experiments.core.run_folder import write_json_atomic
+
+    label = "permuted" if cfg.data.permutation is not None else cfg.data.direction
+    write_json_atomic(
+        cfg.run_dir / "loss_per_position.json",
+        {
+            "direction": label,
+            "order": position_order(cfg.data).tolist(),
+            "loss_per_position": per_pos.tolist(),
+            "mean": float(per_pos.mean()),
+        },
+    )
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(np.arange(1, len(per_pos) + 1), per_pos, marker=".", label=label)
+    ax.set_xlabel("position in the sequence as read (1 = first character)")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title(f"{cfg.run.exp_name}: mean {per_pos.mean():.4f}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(cfg.run_dir / "loss_per_position.png", dpi=120)
+    plt.close(fig)

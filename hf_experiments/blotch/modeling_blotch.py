@@ -1,0 +1,147 @@
+"""The blotch model: a GPT-2 causal LM with sinusoidal or randomised positional encodings and blotch tokens.
+
+Why GPT-2 and not our own blocks: the original's transformer is a pre-LN stack with absolute positional
+encodings added to the token embeddings, which is GPT-2; transformers maintains its SDPA attention, the
+``DynamicCache`` KV cache behind ``generate``, weight init and tying. Identical to ``GPT2LMHeadModel`` except:
+
+* ``transformer.wpe`` is :class:`BlotchPositionalEncoding`: a sinusoidal table of ``max_posencs`` rows (a
+  parameter with ``learnable_posencs``, otherwise a saved buffer) at the token embeddings' init scale, dropout
+  ``posenc_drop_p`` on the encoding only. ``RandPositionalEncoding`` (Ruoss et al. 2023, as the original):
+  in training, one sorted random subset of
+  ``[0, n)`` per batch, ``n`` uniform in ``[T, max_posencs]``, replaces positions ``0..T-1``; in eval mode
+  positions are used as given, so KV-cached generation stays consistent step to step;
+* ``position_ids`` are explicit (the collator's, which skip blotched tokens with ``pad_pos_skip``); when only
+  an attention mask is given they are its cumulative sum, so left-padded prompts get the positions of an
+  unpadded row. An all-ones mask is supplied when positions come without one, otherwise transformers would
+  read non-contiguous positions (``pad_pos_skip=false``) as packed sequences and cut attention into blocks;
+* the last ``n_btokens`` ids are blotch tokens: embedded like any token, but their logits are ``-inf`` (they
+  are never generated) and the loss ignores them;
+* the loss supports label smoothing (``config.label_smoothing``, training only); ``Trainer``'s own label
+  smoother would not shift the labels of a model type it does not know.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2LMHeadModel
+
+from hf_experiments.arrows.modeling_gpt import explicit_positions_mask
+
+from .configuration_blotch import BlotchConfig
+
+
+def sinusoidal_table(n_positions: int, d_model: int) -> torch.Tensor:
+    """(n_positions, d_model) sin/cos encodings of Vaswani et al."""
+    position = torch.arange(n_positions, dtype=torch.float32)[:, None]  # (P, 1)
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(n_positions, d_model)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div[: d_model // 2])
+    return table
+
+
+class BlotchPositionalEncoding(nn.Module):
+    """``position_ids`` (B, T) -> encodings (B, T, D); stands in for GPT-2's ``wpe`` embedding."""
+
+    def __init__(self, config: BlotchConfig) -> None:
+        super().__init__()
+        # RMS of sin/cos is 1/sqrt(2): rescaled to the token embeddings' init scale (GPT-2's std), so that
+        # neither signal drowns the other at the start of training.
+        table = sinusoidal_table(config.n_positions, config.n_embd) * (
+            config.initializer_range * math.sqrt(2)
+        )
+        if config.learnable_posencs:
+            self.pe = nn.Parameter(table)
+        else:
+            self.register_buffer("pe", table, persistent=True)
+        self.randomised = config.posenc_type == "RandPositionalEncoding"
+        self.dropout = nn.Dropout(config.posenc_drop_p)
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        idx = position_ids
+        if self.randomised and self.training:
+            n_pos = int(position_ids.max()) + 1
+            n = int(torch.randint(n_pos, self.pe.shape[0] + 1, ()))
+            table = torch.sort(torch.randperm(n, device=idx.device)[:n_pos]).values  # (n_pos,) sorted
+            idx = table[position_ids]
+        return self.dropout(self.pe[idx])
+
+
+def causal_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: Any = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Next-token cross-entropy (position t predicts label t+1), summed and divided by ``num_items_in_batch``
+    when given (exact gradient accumulation), else averaged over non-ignored labels."""
+    shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])  # (B*(T-1), V)
+    shift_labels = labels[:, 1:].reshape(-1).to(shift_logits.device)  # (B*(T-1),)
+    total = F.cross_entropy(
+        shift_logits, shift_labels, ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
+    )
+    denom = (
+        num_items_in_batch if num_items_in_batch is not None else (shift_labels != -100).sum().clamp(min=1)
+    )
+    if torch.is_tensor(denom):
+        denom = denom.to(total.device)
+    return total / denom
+
+
+class BlotchModel(GPT2LMHeadModel):
+    """Causal LM over ``BlotchConfig``; rows ``[btoken] BOS problem = steps = answer EOS`` (see blotching)."""
+
+    config: BlotchConfig
+    config_class = BlotchConfig
+
+    def __init__(self, config: BlotchConfig) -> None:
+        if not isinstance(config, BlotchConfig):
+            raise ValueError(
+                f"BlotchModel: config={type(config).__name__} is not allowed; use a BlotchConfig"
+            )
+        super().__init__(config)
+        self.transformer.wpe = BlotchPositionalEncoding(config)
+        self.loss_type = "ForCausalLM"
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ):
+        """GPT-2's forward with the changes of the module docstring; ``kwargs`` carry the cache and
+        ``num_items_in_batch``."""
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        fresh = cache is None or cache.get_seq_length() == 0
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and fresh:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        attention_mask = explicit_positions_mask("BlotchModel", input_ids, inputs_embeds, position_ids,
+                                                 attention_mask, kwargs)
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+        offset = self.config.btoken_offset
+        if labels is not None:
+            smoothing = float(self.config.label_smoothing) if self.training else 0.0
+            out.loss = causal_lm_loss(out.logits[..., :offset], labels, num_items, smoothing)
+        if self.config.n_btokens:
+            out.logits = out.logits.clone()
+            out.logits[..., offset:] = float("-inf")
+        return out
+
+
+__all__ = ["BlotchModel", "BlotchPositionalEncoding", "causal_lm_loss", "sinusoidal_table"]

@@ -1,0 +1,131 @@
+"""Context compression ("Leveraging LLMs for Context Compression"): `n_cmps` trained vectors stand in for the
+first `cmp_len` tokens of a window while a causal LM predicts the next `seq_len`.
+
+The default backbone `builtin:tiny-lm` is a small GPT-2 that the package trains once on its embedded offline
+corpus and caches (`hf_experiments/backbones.py`), so the main job runs on a fresh machine with no network.
+A hub id (`gpt2`, `bigscience/bloomz-560m`) with `dataset: openwebtext` reproduces the original setting.
+Final evaluation: low / high / pred losses and accuracies, the share of the low->high gap recovered,
+free-running continuations, reconstruction metrics for the remember task, and `cmp_low_pred_high.png`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from datasets import DatasetDict
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from hf_experiments.core.config import ConfigError, RunConfig
+from hf_experiments.core.experiment import Experiment
+from hf_experiments.core.modeling_utils import load_init_weights
+
+from .backbones import resolve_backbone
+from .compression_config import (
+    CompressionDataArguments,
+    CompressionModelArguments,
+    parse_cmp_layer,
+)
+from .compression_trainer import CompressionTrainer
+from .configuration_compression import CompressionConfig
+from .evaluation import evaluate_compression, plot_low_pred_high
+from .modeling_compression import CompressionModel
+from .text_data import load_text_dataset, window_dataset
+
+
+class CompressionExperiment(Experiment):
+    """Train compression tokens (and optionally LoRA or the backbone) over a causal LM."""
+
+    name = "cmp"
+    model_args = CompressionModelArguments
+    data_args = CompressionDataArguments
+
+    @classmethod
+    def validate(cls, cfg: RunConfig) -> None:
+        m, d = cfg.model, cfg.data
+        parse_cmp_layer(m.cmp_layer)
+        window = m.cmp_len + m.seq_len
+        if d.seq_overlap >= window:
+            raise ConfigError("seq_overlap", d.seq_overlap, f"less than cmp_len + seq_len = {window}")
+        if m.seq_len < 1 and not m.rmb_only:
+            raise ConfigError("seq_len", m.seq_len, "at least 1 unless rmb_only")
+        if m.pooling == "mean" and m.n_cmps > m.cmp_len:
+            raise ConfigError("n_cmps", m.n_cmps, f"at most cmp_len={m.cmp_len} with pooling='mean'")
+        for f in d.data_files or []:
+            if not Path(f).is_file():
+                raise ConfigError("data_files", f, "existing files (not found)")
+        if d.dataset != "embedded" and not d.data_files:
+            from .text_data import hub_offline
+
+            if hub_offline():
+                raise ConfigError("dataset", d.dataset, "needs the Hugging Face Hub, which is offline "
+                                  "(HF_HUB_OFFLINE=1); use dataset='embedded' or data_files=[...]")
+        if not m.model_string.startswith("builtin:") and not Path(m.model_string).exists():
+            from .text_data import hub_offline
+
+            if hub_offline():
+                try:
+                    resolve_backbone(m.model_string, progress=False)
+                except (ConnectionError, ValueError) as e:
+                    raise ConfigError("model_string", m.model_string, str(e).split(";")[-1].strip()) from None
+
+    def _backbone_path(self) -> str:
+        args = self.cfg.training
+        with args.main_process_first(desc="backbone"):
+            return resolve_backbone(self.cfg.model.model_string)
+
+    def build_data(self) -> DatasetDict:
+        m, d, args = self.cfg.model, self.cfg.data, self.cfg.training
+        self.backbone_path = self._backbone_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.backbone_path)
+        window = m.cmp_len + m.seq_len
+        cache = Path(self.cfg.run.save_root) / "data" / "windows"
+        with args.main_process_first(desc="tokenise and window"):
+            raw = load_text_dataset(d.dataset, d.data_files, d.text_column, d.val_fraction, seed=0)
+            out = DatasetDict({split: window_dataset(ds, self.tokenizer, window, stride=window - d.seq_overlap,
+                                                     num_proc=d.num_proc, cache_dir=str(cache))
+                               for split, ds in raw.items()})
+        for split, limit in (("train", d.max_train_windows), ("validation", d.max_val_windows)):
+            if limit is not None and len(out[split]) > limit:
+                out[split] = out[split].select(range(limit))
+        if len(out["train"]) == 0 or len(out["validation"]) == 0:
+            raise ValueError(f"no windows of {window} tokens: the corpus is too small for cmp_len + seq_len")
+        return out
+
+    def build_model(self) -> CompressionModel:
+        m = self.cfg.model
+        dtype = getattr(torch, self.cfg.run.torch_dtype)
+        backbone = AutoModelForCausalLM.from_pretrained(self.backbone_path, dtype=dtype)
+        config = CompressionConfig(
+            model_string=self.backbone_path if m.model_string.startswith("builtin:") else m.model_string,
+            n_cmps=m.n_cmps, cmp_layer=parse_cmp_layer(m.cmp_layer), cmp_len=m.cmp_len, seq_len=m.seq_len,
+            rmb_task=m.rmb_task, rmb_only=m.rmb_only, ae_ratio=m.ae_ratio, kl_weight=m.kl_weight,
+            proj_cmps=m.proj_cmps, pooling=m.pooling, train_mode=m.train_mode, lora_r=m.lora_r,
+            lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout, lora_target_modules=m.lora_target_modules,
+            save_backbone=m.save_backbone,
+        )
+        torch.manual_seed(self.cfg.training.seed)
+        model = CompressionModel(config, backbone=backbone)
+        if self.cfg.run.init_checkpt:
+            load_init_weights(model, self.cfg.run.init_checkpt)
+        return model
+
+    def build_trainer(self, model: CompressionModel, data: DatasetDict) -> CompressionTrainer:
+        # Batches carry no labels: the model computes its own loss; never gather (B, seq_len, V) eval logits.
+        self.cfg.training.prediction_loss_only = True
+        return CompressionTrainer(model=model, args=self.cfg.training, train_dataset=data["train"],
+                                  eval_dataset=data["validation"], processing_class=self.tokenizer)
+
+    def evaluate(self, trainer: CompressionTrainer, data: DatasetDict) -> dict[str, float]:
+        metrics = trainer.evaluate()
+        args = self.cfg.training
+        extra = evaluate_compression(
+            trainer.model, data["validation"], batch_size=args.per_device_eval_batch_size,
+            max_batches=args.max_eval_batches,
+            free_run_tokens=self.cfg.data.free_run_tokens or max(1, self.cfg.model.seq_len - 1),
+            tokenizer=self.tokenizer,
+        )
+        metrics.update(extra)
+        if trainer.is_world_process_zero() and "low_loss" in extra:
+            plot_low_pred_high(extra, self.cfg.run_dir / "cmp_low_pred_high.png")
+        return metrics

@@ -1,1 +1,0 @@
-"""Registered experiments: each module here defines one `Experiment` subclass (imported by the registry)."""

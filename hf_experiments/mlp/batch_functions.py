@@ -1,0 +1,179 @@
+"""Batch functions: where the MLP experiment's (X, y) samples come from, online or offline.
+
+A batch function draws `n` samples: ``fn(n, rng, **params) -> (X, y)`` with `X` of shape (n, d_in) and `y` of
+shape (n,) or (n, d_out), numpy arrays or tensors. It is named in the config by a built-in name
+(``powerlaw_hermite``) or an import path (``my_pkg.my_module:my_fn``, or ``path/to/file.py:my_fn``). It is
+called with the keyword arguments it accepts out of: ``n`` (alias ``bsz``), ``rng`` (a seeded
+``numpy.random.Generator``), ``gen`` (a seeded ``torch.Generator``), ``step``, and the job's config values
+plus ``batch_fn_kwargs``, so a function may ask for ``width`` or ``trial`` by name. A modelscape-style factory
+(returning a ``batch_fn(step)``) also works: the returned function is called with the step.
+
+`BatchSource` makes the data of one job deterministic: the batch of step t (online), the fixed training set
+(offline) and the test set each come from their own seed sequence ``(seed, stream[, t])``. So a resumed run
+sees exactly the batches the uninterrupted run would have seen, and two trials (different seeds) never
+share data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.polynomial import hermite_e
+
+from hf_experiments.core.imports import call_with_accepted, import_object
+
+_ONLINE, _TRAIN, _TEST = 1, 2, 3  # seed-sequence streams
+
+
+def powerlaw_eigenvalues(dim: int, alpha: float, offset: float = 3.0) -> np.ndarray:
+    """Covariance spectrum lambda_i ~ (i + offset)^-alpha, normalised to sum 1, shape (dim,)."""
+    lam = (offset + np.arange(dim, dtype=np.float64)) ** -alpha
+    return lam / lam.sum()
+
+
+_TERM = re.compile(r"^\s*(\d+)\s*(?:\^\s*(\d+))?\s*$")
+
+
+def parse_monomial(spec: str) -> dict[int, int]:
+    """``"0^2*3"`` -> {0: 2, 3: 1}: He_2(z_0) * He_1(z_3). Raises ValueError on a malformed term."""
+    out: dict[int, int] = {}
+    for term in str(spec).split("*"):
+        m = _TERM.match(term)
+        if not m:
+            raise ValueError(
+                f"target_monomials: term {term!r} of {spec!r} is invalid; expected 'i' or 'i^k' joined "
+                "by '*' (e.g. '0', '1*2', '0^3')"
+            )
+        dim, power = int(m.group(1)), int(m.group(2) or 1)
+        if power < 1:
+            raise ValueError(
+                f"target_monomials: power {power} in {spec!r} is invalid; expected an integer >= 1"
+            )
+        out[dim] = out.get(dim, 0) + power
+    return out
+
+
+def hermite_monomial(z: np.ndarray, monomial: Mapping[int, int]) -> np.ndarray:
+    """Orthonormal Hermite monomial prod_j He_{k_j}(z_j) / sqrt(k_j!) of whitened z (n, dim) -> (n,)."""
+    out = np.ones(len(z))
+    for dim, power in monomial.items():
+        coef = np.zeros(power + 1)
+        coef[power] = 1.0 / math.sqrt(math.factorial(power))
+        out *= hermite_e.hermeval(z[:, dim], coef)
+    return out
+
+
+def powerlaw_hermite(
+    n: int,
+    rng: np.random.Generator,
+    dim: int = 500,
+    alpha: float = 1.5,
+    offset: float = 3.0,
+    target_monomials: Sequence[str] = ("0",),
+    noise_std: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """modelscape's synthetic data: x ~ N(0, diag(lambda)) with a power-law spectrum; y = the mean of the
+    orthonormal Hermite monomials of the whitened input z = x / sqrt(lambda), plus Gaussian noise.
+
+    The original whitened with the PCA of one large sample; the spectrum is known exactly here, so the
+    population whitening is used (same target, no sampling error)."""
+    monomials = [parse_monomial(m) for m in target_monomials]
+    for mono in monomials:
+        if max(mono) >= dim:
+            raise ValueError(
+                f"target_monomials: input index {max(mono)} is invalid for dim={dim}; expected "
+                f"indices in 0..{dim - 1}"
+            )
+    lam = powerlaw_eigenvalues(dim, alpha, offset)
+    z = rng.standard_normal((n, dim))  # (n, dim) whitened
+    y = np.mean([hermite_monomial(z, m) for m in monomials], axis=0)  # (n,)
+    if noise_std > 0:
+        y = y + noise_std * rng.standard_normal(n)
+    return (z * np.sqrt(lam)).astype(np.float32), y.astype(np.float32)
+
+
+BUILTIN_BATCH_FNS: dict[str, Callable[..., Any]] = {"powerlaw_hermite": powerlaw_hermite}
+
+
+def resolve_batch_fn(spec: str) -> Callable[..., Any]:
+    """A built-in batch function's name, or an import path."""
+    if spec in BUILTIN_BATCH_FNS:
+        return BUILTIN_BATCH_FNS[spec]
+    return import_object(spec, "batch_fn")
+
+
+def _as_float_tensor(a: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a, dtype=torch.float32).cpu()
+
+
+class BatchSource:
+    """The data of one job: a batch per step (online), one fixed training set (offline), a test set.
+
+    `params` are the keyword arguments offered to the batch function (config values and `batch_fn_kwargs`).
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], params: Mapping[str, Any], seed: int, n_samples: int, n_test: int
+    ) -> None:
+        self.fn, self.params, self.seed = fn, dict(params), int(seed)
+        self.n_samples, self.n_test = n_samples, n_test
+
+    def draw(self, n: int, *stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n samples from seed sequence (seed, *stream): float32 CPU tensors X (n, d_in), y (n[, d_out])."""
+        seq = np.random.SeedSequence([self.seed, *stream])
+        rng = np.random.default_rng(seq)
+        gen = torch.Generator().manual_seed(int(seq.generate_state(1, dtype=np.uint64)[0] >> 1))
+        step = stream[1] if len(stream) > 1 else 0
+        out = call_with_accepted(
+            self.fn,
+            {**self.params, "n": n, "bsz": n, "rng": rng, "gen": gen, "step": step, "X": None, "y": None},
+        )
+        if callable(out):  # a modelscape-style factory: batch_fn(step) -> (X, y)
+            out = out(step)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise ValueError(f"batch_fn returned {type(out).__name__}; expected a pair (X, y)")
+        x, y = (_as_float_tensor(a) for a in out)
+        if x.dim() == 1:
+            x = x[:, None]  # (n, 1)
+        if x.shape[0] != n or y.shape[0] != n:
+            raise ValueError(
+                f"batch_fn returned X of shape {tuple(x.shape)} and y of shape {tuple(y.shape)} for "
+                f"n={n}; expected n rows in both"
+            )
+        return x, y
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Online: the fresh batch of training step `step` (0-based)."""
+        return self.draw(self.n_samples, _ONLINE, step)
+
+    def train_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Offline: the fixed training set of this job."""
+        return self.draw(self.n_samples, _TRAIN)
+
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.draw(self.n_test, _TEST)
+
+
+class OnlineBatches(torch.utils.data.IterableDataset):
+    """An endless stream of whole batches ``{"x": (B, d_in), "labels": (B,) or (B, d_out)}``, one per step.
+
+    Iteration starts at ``start_step()`` (the trainer's global step when it starts iterating), so a resumed
+    run continues with the batch of its next step without regenerating the skipped ones. Use with a
+    `DataLoader(batch_size=None)` (the items already are batches).
+    """
+
+    def __init__(self, source: BatchSource, start_step: Callable[[], int] = lambda: 0) -> None:
+        self.source = source
+        self.start_step = start_step
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        step = int(self.start_step())
+        while True:
+            x, y = self.source.batch(step)
+            yield {"x": x, "labels": y}
+            step += 1

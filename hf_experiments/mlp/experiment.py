@@ -1,0 +1,252 @@
+"""modelscape's MLP experiments (SPEC §4): an MLP (standard / NTK / muP) trained on a batch function, online
+(a fresh batch every step) or offline (one fixed training set per trial, full-batch gradient descent), with
+loss checkpoints that stop the run and grabs evaluated during training.
+
+Meant to be swept (``trainers/sweep.py``): every job is one run of this experiment. The batch of each step is
+``n_samples`` fresh samples (online) or the whole fixed training set of ``n_samples`` (offline), as in the
+original; ``per_device_train_batch_size`` is set from ``n_samples``. Seeds: the data come from the seed
+sequence (seed, trial), the initial weights from (seed, trial) too, so two trials of the same config differ
+in both, and rerunning a job reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+
+from hf_experiments.core.config import ConfigError, RunConfig
+from hf_experiments.core.experiment import Experiment
+from hf_experiments.core.modeling_utils import load_init_weights
+
+from .batch_functions import BatchSource, OnlineBatches, parse_monomial, resolve_batch_fn
+from .configuration_mlp import MLPConfig
+from .grabs import GRABS_FILE, GrabCallback, resolve_grabs
+from .loss_checkpoints import LossCheckpointCallback
+from .mlp_config import _DEFAULT_BATCH, MLPDataArguments, MLPModelArguments, MLPTrainingArguments
+from .mlp_trainer import MUP_ADAM_LIKE, MUP_SGD_LIKE, MLPTrainer
+from .modeling_mlp import MLP, MUP_MISSING
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed from integers, well mixed (neighbouring trials get unrelated streams)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
+
+
+def batch_fn_kwargs(data: MLPDataArguments) -> dict[str, Any]:
+    raw = data.batch_fn_kwargs
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ConfigError("batch_fn_kwargs", raw, f"a JSON object ({e.msg})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("batch_fn_kwargs", raw, "a JSON object of keyword arguments")
+    return raw
+
+
+class _FixedBatch:
+    """Offline: the same full batch at every step (a `BatchSource`-like object for `OnlineBatches`)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x, self.y
+
+
+def _to_dataset(x: torch.Tensor, y: torch.Tensor) -> Dataset:
+    return Dataset.from_dict({"x": x.numpy(), "labels": y.numpy()}).with_format("torch")
+
+
+class MLPExperiment(Experiment):
+    """An MLP on a batch function; one job of a modelscape-style sweep."""
+
+    name = "mlp"
+    model_args = MLPModelArguments
+    data_args = MLPDataArguments
+    training_args = MLPTrainingArguments
+
+    @classmethod
+    def validate(cls, cfg: RunConfig) -> None:
+        m, d, t = cfg.model, cfg.data, cfg.training
+        if t.per_device_train_batch_size not in (_DEFAULT_BATCH, d.n_samples):
+            raise ConfigError(
+                "per_device_train_batch_size",
+                t.per_device_train_batch_size,
+                f"left unset: the batch of every step is n_samples={d.n_samples}",
+            )
+        if t.per_device_batch_size is not None:
+            raise ConfigError(
+                "per_device_batch_size",
+                t.per_device_batch_size,
+                "null with mlp: each step is one whole batch of n_samples from a batch function",
+            )
+        if t.length_bucketed_sampling:
+            raise ConfigError("length_bucketed_sampling", True, "false with mlp (rows are fixed-size vectors)")
+        if t.gradient_accumulation_steps != 1:
+            raise ConfigError(
+                "gradient_accumulation_steps",
+                t.gradient_accumulation_steps,
+                "1 (each step is one whole batch of n_samples)",
+            )
+        if t.max_steps is None or t.max_steps < 1:
+            raise ConfigError("max_steps", t.max_steps, "an integer >= 1 (online data has no epochs)")
+        for name in ("gamma", "init_gain"):
+            if not getattr(m, name) > 0:
+                raise ConfigError(name, getattr(m, name), "a number > 0")
+        optim = str(getattr(t.optim, "value", t.optim))
+        if m.parameterization == "mup" and importlib.util.find_spec("mup") is None:
+            raise ConfigError("parameterization", "mup", MUP_MISSING)
+        if m.parameterization == "mup" and optim not in MUP_SGD_LIKE + MUP_ADAM_LIKE:
+            raise ConfigError(
+                "optim", optim, "with parameterization=mup, one of " + ", ".join(MUP_SGD_LIKE + MUP_ADAM_LIKE)
+            )
+        checks = (
+            ("batch_fn", d.batch_fn, lambda: resolve_batch_fn(d.batch_fn)),
+            ("grabs", t.grabs, lambda: resolve_grabs(t.grabs)),
+            (
+                "loss_checkpoints",
+                t.loss_checkpoints,
+                lambda: LossCheckpointCallback(t.loss_checkpoints or [], t.loss_checkpoints_relative),
+            ),
+        )
+        for key, value, check in checks:
+            try:
+                check()
+            except ValueError as e:
+                raise ConfigError(key, value, str(e)) from None
+        batch_fn_kwargs(d)
+        if d.batch_fn == "powerlaw_hermite":
+            for mono in d.target_monomials:
+                try:
+                    idx = max(parse_monomial(mono))
+                except ValueError as e:
+                    raise ConfigError("target_monomials", d.target_monomials, str(e)) from None
+                if idx >= d.dim:
+                    raise ConfigError(
+                        "target_monomials", d.target_monomials, f"input indices below dim={d.dim} (got {idx})"
+                    )
+
+    def __init__(self, cfg: RunConfig) -> None:
+        super().__init__(cfg)
+        # Runs before the run folder records the config, so run_config.json shows the batch actually used.
+        cfg.training.per_device_train_batch_size = cfg.data.n_samples
+        # Computed once, now: `RunConfig.to_dict` builds a `TrainingArguments`, which resets accelerate's
+        # global state, so it must not run once a Trainer exists.
+        self.config_values = cfg.to_dict()
+        self.source: BatchSource | None = None
+        self.fixed_train: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.test: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def batch_fn_params(self) -> dict[str, Any]:
+        """What the batch function may ask for by name: every config value, then `batch_fn_kwargs`."""
+        values = {k: v for k, v in self.config_values.items() if k != "batch_fn_kwargs"}
+        return {**values, **batch_fn_kwargs(self.cfg.data)}
+
+    def build_data(self) -> DatasetDict:
+        d, t = self.cfg.data, self.cfg.training
+        self.source = BatchSource(
+            resolve_batch_fn(d.batch_fn),
+            self.batch_fn_params(),
+            seed=derive_seed(t.seed, d.trial, 0),
+            n_samples=d.n_samples,
+            n_test=d.n_test,
+        )
+        self.test = self.source.test_set()
+        splits = {"validation": _to_dataset(*self.test)}
+        if not d.online:
+            self.fixed_train = self.source.train_set()
+            splits["train"] = _to_dataset(*self.fixed_train)
+        return DatasetDict(splits)
+
+    def build_model(self) -> MLP:
+        m, d, t = self.cfg.model, self.cfg.data, self.cfg.training
+        x, y = self.test
+        config = MLPConfig(
+            d_in=x.shape[1],
+            d_out=1 if y.dim() == 1 else y.shape[1],
+            width=m.width,
+            depth=m.depth,
+            bias=m.bias,
+            nonlinearity=m.nonlinearity,
+            parameterization=m.parameterization,
+            gamma=m.gamma,
+            centering=m.centering,
+            init_gain=m.init_gain,
+            mup_base_width=m.mup_base_width,
+            readout_zero_init=m.readout_zero_init,
+        )
+        torch.manual_seed(derive_seed(t.seed, d.trial, 1))
+        model = MLP(config)
+        if self.cfg.run.init_checkpt:
+            load_init_weights(model, self.cfg.run.init_checkpt)
+        return model
+
+    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch of optimizer step `step` (1-based; step 0 = the first batch)."""
+        return self.fixed_train if self.fixed_train is not None else self.source.batch(max(step - 1, 0))
+
+    def build_trainer(self, model: MLP, data: DatasetDict) -> MLPTrainer:
+        t = self.cfg.training
+        batches = OnlineBatches(self.source if self.fixed_train is None else _FixedBatch(*self.fixed_train))
+        self.loss_cb = LossCheckpointCallback(
+            t.loss_checkpoints or [],
+            t.loss_checkpoints_relative,
+            t.ema_smoother,
+            stop=t.stop_at_loss_checkpoints,
+        )
+        trainer = MLPTrainer(
+            model=model,
+            args=t,
+            train_dataset=batches,
+            eval_dataset=data["validation"],
+            callbacks=[self.loss_cb],
+        )
+        config_values = self.config_values
+
+        def context(step: int) -> dict[str, Any]:
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            device = next(model.parameters()).device  # grabs get the data where the model is
+            x_tr, y_tr, x_te, y_te = (a.to(device) for a in (*self.train_batch(step), *self.test))
+            return {
+                **config_values,
+                "model": model,
+                "X_tr": x_tr,
+                "y_tr": y_tr,
+                "X_te": x_te,
+                "y_te": y_te,
+                "optimizer": trainer.optimizer,
+                "opt": trainer.optimizer,
+                "step": step,
+                "config": self.cfg,
+            }
+
+        self.grab_cb = GrabCallback(
+            resolve_grabs(t.grabs),
+            t.grab_every,
+            context,
+            self.cfg.run_dir / GRABS_FILE,
+            write=t.process_index == 0,
+        )
+        trainer.add_callback(self.grab_cb)
+        return trainer
+
+    def evaluate(self, trainer: MLPTrainer, data: DatasetDict) -> dict[str, Any]:
+        metrics: dict[str, Any] = dict(trainer.evaluate())
+        metrics.update(self.loss_cb.tracker.metrics())
+        metrics["train_steps"] = trainer.state.global_step
+        for name, value in self.grab_cb.final_values().items():
+            if isinstance(value, (int, float)):
+                metrics[f"grab_{name}"] = value
+            elif isinstance(value, dict):
+                metrics.update(
+                    {f"grab_{name}/{k}": v for k, v in value.items() if isinstance(v, (int, float))}
+                )
+        return metrics

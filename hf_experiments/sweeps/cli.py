@@ -1,0 +1,193 @@
+"""Grids of runs (modelscape's job iterator): a config's ``"sweep"`` grid becomes one ordinary run per point.
+
+    python trainers/sweep.py --config configs/mlp_mup_sweep.json [--engine local|slurm|ray] [--key value ...]
+
+A config names a grid, ``"sweep": {"width": [256, 1024, 4096], "trial": [0, 1, 2]}``; its cartesian product
+(first key slowest) becomes jobs. Each job is a run of ``trainers/run.py`` with its own config file
+``<save_root>/<sweep>/jobs/<job>.json`` (the base config, the job's values, ``exp_name=<sweep>/<job>`` and its
+seed), so its run folder is ``<save_root>/<sweep>/<job>/`` with everything a run writes. The job name is
+built from its values (``width=256,trial=0``), so editing the grid never renames finished jobs.
+
+- Grid values: a list, or ``{"range": [start, stop(, step)]}``, ``{"linspace": [a, b, n]}``,
+  ``{"geomspace": [a, b, n]}``, or ``{"call": "package.module:function", "kwargs": {...}}`` (any iterable the
+  function returns or yields). From Python, any iterable, generators included.
+- ``trial``: swept like any key. If the experiment has no ``trial`` option, it only names the job and
+  changes its seed.
+- Seeds (``"sweep_seed"``): ``"per_job"`` (default) derives each job's seed from the config's ``seed`` and the
+  job's values; ``"fixed"`` gives every job the config's seed (the ``mlp`` experiment then still separates
+  trials, since its data and initial weights depend on ``(seed, trial)``: widths then share data per trial).
+  The original derived seeds from the job's index and device; we derive them from the values so that a job
+  keeps its seed when the grid is edited or when a different device picks it from the queue.
+- Finished jobs (their run folder has ``metrics.json``) are skipped when the sweep is rerun; interrupted
+  ones resume from their last complete checkpoint, as any run does.
+- Results: ``results.parquet`` and ``results.csv`` (one row per job: the swept values, seed, status and every
+  number of its ``metrics.json``), and ``plots/<metric>_vs_<key>.png`` for the metrics named in
+  ``"sweep_metrics"`` (default ``["eval_loss"]``): mean over trials with the standard deviation as error bars,
+  one line per combination of the other swept values.
+
+Local runner: jobs run one after another inside this process when there is at most one GPU (tiny jobs pay
+Python's start-up once), or one subprocess per device at a time when several are named (``--devices 0,1``,
+or automatically every visible GPU). Beyond one machine, `sweep_engines` hands the same job files to SLURM
+(submitit) or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hf_experiments.core.config import ConfigError
+from hf_experiments.core.run_folder import write_json_atomic
+from hf_experiments.core.runner import PREEMPTED_EXIT_CODE
+
+from .local import run_local
+from .plan import check_jobs, load_sweep_config, parse_overrides, plan_sweep, write_jobs
+from .results import collect_results, plot_results
+
+
+def run_sweep(
+    config: Mapping[str, Any],
+    engine: str = "local",
+    devices: Sequence[str] | None = None,
+    engine_options: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    collect_only: bool = False,
+    rerun_finished: bool = False,
+    name: str | None = None,
+):
+    """Plan, check, write and run a sweep, then collect its table and plots. Returns (sweep, results)."""
+    sweep = plan_sweep(config, name=name)
+    check_jobs(sweep)
+    if dry_run:
+        for job in sweep.jobs:
+            print(f"{job.index}\t{'finished' if job.finished else 'to run'}\t{job.name}\tseed={job.seed}")
+        return sweep, None
+    codes: dict[str, int] = {}
+    if not collect_only:
+        write_jobs(sweep)
+        fresh = bool(sweep.base_config.get("fresh_start")) or rerun_finished
+        todo = [j for j in sweep.jobs if fresh or not j.finished]
+        skipped = len(sweep.jobs) - len(todo)
+        print(
+            f"[sweep] {sweep.name}: {len(sweep.jobs)} jobs, {skipped} already finished, {len(todo)} to run",
+            flush=True,
+        )
+        if rerun_finished and not sweep.base_config.get("fresh_start"):
+            for job in todo:  # a rerun starts over: each job moves its old folder aside
+                job.config["fresh_start"] = True
+                write_json_atomic(job.config_path, job.config)
+        if todo:
+            if engine == "local":
+                codes = run_local(todo, devices, log_dir=sweep.dir / "logs", cwd=str(Path.cwd()))
+            else:
+                from .engines import get_engine
+
+                codes = get_engine(engine, sweep.dir, dict(engine_options or {})).run(
+                    todo, cwd=str(Path.cwd())
+                )
+    df = collect_results(sweep, codes)
+    plots = plot_results(sweep, df)
+    counts = df["status"].value_counts().to_dict()
+    print(
+        f"[sweep] results: {sweep.dir / 'results.parquet'} ({counts}); plots: {[str(p) for p in plots]}",
+        flush=True,
+    )
+    return sweep, df
+
+
+def config_has_sweep(argv: Sequence[str]) -> bool:
+    """Whether a `trainers/run.py` command line is a sweep: its config has a "sweep" key, or --sweep is given.
+
+    Lets `trainers/run.py` hand such commands to `main` (job configs never contain "sweep": no recursion).
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(list(argv))
+    if any(tok == "--sweep" or tok.startswith("--sweep=") for tok in rest):
+        return True
+    if not known.config or not Path(known.config).is_file():
+        return False
+    try:
+        raw = json.loads(Path(known.config).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False  # run.py reports the problem itself
+    return isinstance(raw, dict) and "sweep" in raw
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="trainers/sweep.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help='JSON config with a "sweep" grid.')
+    p.add_argument(
+        "--engine",
+        choices=("local", "slurm", "ray", "submitit_local", "submitit_debug"),
+        default="local",
+        help="Who runs the jobs (default: this machine).",
+    )
+    p.add_argument(
+        "--devices",
+        default=None,
+        help="Local runner: comma-separated devices, one job at a time each (e.g. 0,1 or cpu,cpu). "
+        "Default: every GPU when there are several, else in-process one after another.",
+    )
+    p.add_argument(
+        "--engine_options",
+        default=None,
+        help="JSON object for the engine: submitit parameters (timeout_min, slurm_partition, "
+        "gpus_per_node, ...) or Ray options (address, num_gpus_per_job, num_cpus_per_job).",
+    )
+    p.add_argument("--dry_run", action="store_true", help="List the jobs and their seeds; run nothing.")
+    p.add_argument("--collect_only", action="store_true", help="Only rebuild the table and plots.")
+    p.add_argument(
+        "--rerun_finished",
+        action="store_true",
+        help="Run finished jobs again too (their old folders are moved aside).",
+    )
+    p.add_argument(
+        "--name", default=None, help="Sweep folder name (default: exp_name, else the config's stem)."
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`trainers/sweep.py`: options above, then `--key value` overrides applied to every job."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_arg_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        config = load_sweep_config(args.config, parse_overrides(rest))
+        name = args.name or config.get("exp_name") or Path(args.config).stem
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+        options = json.loads(args.engine_options) if args.engine_options else {}
+        _, df = run_sweep(
+            config,
+            engine=args.engine,
+            devices=devices,
+            engine_options=options,
+            dry_run=args.dry_run,
+            collect_only=args.collect_only,
+            rerun_finished=args.rerun_finished,
+            name=name,
+        )
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, json.JSONDecodeError) as e:
+        print(f"sweep error: {e}", file=sys.stderr)
+        return 2
+    if df is None:
+        return 0
+    with contextlib.suppress(KeyError):
+        if (df["status"] == "finished").all():
+            return 0
+        if (df["status"] == "preempted").any():
+            return PREEMPTED_EXIT_CODE
+    return 1

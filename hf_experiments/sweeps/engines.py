@@ -1,0 +1,129 @@
+"""Running sweep jobs beyond this machine: SLURM through `submitit`, or Ray. No scheduler of our own.
+
+Every engine runs the same unit as the local runner, `local.run_job_subprocess`: ``python -m hf_experiments
+--config <job>.json`` in a subprocess, with that job's log file. The results are read back from the run folders, so
+an engine only has to start the jobs (and, if asked, wait for them).
+
+- ``slurm``: a submitit job array (``executor.map_array``), one task per job; parameters go to
+  ``AutoExecutor.update_parameters`` (``timeout_min``, ``slurm_partition``, ``gpus_per_node``,
+  ``cpus_per_task``, ``slurm_array_parallelism``, ...), plus ``wait`` (default true; with false the command
+  returns after submitting, and ``--collect_only`` later builds the table). A preempted task checkpoints
+  and requeues itself (``trainers/run.py`` calls ``scontrol requeue``); rerunning the sweep resumes it too.
+- ``submitit_local`` / ``submitit_debug``: submitit's `LocalExecutor` (a process per job on this machine) and
+  `DebugExecutor` (in this process) - the same code path as ``slurm``, for trying a sweep out.
+- ``ray``: one Ray task per job (``address`` to join a running cluster, else a local one is started),
+  ``num_gpus_per_job`` (default: 1 if the cluster has GPUs, else 0) and ``num_cpus_per_job`` (default 1);
+  Ray sets ``CUDA_VISIBLE_DEVICES`` for each task.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .local import PACKAGE_ROOT, run_job_subprocess
+from .plan import Job
+
+
+def _log(job: Job) -> str:
+    return str(job.run_dir.parent / "logs" / f"{job.name}.log")
+
+
+class SubmititEngine:
+    """Jobs as a submitit job array: SLURM (``cluster="slurm"``), or ``local``/``debug`` to try it here."""
+
+    def __init__(
+        self, folder: str | Path, cluster: str = "slurm", wait: bool = True, **parameters: Any
+    ) -> None:
+        import submitit
+
+        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        self.executor.update_parameters(**{"name": "hfe-sweep", **parameters})
+        self.wait = wait
+
+    def run(self, jobs: Sequence[Job], cwd: str | None = None) -> dict[str, int]:
+        n = len(jobs)
+        submitted = self.executor.map_array(
+            run_job_subprocess,
+            [str(j.config_path) for j in jobs],
+            [cwd] * n,
+            [None] * n,
+            [_log(j) for j in jobs],
+        )
+        for job, sub in zip(jobs, submitted):
+            print(f"[sweep] submitted {job.name} as {sub.job_id}", flush=True)
+        if not self.wait:
+            return {}
+        codes: dict[str, int] = {}
+        for job, sub in zip(jobs, submitted):
+            try:
+                codes[job.name] = int(sub.result())
+            except Exception as e:  # a task that died (node failure, timeout) must not hide the others
+                print(f"[sweep] {job.name} failed: {e}", file=sys.stderr, flush=True)
+                codes[job.name] = 1
+        return codes
+
+
+class RayEngine:
+    """One Ray task per job, on a running cluster (``address``) or a local one started for the sweep."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_gpus_per_job: float | None = None,
+        num_cpus_per_job: float = 1,
+        init_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.address, self.num_gpus, self.num_cpus = address, num_gpus_per_job, num_cpus_per_job
+        self.init_kwargs = dict(init_kwargs or {})
+
+    def run(self, jobs: Sequence[Job], cwd: str | None = None) -> dict[str, int]:
+        import ray
+
+        started = not ray.is_initialized()
+        if started:
+            env = {"PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)}
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                runtime_env={"env_vars": env},
+                **self.init_kwargs,
+            )
+        try:
+            gpus = (
+                self.num_gpus
+                if self.num_gpus is not None
+                else (1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0)
+            )
+            remote = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus)(run_job_subprocess)
+            refs = {job.name: remote.remote(str(job.config_path), cwd, None, _log(job)) for job in jobs}
+            codes: dict[str, int] = {}
+            for name, ref in refs.items():
+                try:
+                    codes[name] = int(ray.get(ref))
+                except ray.exceptions.RayError as e:
+                    print(f"[sweep] {name} failed: {e}", file=sys.stderr, flush=True)
+                    codes[name] = 1
+            return codes
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def get_engine(name: str, sweep_dir: str | Path, options: Mapping[str, Any]) -> SubmititEngine | RayEngine:
+    """``slurm``, ``submitit_local``, ``submitit_debug`` or ``ray``, configured by `options`."""
+    options = dict(options)
+    if name in ("slurm", "submitit_local", "submitit_debug"):
+        cluster = {"slurm": "slurm", "submitit_local": "local", "submitit_debug": "debug"}[name]
+        return SubmititEngine(Path(sweep_dir) / "submitit", cluster=cluster, **options)
+    if name == "ray":
+        return RayEngine(**options)
+    raise ValueError(
+        f"engine={name!r} is invalid; expected local, slurm, submitit_local, submitit_debug or ray"
+    )
+
+
+__all__ = ["RayEngine", "SubmititEngine", "get_engine"]

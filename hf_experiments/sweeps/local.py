@@ -1,0 +1,121 @@
+"""The local runner: jobs in this process one after another (tiny jobs pay Python's start-up once),
+or one subprocess per device at a time when several devices are named.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from hf_experiments.core.runner import main as run_main
+
+from .plan import Job
+
+# The folder holding the `hf_experiments` package (a source checkout or site-packages): job subprocesses import
+# this very copy of it.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_in_process(job: Job) -> int:
+    """Run one job inside this process (no interpreter start-up); returns its exit status."""
+    import torch
+
+    try:
+        return int(run_main(["--config", str(job.config_path)]) or 0)
+    except SystemExit as e:  # parse_config exits 2 on a bad config
+        return int(e.code) if isinstance(e.code, int) else 1
+    except Exception:  # one failing job must not stop the sweep
+        traceback.print_exc()
+        return 1
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def run_job_subprocess(
+    config_path: str, cwd: str | None = None, device: str | None = None, log_path: str | None = None
+) -> int:
+    """``python -m hf_experiments --config <config_path>`` in `cwd`; returns its exit status.
+
+    `device`: ``None`` leaves ``CUDA_VISIBLE_DEVICES`` as the scheduler set it, ``"cpu"`` hides every GPU,
+    anything else becomes ``CUDA_VISIBLE_DEVICES``. Output goes to `log_path` (appended) when given.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else str(device)
+    cmd = [sys.executable, "-m", "hf_experiments", "--config", str(config_path)]
+    if log_path is None:
+        return subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        return subprocess.run(
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        ).returncode
+
+
+def default_devices() -> list[str]:
+    """Every visible GPU when there are several (one process each); otherwise none (in-process)."""
+    import torch
+
+    n = torch.cuda.device_count()
+    return [str(i) for i in range(n)] if n > 1 else []
+
+
+def run_local(
+    jobs: Sequence[Job],
+    devices: Sequence[str] | None = None,
+    log_dir: Path | None = None,
+    cwd: str | None = None,
+) -> dict[str, int]:
+    """Run `jobs` here: in-process one after another (no devices, or one), else a worker thread per device
+    entry, each starting one run subprocess at a time with that device (``"cpu"`` hides the
+    GPUs; name a device twice to run two jobs on it). Returns {job name: exit status}."""
+    from .engines import run_job_subprocess
+
+    devices = list(default_devices() if devices is None else devices)
+    codes: dict[str, int] = {}
+    if len(devices) <= 1:
+        for job in jobs:
+            print(f"[sweep] job {job.index}: {job.name}", flush=True)
+            if devices and devices[0] != "cpu":
+                codes[job.name] = run_job_subprocess(
+                    str(job.config_path), cwd, devices[0], _log_path(log_dir, job)
+                )
+            else:
+                codes[job.name] = run_in_process(job)
+        return codes
+    todo: queue.Queue[Job] = queue.Queue()
+    for job in jobs:
+        todo.put(job)
+    lock = threading.Lock()
+
+    def worker(device: str) -> None:
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            print(f"[sweep] job {job.index}: {job.name} on device {device}", flush=True)
+            code = run_job_subprocess(str(job.config_path), cwd, device, _log_path(log_dir, job))
+            with lock:
+                codes[job.name] = code
+
+    threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
+def _log_path(log_dir: Path | None, job: Job) -> str | None:
+    return str(log_dir / f"{job.name}.log") if log_dir is not None else None

@@ -1,0 +1,314 @@
+"""Arrows of time: reading orders, per-position loss, compare / sweep / sparse-update scripts, and (slow) the
+paper's qualitative finding with the shipped linear configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np
+import pytest
+from datasets import load_dataset
+
+from hf_experiments.arrows.analysis import mean_std_curves, min_rule_weights, relative_gap
+from hf_experiments.arrows.experiment import ArrowsExperiment, dataset_folder
+from hf_experiments.arrows.linear_language import make_sparse_invertible, pack_bits, parse_bit_line
+from hf_experiments.core.config import ConfigError
+from hf_experiments.core.parsing import parse_config_strict
+from tests.helpers import ROOT, popen, write_config
+
+N = 4  # matrix size of the tiny linear runs: lines of 2 * 4 + 7 = 15 characters
+TINY = {
+    "model_preset": "tiny",
+    "n_layers": 1,
+    "n_heads": 2,
+    "embed_dim": 16,
+    "dropout": 0.0,
+    "per_device_train_batch_size": 16,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 3e-3,
+    "logging_steps": 1,
+    "report_to": "none",
+    "dataloader_num_workers": 0,
+    "use_cpu": True,
+}
+
+
+def _script(name: str):
+    """A `trainers/<name>.py` module (trainers/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"trainers_{name}", ROOT / "trainers" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _matrix(tmp: Path) -> Path:
+    path = tmp / "m.npy"
+    if not path.exists():
+        np.save(path, make_sparse_invertible(N, 3, np.random.default_rng(1)))
+    return path
+
+
+def _linear_args(tmp: Path, **over) -> list[str]:
+    cfg = {
+        "experiment": "arrows",
+        "task": "linear",
+        "matrix_path": str(_matrix(tmp)),
+        "num_vectors": 400,
+        "n_val": 64,
+        "save_root": str(tmp / "out"),
+        **TINY,
+        **over,
+    }
+    return ["--config", str(write_config(tmp / f"{cfg.get('exp_name', 'cfg')}.json", **cfg))]
+
+
+def _data(argv: list[str]):
+    cfg = parse_config_strict(argv)
+    exp = ArrowsExperiment(cfg)
+    return exp, exp.build_data()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading orders
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", ["linear", "primes"])
+def test_backward_rows_are_exact_reverses_with_bos_first(tmp_path, task):
+    extra = {"task": "primes", "max_n_digits": 2, "n_pairs": 300} if task == "primes" else {}
+    exp, fwd = _data(_linear_args(tmp_path, **extra))
+    _, bwd = _data(_linear_args(tmp_path, direction="backward", **extra))
+    bos = exp.tokenizer.bos_token_id
+    for split in ("train", "validation"):
+        f, b = np.asarray(fwd[split]["input_ids"]), np.asarray(bwd[split]["input_ids"])  # (N, 1 + L)
+        assert f.shape == b.shape and len(f) > 0
+        assert (f[:, 0] == bos).all() and (b[:, 0] == bos).all()
+        np.testing.assert_array_equal(b[:, 1:], f[:, 1:][:, ::-1])
+        np.testing.assert_array_equal(f, b[:, list(range(0, 1)) + list(range(f.shape[1] - 1, 0, -1))])
+    # forward ids are the generated lines' characters, in order
+    lines = load_dataset(str(dataset_folder(exp.cfg.data, exp.cfg.run.save_root)))["validation"]["text"]
+    decoded = ["".join(exp.tokenizer.convert_ids_to_tokens(row[1:].tolist())) for row in f]
+    assert decoded == lines
+
+
+def test_permutation_is_applied_exactly(tmp_path):
+    perm = np.random.default_rng(0).permutation(2 * N + 7).tolist()
+    _, fwd = _data(_linear_args(tmp_path))
+    _, per = _data(_linear_args(tmp_path, permutation=perm))
+    f, p = np.asarray(fwd["train"]["input_ids"]), np.asarray(per["train"]["input_ids"])
+    np.testing.assert_array_equal(p[:, 0], f[:, 0])
+    np.testing.assert_array_equal(p[:, 1:], f[:, 1:][:, perm])
+
+
+@pytest.mark.parametrize("perm", [[0, 1, 2], [*range(2 * N + 6), 0]])
+def test_bad_permutation_is_refused_before_anything_is_written(tmp_path, perm):
+    with pytest.raises(ConfigError, match="permutation"):
+        parse_config_strict(_linear_args(tmp_path, permutation=perm))
+    assert not (tmp_path / "out").exists()
+
+
+def test_val_fraction_keeps_validation_inputs_out_of_training(tmp_path):
+    exp, _ = _data(_linear_args(tmp_path, perturbation_rate=0.0, val_fraction=0.25, num_vectors=300))
+    raw = load_dataset(str(dataset_folder(exp.cfg.data, exp.cfg.run.save_root)))
+    inputs = {}
+    for split in ("train", "validation"):
+        bits = np.stack([parse_bit_line(t)[0] for t in raw[split]["text"]])  # (N, n) input vectors
+        inputs[split] = set(pack_bits(bits).tolist())
+    assert inputs["validation"] and inputs["train"]
+    assert not inputs["validation"] & inputs["train"]
+
+
+# --------------------------------------------------------------------------------------------
+# Rule weights (why one direction is harder)
+# --------------------------------------------------------------------------------------------
+def _brute_force_weights(m: np.ndarray, backward: bool) -> list[int]:
+    """Fewest earlier-read bits XOR-ing to each predicted output bit, by enumerating subsets of read bits."""
+    n = len(m)
+    v = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # (2^n, n) every input vector
+    bits = np.concatenate([v, v @ m.T % 2], axis=1)  # (2^n, 2n): x then y = M x
+    order = list(range(2 * n))[::-1] if backward else list(range(2 * n))
+    out = {}
+    for t in range(n, 2 * n):
+        pos = order.index(t) if not backward else order.index(t - n)
+        target = order[pos]
+        seen = order[:pos]
+        for size in range(1, len(seen) + 1):
+            if any(
+                (bits[:, list(s)].sum(1) % 2 == bits[:, target]).all()
+                for s in itertools.combinations(seen, size)
+            ):
+                out[target % n] = size
+                break
+    return [out[r] for r in range(n)]
+
+
+def test_rule_weights_match_brute_force_and_known_cases():
+    n = 6
+    np.testing.assert_array_equal(min_rule_weights(np.eye(n, dtype=np.uint8))[0], np.ones(n))
+    bidiag = np.eye(n, dtype=np.uint8)
+    bidiag[np.arange(1, n), np.arange(n - 1)] = 1  # y_r = x_r + x_{r-1}: M^-1 is all ones below the diagonal
+    fw, bw = min_rule_weights(bidiag)
+    assert fw.tolist() == [1] + [2] * (n - 1)
+    assert bw.tolist() == [1] + [2] * (n - 2) + [n]  # the first backward bit is the parity of all of y
+    for seed in range(3):
+        m = make_sparse_invertible(4, 3, np.random.default_rng(seed)).astype(np.int64)
+        fw, bw = min_rule_weights(m)
+        assert fw.tolist() == _brute_force_weights(m, backward=False)
+        assert bw.tolist() == _brute_force_weights(m, backward=True)
+
+
+def test_relative_gap_and_mean_std_curves():
+    assert relative_gap(2.0, 3.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="forward"):
+        relative_gap(0.0, 1.0)
+    c = mean_std_curves(
+        [(np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0])), (np.array([2, 3]), np.array([4.0, 5.0]))]
+    )
+    assert c["step"] == [2, 3] and c["mean"] == [3.0, 4.0] and c["std"] == [1.0, 1.0]
+
+
+# --------------------------------------------------------------------------------------------
+# Real tiny runs: per-position loss, compare, sparse update, sweep
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("arrows")
+    from hf_experiments.core.runner import main as run_main
+
+    out = {}
+    for d in ("forward", "backward"):
+        assert run_main(_linear_args(tmp, exp_name=d, direction=d, max_steps=6, save_steps=6)) == 0
+        out[d] = tmp / "out" / d
+    return out
+
+
+def test_per_position_file_has_one_entry_per_predicted_position(tiny_runs):
+    for d, run_dir in tiny_runs.items():
+        pos = json.loads((run_dir / "loss_per_position.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert len(pos["loss_per_position"]) == 2 * N + 7 == len(pos["order"])
+        assert pos["direction"] == d
+        assert np.mean(pos["loss_per_position"]) == pytest.approx(pos["mean"], rel=1e-12)
+        assert pos["mean"] == pytest.approx(metrics["mean_token_loss"], rel=1e-12)
+        # the whole validation split fits one eval batch: the Trainer's eval_loss is the same mean
+        assert metrics["eval_loss"] == pytest.approx(metrics["mean_token_loss"], rel=1e-4)
+        assert (run_dir / "loss_per_position.png").stat().st_size > 0
+
+
+def test_compare_script_reports_the_gap_of_two_real_runs(tiny_runs, tmp_path):
+    compare = _script("arrows_compare")
+    assert (
+        compare.main([str(tiny_runs["forward"]), str(tiny_runs["backward"]), "--out", str(tmp_path / "c")])
+        == 0
+    )
+    res = json.loads((tmp_path / "c.json").read_text())
+    f, b = (
+        json.loads((tiny_runs[d] / "metrics.json").read_text())["mean_token_loss"]
+        for d in ("forward", "backward")
+    )
+    assert res["forward_mean_loss"] == pytest.approx(f) and res["backward_mean_loss"] == pytest.approx(b)
+    assert res["relative_gap"] == pytest.approx((b - f) / f)
+    assert (tmp_path / "c.png").stat().st_size > 0
+    assert compare.main([str(tiny_runs["forward"]), str(tmp_path)]) == 2  # not a run folder: clear error
+
+
+def test_sparse_update_finetunes_both_directions_from_the_trained_weights(tiny_runs, tmp_path):
+    script = _script("arrows_sparse_update")
+    out = tmp_path / "su"
+    argv = [
+        "--forward_run",
+        str(tiny_runs["forward"]),
+        "--backward_run",
+        str(tiny_runs["backward"]),
+        "--num_flips",
+        "2",
+        "--repeats",
+        "2",
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert script.main(argv) == 0
+    res = json.loads((out / "sparse_update.json").read_text())
+    trained = np.load(_matrix(tiny_runs["forward"].parents[1]))
+    for r in range(2):
+        m_new = np.load(res["perturbed"][r]["path"])
+        assert (m_new != trained).sum() == 2 and (np.diag(m_new) == 1).all()
+        for d in ("forward", "backward"):
+            cfg = json.loads((out / "configs" / f"r{r}_{d}.json").read_text())
+            assert cfg["init_checkpt"] == str(tiny_runs[d] / "model") and cfg["direction"] == d
+    for d in ("forward", "backward"):
+        assert res[d]["step"] == [1, 2, 3] and res[d]["n_repeats"] == 2
+        curves = np.array([c["value"] for c in res[d]["curves"]])
+        np.testing.assert_allclose(res[d]["mean"], curves.mean(0))
+        np.testing.assert_allclose(res[d]["std"], curves.std(0))
+    assert (out / "sparse_update.png").stat().st_size > 0
+    # a rerun skips the finished fine-tunes and rebuilds the same summary
+    before = (out / "r0_forward" / "metrics.json").stat().st_mtime_ns
+    assert script.main(argv) == 0
+    assert (out / "r0_forward" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_sweep_trains_both_directions_per_matrix_and_skips_finished_jobs(tmp_path):
+    script = _script("arrows_sparsity_sweep")
+    base = write_config(
+        tmp_path / "base.json",
+        experiment="arrows",
+        task="linear",
+        matrix_n=N,
+        num_vectors=200,
+        n_val=32,
+        max_steps=2,
+        save_steps=2,
+        **TINY,
+    )
+    argv = ["--config", str(base), "--ks", "1", "3", "--out", str(tmp_path / "sw")]
+    assert script.main(argv) == 0
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert sorted((r["k"], r["direction"]) for r in rows) == [
+        (1, "backward"),
+        (1, "forward"),
+        (3, "backward"),
+        (3, "forward"),
+    ]
+    for r in rows:
+        m = np.load(next((tmp_path / "sw" / "matrices").glob(f"{r['matrix']}.npy")))
+        assert int(m.sum()) - N == r["k"]
+        other = next(o for o in rows if o["matrix"] == r["matrix"] and o["direction"] != r["direction"])
+        f, b = (r, other) if r["direction"] == "forward" else (other, r)
+        assert r["relative_gap"] == pytest.approx(
+            (b["mean_token_loss"] - f["mean_token_loss"]) / f["mean_token_loss"]
+        )
+    assert (tmp_path / "sw" / "sweep.csv").read_text().count("\n") == 5
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "sw").glob("*/metrics.json")}
+    assert script.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "sw").glob("*/metrics.json")} == stamp
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's finding, with the shipped configs (minutes on CPU)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_shipped_linear_configs_backward_is_harder(tmp_path):
+    """The two shipped runs (about 11 min each on 2 busy cores; run side by side) reproduce the finding."""
+    procs = {}
+    for d in ("forward", "backward"):
+        cfg = json.loads((ROOT / "configs" / f"linear_{d}.json").read_text())
+        cfg["matrix_path"] = str(ROOT / cfg["matrix_path"])  # the shipped path is relative to the repo root
+        path = write_config(tmp_path / f"linear_{d}.json", **cfg, save_root=str(tmp_path), report_to="none")
+        procs[d] = popen("--config", str(path))
+    for proc in procs.values():
+        out, _ = proc.communicate(timeout=3600)
+        assert proc.returncode == 0, out[-3000:]
+    loss = {
+        d: json.loads((tmp_path / f"linear_{d}" / "metrics.json").read_text())["mean_token_loss"]
+        for d in procs
+    }
+    assert loss["backward"] > loss["forward"] * 1.05, loss

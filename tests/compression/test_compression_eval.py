@@ -1,0 +1,252 @@
+"""evaluate_compression, the local BLEU module and the low/pred/high plot."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import datasets
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+from hf_experiments.compression.configuration_compression import CompressionConfig
+from hf_experiments.compression.evaluation import evaluate_compression, plot_low_pred_high
+from hf_experiments.compression.metrics import load_local_metric
+from hf_experiments.compression.modeling_compression import CompressionModel
+
+VOCAB, CMP_LEN, SEQ_LEN = 99, 6, 6
+RATES = (
+    "low_top1",
+    "low_top5",
+    "high_top1",
+    "high_top5",
+    "pred_top1",
+    "pred_top5",
+    "low_free_match",
+    "high_free_match",
+    "pred_free_match",
+    "rmb_token_acc",
+    "rmb_exact_match",
+    "rmb_bleu",
+)
+
+
+def copy_windows(n: int, seed: int = 0) -> torch.LongTensor:
+    """Windows whose second half repeats the first: the context makes the text fully predictable."""
+    ctx = torch.randint(1, VOCAB, (n, CMP_LEN), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([ctx, ctx], dim=1)
+
+
+def save_backbone(config, path) -> str:
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    return str(path)
+
+
+def tiny_gpt2() -> GPT2Config:
+    return GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0)
+
+
+def tiny_llama() -> LlamaConfig:
+    return LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=VOCAB
+    )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded; intra-op threads only contend on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----- BLEU -----
+
+
+@pytest.fixture(scope="module")
+def bleu():
+    return load_local_metric("bleu")
+
+
+def test_bleu_is_one_on_identical_and_zero_on_disjoint(bleu):
+    assert (
+        bleu.compute(predictions=["1 2 3 4 5", "7 8 9 10"], references=[["1 2 3 4 5"], ["7 8 9 10"]])["bleu"]
+        == 1.0
+    )
+    assert bleu.compute(predictions=["1 2 3 4 5"], references=[["6 7 8 9 10"]])["bleu"] == 0.0
+
+
+def test_bleu_matches_hand_computed_values(bleu):
+    # all n-grams match but the candidate is short: BLEU = brevity penalty = exp(1 - 8/5)
+    short = bleu.compute(predictions=["a b c d e"], references=[["a b c d e f g h"]])
+    assert short["bleu"] == pytest.approx(math.exp(1 - 8 / 5))
+    # one wrong last token: p1..p4 = 4/5, 3/4, 2/3, 1/2, equal lengths
+    partial = bleu.compute(predictions=["a b c d x"], references=[["a b c d e"]])
+    assert partial["precisions"] == pytest.approx([4 / 5, 3 / 4, 2 / 3, 1 / 2])
+    assert partial["bleu"] == pytest.approx((4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** 0.25)
+    # corpus BLEU pools counts over sentences (it is not the mean of sentence scores)
+    corpus = bleu.compute(
+        predictions=["a b c d e", "a b c d x"], references=[["a b c d e f g h"], ["a b c d e"]]
+    )
+    pooled = (9 / 10 * 7 / 8 * 5 / 6 * 3 / 4) ** 0.25 * math.exp(1 - 13 / 10)
+    assert corpus["bleu"] == pytest.approx(pooled)
+    # repeated words are clipped by their count in the reference
+    assert bleu.compute(predictions=["the the the the"], references=[["the cat"]], max_order=1)["bleu"] == (
+        pytest.approx(1 / 4)
+    )
+
+
+def test_bleu_agrees_with_sacrebleu_on_random_corpora(bleu):
+    sacrebleu = pytest.importorskip("sacrebleu")
+    rng = random.Random(0)
+    sentence = lambda: " ".join(str(rng.randrange(6)) for _ in range(rng.randrange(4, 12)))
+    preds, refs = [sentence() for _ in range(20)], [sentence() for _ in range(20)]
+    ours = bleu.compute(predictions=preds, references=[[r] for r in refs])["bleu"]
+    theirs = sacrebleu.corpus_bleu(preds, [refs], tokenize="none", smooth_method="none").score / 100
+    assert ours == pytest.approx(theirs, abs=1e-9)
+
+
+def test_unknown_local_metric_is_a_value_error():
+    with pytest.raises(ValueError, match="name='rouge'"):
+        load_local_metric("rouge")
+
+
+# ----- evaluate_compression -----
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory) -> str:
+    return save_backbone(tiny_gpt2(), tmp_path_factory.mktemp("gpt2"))
+
+
+def make_model(path: str, **overrides) -> CompressionModel:
+    torch.manual_seed(0)
+    kwargs = dict(model_string=path, n_cmps=2, cmp_len=CMP_LEN, seq_len=SEQ_LEN) | overrides
+    return CompressionModel(CompressionConfig(**kwargs))
+
+
+def test_metrics_are_present_rates_and_tensor_equals_dataset_input(gpt2_dir):
+    model = make_model(gpt2_dir, rmb_task=True)
+    ids = copy_windows(10)
+    metrics = evaluate_compression(model, ids, batch_size=4, free_run_tokens=3)
+    assert set(RATES) | {"low_loss", "high_loss", "pred_loss", "gap_recovered", "num_windows"} == set(metrics)
+    assert all(0.0 <= metrics[key] <= 1.0 for key in RATES)
+    assert metrics["num_windows"] == 10
+    assert all(metrics[f"{m}_top1"] <= metrics[f"{m}_top5"] for m in ("low", "high", "pred"))
+    as_dataset = datasets.Dataset.from_dict({"input_ids": ids.tolist()})
+    assert evaluate_compression(model, as_dataset, batch_size=3, free_run_tokens=3) == pytest.approx(
+        metrics, rel=1e-4
+    )
+    assert evaluate_compression(model, ids, batch_size=4, max_batches=2)["num_windows"] == 8
+    assert "rmb_bleu" not in evaluate_compression(make_model(gpt2_dir), ids, batch_size=4)
+
+
+def test_teacher_forced_losses_equal_the_plain_backbone_when_compression_is_exact(tmp_path):
+    """A model whose compression is perfect by construction, checked against the backbone called directly.
+
+    With `pooling="mean"`, `cmp_layer=0` and one vector per context token, a Llama backbone (whose
+    hidden_states[0] are the raw input embeddings) gets the context's own embeddings as "compressed" states.
+    With the forward task token set to a separator's embedding, the pred input IS the token sequence
+    [ctx, SEP, seq], so every pred metric must equal the backbone's on that sequence.
+    """
+    model = make_model(
+        save_backbone(tiny_llama(), tmp_path), pooling="mean", cmp_layer=0, n_cmps=CMP_LEN, rmb_task=True
+    )
+    sep, rmb_sep = 0, 1
+    embeddings = model.backbone.get_input_embeddings().weight
+    with torch.no_grad():
+        model.task_embs.copy_(embeddings[[sep, rmb_sep]])
+    ids = copy_windows(5, seed=2)
+    ctx, seq = ids[:, :CMP_LEN], ids[:, CMP_LEN:]
+    metrics = evaluate_compression(model, ids, batch_size=2, free_run_tokens=4)
+
+    def plain(tokens: torch.Tensor, n_predicted: int) -> tuple[float, float]:
+        """Loss and top-1 of the backbone on `tokens` for its last `n_predicted` next-token predictions."""
+        with torch.no_grad():
+            logits = model.backbone(input_ids=tokens).logits[:, -n_predicted - 1 : -1]
+        targets = tokens[:, -n_predicted:]
+        loss = F.cross_entropy(logits.transpose(1, 2), targets).item()
+        return loss, (logits.argmax(-1) == targets).float().mean().item()
+
+    sep_col = torch.full((5, 1), sep)
+    expected = {
+        "low": plain(seq, SEQ_LEN - 1),
+        "high": plain(ids, SEQ_LEN - 1),
+        "pred": plain(torch.cat([ctx, sep_col, seq], dim=1), SEQ_LEN - 1),
+    }
+    for mode, (loss, top1) in expected.items():
+        assert metrics[f"{mode}_loss"] == pytest.approx(loss, abs=1e-5)
+        assert metrics[f"{mode}_top1"] == pytest.approx(top1, abs=1e-6)
+    low, high, pred = (expected[m][0] for m in ("low", "high", "pred"))
+    assert metrics["gap_recovered"] == pytest.approx((low - pred) / (low - high), rel=1e-2)  # tiny gap: loose
+    # free running from the compressed context == free running from the same tokens given as a raw context
+    pred = model.generate_from_context(ctx, seq[:, :1], 4)
+    high = model.generate_from_context(torch.cat([ctx, sep_col], dim=1), seq[:, :1], 4, mode="high")
+    assert torch.equal(pred, high)
+    assert metrics["pred_free_match"] == pytest.approx((pred == seq[:, 1:5]).float().mean().item())
+    rebuilt = model.reconstruct(ctx)
+    assert torch.equal(
+        rebuilt, model.generate_from_context(ctx, torch.full((5, 1), rmb_sep), CMP_LEN, mode="high")
+    )
+    assert metrics["rmb_exact_match"] == pytest.approx((rebuilt == ctx).all(-1).float().mean().item())
+
+
+def test_high_beats_low_once_the_backbone_learned_to_copy(tmp_path):
+    torch.manual_seed(0)
+    backbone = AutoModelForCausalLM.from_config(tiny_gpt2())
+    optimizer = torch.optim.Adam(backbone.parameters(), lr=1e-2)
+    for step in range(50):  # a few dozen steps on [ctx, ctx] windows: copy from 6 tokens back
+        batch = copy_windows(32, seed=100 + step)
+        loss = backbone(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    backbone.eval()
+    model = CompressionModel(
+        CompressionConfig(model_string="unused", n_cmps=2, cmp_len=CMP_LEN, seq_len=SEQ_LEN),
+        backbone=backbone,
+    )
+    metrics = evaluate_compression(model, copy_windows(16, seed=1), batch_size=8, free_run_tokens=5)
+    assert metrics["high_loss"] < metrics["low_loss"] - 0.5
+    assert metrics["high_top1"] > metrics["low_top1"]
+    assert metrics["high_free_match"] >= metrics["low_free_match"]
+
+
+def test_bad_evaluation_input_is_rejected(gpt2_dir):
+    model = make_model(gpt2_dir)
+    with pytest.raises(ValueError, match="cmp_len \\+ seq_len = 12"):
+        evaluate_compression(model, copy_windows(4)[:, :-1])
+    with pytest.raises(ValueError, match="batch_size=0"):
+        evaluate_compression(model, copy_windows(4), batch_size=0)
+
+
+def test_evaluation_restores_training_mode(gpt2_dir):
+    model = make_model(gpt2_dir).train()
+    evaluate_compression(model, copy_windows(2), batch_size=2)
+    assert model.training
+
+
+# ----- plot -----
+
+
+def test_plot_writes_a_png(tmp_path):
+    metrics = {
+        "low_loss": 3.0,
+        "pred_loss": 2.8,
+        "high_loss": 2.7,
+        "low_top1": 0.2,
+        "pred_top1": 0.25,
+        "high_top1": 0.27,
+        "gap_recovered": 2 / 3,
+    }
+    path = plot_low_pred_high(metrics, tmp_path / "plots" / "gap.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="high_loss"):
+        plot_low_pred_high({"low_loss": 1.0}, tmp_path / "x.png")

@@ -1,0 +1,78 @@
+"""muP coordinate check (the model for modelscape's muP spectral-norm test): after a few optimizer steps at a
+fixed learning rate, the coordinate-wise size of the update of the network's output and last hidden layer
+stays O(1) across widths under muP, and grows with the width under the standard parameterisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import TrainingArguments
+
+from hf_experiments.mlp.configuration_mlp import MLPConfig
+from hf_experiments.mlp.mlp_trainer import build_optimizer
+from hf_experiments.mlp.modeling_mlp import MLP
+
+WIDTHS = (64, 256, 1024)
+BASE = 64
+
+
+def update_sizes(
+    parameterization: str, width: int, optim: str, lr: float, steps: int = 3
+) -> tuple[float, float]:
+    """Mean |change| of the output and of the last hidden layer after `steps` full-batch steps."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 8), torch.randn(64)
+    torch.manual_seed(1)
+    model = MLP(
+        MLPConfig(d_in=8, width=width, depth=2, parameterization=parameterization, mup_base_width=BASE)
+    )
+    args = TrainingArguments(
+        output_dir="unused", optim=optim, learning_rate=lr, report_to="none", use_cpu=True
+    )
+    opt = build_optimizer(model, args)
+    with torch.no_grad():
+        f0, h0 = model(x).predictions.clone(), model.hidden_states(x)[-1].clone()
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x, labels=y).loss.backward()
+        opt.step()
+    with torch.no_grad():
+        f1, h1 = model(x).predictions, model.hidden_states(x)[-1]
+    return float((f1 - f0).abs().mean()), float((h1 - h0).abs().mean())
+
+
+def spread(values: list[float]) -> float:
+    return max(values) / min(values)
+
+
+@pytest.mark.parametrize(("optim", "lr"), [("sgd", 0.05), ("adamw_torch", 1e-3)])
+def test_mup_keeps_update_size_constant_across_widths_and_standard_does_not(optim, lr):
+    mup = [update_sizes("mup", w, optim, lr) for w in WIDTHS]
+    sp = [update_sizes("standard", w, optim, lr) for w in WIDTHS]
+    # muP: output and hidden updates are O(1): within 1.5x of each other over a 16x range of widths.
+    assert spread([f for f, _ in mup]) < 1.5, mup
+    assert spread([h for _, h in mup]) < 1.5, mup
+    # Standard parameterisation: the output update grows with the width (~linearly with SGD).
+    assert sp[-1][0] / sp[0][0] > 8, sp
+    assert sp[0][0] < sp[1][0] < sp[2][0]
+    # At the base width the two parameterisations are the same network with the same optimizer.
+    assert mup[0] == pytest.approx(sp[0], rel=1e-5)
+
+
+def test_mup_layers_get_the_mup_package_learning_rates():
+    model = MLP(MLPConfig(d_in=8, width=256, depth=3, parameterization="mup", mup_base_width=64))
+    args = TrainingArguments(
+        output_dir="unused", optim="sgd", learning_rate=0.1, report_to="none", use_cpu=True
+    )
+    opt = build_optimizer(model, args)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    net = model.net
+    m = 256 / 64
+    # MuSGD: vector-like weights (one width dimension: input and readout) lr x m, hidden matrices lr x 1.
+    assert lr_of[id(net.input_layer.weight)] == pytest.approx(0.1 * m)
+    assert lr_of[id(net.hidden_layers[0].weight)] == pytest.approx(0.1)
+    assert lr_of[id(net.output_layer.weight)] == pytest.approx(0.1 * m)
+    # Readout initialised with variance g^2 m / fan_in = 1/64 and multiplied by 1/m in the forward pass.
+    assert float(net.output_layer.weight.detach().std()) == pytest.approx(64**-0.5, rel=0.35)
+    x = torch.randn(3, 256)
+    torch.testing.assert_close(net.output_layer(x), x @ net.output_layer.weight.T / m + net.output_layer.bias)
