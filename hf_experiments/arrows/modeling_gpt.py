@@ -25,6 +25,7 @@ from transformers import GPT2LMHeadModel
 from .configuration_gpt import GPTConfig
 
 
+# Copied in `blotch/modeling_blotch.py` (model code stays self-contained, see there).
 def explicit_positions_mask(
     owner: str,
     input_ids: torch.Tensor | None,

@@ -30,9 +30,31 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2LMHeadModel
 
-from hf_experiments.arrows.modeling_gpt import explicit_positions_mask
-
 from .configuration_blotch import BlotchConfig
+
+
+# The same helper stands in `arrows/modeling_gpt.py`: model code imports only torch, transformers and its own
+# folder, so that it can be saved beside the weights as custom code; a copy costs less than a shared module.
+def explicit_positions_mask(
+    owner: str,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    kwargs: dict[str, Any],
+) -> torch.Tensor | None:
+    """The attention mask GPT-2 subclasses should pass on; rejects `token_type_ids`.
+
+    With explicit `position_ids`, no mask and no cache, transformers 5 reads non-monotonic positions as packed
+    sequences and changes the causal mask; an all-ones mask keeps position ids as embedding indices only.
+    """
+    if kwargs.get("token_type_ids") is not None:
+        raise ValueError(f"{owner}: token_type_ids is not supported; expected None (the model has no segments).")
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    if position_ids is not None and attention_mask is None and cache is None:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)  # (B, T)
+    return attention_mask
 
 
 def sinusoidal_table(n_positions: int, d_model: int) -> torch.Tensor:

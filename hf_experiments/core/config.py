@@ -10,15 +10,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from transformers import TrainingArguments
 
 from .microbatch import microbatch_sizes
-
-if TYPE_CHECKING:
-    from .experiment import Experiment
-
 
 # TrainingArguments.to_dict() entries that are derived by __post_init__ or secret: never recorded.
 _DERIVED_TRAINING_KEYS = ("logging_dir", "use_cpu", "hub_token")  # hub_token: a secret, never written
@@ -180,7 +176,7 @@ class RunConfig:
     model: Any
     data: Any
     training: ExperimentTrainingArguments
-    experiment_cls: type[Experiment]
+    experiment_cls: type  # the `core.experiment.Experiment` subclass named by `run.experiment`
     config_path: str | None = None
 
     @property

@@ -79,8 +79,6 @@ def run_local(
     """Run `jobs` here: in-process one after another (no devices, or one), else a worker thread per device
     entry, each starting one run subprocess at a time with that device (``"cpu"`` hides the
     GPUs; name a device twice to run two jobs on it). Returns {job name: exit status}."""
-    from .engines import run_job_subprocess
-
     devices = list(default_devices() if devices is None else devices)
     codes: dict[str, int] = {}
     if len(devices) <= 1:
