@@ -217,7 +217,8 @@ def test_planted_framework_import_of_an_experiment_is_caught(tmp_path, where):
     body = {
         "module level": "from pkg.blotch.arithmetic import solve\n",
         "inside a function": "def f():\n    from ..blotch import arithmetic\n    return arithmetic\n",
-        "type checking": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.blotch.arithmetic import x\n",
+        "type checking": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                         "    from pkg.blotch.arithmetic import x\n",
         "importlib string": "import importlib\nm = importlib.import_module('pkg.blotch.arithmetic')\n",
     }[where]
     root = _plant(tmp_path, {"core/runner.py": body, "blotch/arithmetic.py": "x = 1\n"})
