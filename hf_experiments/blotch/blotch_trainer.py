@@ -9,6 +9,7 @@ from functools import partial
 from torch.optim.lr_scheduler import LambdaLR
 
 from hf_experiments.core.trainer import ExperimentTrainer
+from hf_experiments.core.trainer_internals import mark_scheduler_created
 
 
 def warmup_inverse_power(step: int, warmup: int, power: float) -> float:
@@ -34,5 +35,5 @@ class BlotchTrainer(ExperimentTrainer):
         self.lr_scheduler = LambdaLR(
             optimizer or self.optimizer, partial(warmup_inverse_power, warmup=warmup, power=power)
         )
-        self._created_lr_scheduler = True
+        mark_scheduler_created(self)
         return self.lr_scheduler

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from .trainer_internals import collator_without_unused_columns, remove_unused_columns
+
 
 def microbatch_sizes(batch_size: int, per_device_batch_size: int | None) -> list[int]:
     """Sizes of the micro-batches one update batch is split into: as few as the cap allows, near-equal.
@@ -145,6 +147,12 @@ class MicrobatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.batches.set_epoch(epoch)
 
+    @property
+    def sampler(self) -> UpdateBatches:
+        """The update batches (reshuffled by `set_epoch`): accelerate's `DataLoaderShard.set_epoch` reaches them
+        through `batch_sampler.sampler`, also once a resume wraps this sampler to skip batches."""
+        return self.batches
+
     def __iter__(self) -> Iterator[list[int]]:
         lengths = _read_lengths(self.lengths)  # this epoch's rows
         for batch in self.batches:
@@ -203,15 +211,16 @@ class MicrobatchingMixin:
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
         import datasets
+        from accelerate.data_loader import prepare_data_loader
         from transformers.trainer_utils import seed_worker
 
         args = self.args
         sampler = self.build_train_batch_sampler(self.train_dataset)
         dataset, collator = self.train_dataset, self.data_collator
         if isinstance(dataset, datasets.Dataset):
-            dataset = self._remove_unused_columns(dataset, description="Training")
+            dataset = remove_unused_columns(self, dataset, "Training")
         else:  # e.g. a mutable cache: keep the object (its updates must reach the loader), filter in collation
-            collator = self._get_collator_with_removed_columns(collator, description="Training")
+            collator = collator_without_unused_columns(self, collator, "Training")
         loader = DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -224,14 +233,17 @@ class MicrobatchingMixin:
             in_order=args.dataloader_in_order,
             worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
         )
-        prepared = self.accelerator.prepare(loader)
-        # The sampler already yields this rank's rows: make accelerate's round-robin shard of batches a
-        # pass-through, and let `set_epoch` reach our sampler through it (also once a resume wraps it again).
-        shard = getattr(prepared, "batch_sampler", None)
-        if shard is not None and shard is not sampler and getattr(shard, "batch_sampler", None) is sampler:
-            shard.num_processes, shard.process_index = 1, 0
-            shard.set_epoch = sampler.set_epoch
-        return prepared
+        # The sampler already yields this rank's rows, so the loader is prepared as for one process: accelerate's
+        # device placement and batch skipping on resume, without the shard that would deal its batches out
+        # across the ranks a second time.
+        acc = self.accelerator
+        return prepare_data_loader(
+            loader, acc.device, num_processes=1, process_index=0, split_batches=acc.split_batches,
+            put_on_device=acc.device_placement, rng_types=acc.rng_types.copy(), dispatch_batches=acc.dispatch_batches,
+            even_batches=acc.even_batches, use_seedable_sampler=acc.use_seedable_sampler,
+            data_seed=acc.dataloader_config.data_seed, non_blocking=acc.non_blocking,
+            use_stateful_dataloader=acc.use_stateful_dataloader,
+        )
 
     def compute_loss(
         self,

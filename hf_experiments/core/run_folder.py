@@ -21,6 +21,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 COMPLETE_MARKER = "checkpoint-complete.json"
+RUN_CONFIG = "run_config.json"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 

@@ -21,29 +21,22 @@ Identical to `transformers.Trainer` except:
 
 from __future__ import annotations
 
-import shutil
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from transformers import Trainer
-from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import logging
 
-from .callbacks import CurrentIntervalsCallback, PreemptionCallback
+from .callbacks import CheckpointCompletionCallback, CurrentIntervalsCallback, PreemptionCallback
 from .microbatch import MicrobatchingMixin
-from .run_folder import COMPLETE_MARKER, write_json_atomic
 from .schedules import step_schedule
+from .trainer_internals import TrainerInternalsMixin, mark_scheduler_created
 
 logger = logging.get_logger(__name__)
 
 
-RUN_CONFIG = "run_config.json"
 
-
-class ExperimentTrainer(MicrobatchingMixin, Trainer):
+class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
     """`Trainer` with complete-marked checkpoints, preemption handling, bounded evaluation, micro-batching,
     length bucketing and the step schedule (see the module docstring)."""
 
@@ -52,6 +45,7 @@ class ExperimentTrainer(MicrobatchingMixin, Trainer):
         self.preempted = False
         self.add_callback(PreemptionCallback(self))
         self.add_callback(CurrentIntervalsCallback())
+        self.add_callback(CheckpointCompletionCallback())  # the last on_save callback (see its docstring)
         if self._uses_update_batches() and isinstance(self.train_dataset, torch.utils.data.IterableDataset):
             # A stream of whole batches (e.g. the mlp experiment) has no rows to split or bucket; the planned
             # gradient accumulation would silently sum several whole batches.
@@ -70,27 +64,8 @@ class ExperimentTrainer(MicrobatchingMixin, Trainer):
                 self.args.lr_sched_gamma,
                 self.args.get_warmup_steps(num_training_steps),
             )
-            self._created_lr_scheduler = True
+            mark_scheduler_created(self)
         return super().create_scheduler(num_training_steps, optimizer)
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        limit = self.args.save_total_limit
-        self.args.save_total_limit = None  # rotate only after the new checkpoint is marked complete
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
-        run_dir = self._get_output_dir(trial=trial)
-        ckpt = f"{run_dir}/checkpoint-{self.state.global_step}"
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()  # every rank's RNG file and shard is on disk
-        if self.args.should_save:
-            if (Path(run_dir) / RUN_CONFIG).is_file():  # the checkpoint restores its config too
-                shutil.copy2(Path(run_dir) / RUN_CONFIG, f"{ckpt}/{RUN_CONFIG}")
-            write_json_atomic(f"{ckpt}/{COMPLETE_MARKER}", {"global_step": self.state.global_step,
-                                                             "time": time.time()})
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:

@@ -1,22 +1,24 @@
-"""`CacheTrainerMixin`: a Trainer that trains every epoch on the data cache as it is
-at that epoch's start, restores the cache on resume, and writes it into every checkpoint; and the row-seeded
-collator that makes blotching a function of the data (exact resumes). Design: `docs/data_cache.md`.
+"""`CacheTrainerMixin`: a Trainer that trains every epoch on the data cache as it is at that epoch's start
+(`core.trainer_internals.GrowingEpochsMixin` keeps the epoch bookkeeping right), restores the cache on resume and
+writes it into every checkpoint before the checkpoint is marked complete; and the row-seeded collator that makes
+blotching a function of the data (exact resumes, any number of workers). Design: `docs/data_cache.md`.
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data_cache import CACHE_DIR, ROW_KEY, CacheView, DataCache
+from hf_experiments.core.callbacks import CheckpointCompletionCallback
+from hf_experiments.core.trainer_internals import GrowingEpochsMixin
+
+from .data_cache import CACHE_DIR, ROW_KEY, CacheView, DataCache, Ledger
 
 
 @dataclass
@@ -44,18 +46,28 @@ class RowSeededCollator:
             torch.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
             return self.inner(features)
 
-
-def _stretch_schedule(scheduler: Any, total: int) -> None:
-    """Set the horizon of a ``transformers`` LambdaLR schedule (``partial(..., num_training_steps=N)``)."""
-    lambdas = getattr(scheduler, "lr_lambdas", None) or []
-    for i, fn in enumerate(lambdas):
-        if isinstance(fn, partial) and "num_training_steps" in fn.keywords:
-            lambdas[i] = partial(fn.func, *fn.args, **{**fn.keywords, "num_training_steps": total})
+    def rewrap(self, inner: Any) -> RowSeededCollator:
+        """The same seeding around another inner collator: the Trainer's column filter goes inside, where
+        ``cache_row`` is already removed (`core.trainer_internals.TrainerInternalsMixin`)."""
+        return RowSeededCollator(inner, self.seed)
 
 
-class CacheTrainerMixin:
+class CacheCheckpointCallback(TrainerCallback):
+    """Writes the cache (rows and ledger) into every checkpoint, the preemption one included; added before
+    `CheckpointCompletionCallback`, so a checkpoint is marked complete only with its cache in it."""
+
+    def __init__(self, cache: DataCache) -> None:
+        self.cache = cache
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            self.cache.save(Path(args.output_dir) / f"checkpoint-{state.global_step}" / CACHE_DIR)
+        return control
+
+
+class CacheTrainerMixin(GrowingEpochsMixin):
     """Put before the ``Trainer`` subclass: trains every epoch on the current :class:`DataCache` (module
-    docstring). Needs ``self.data_cache`` set (``attach_cache``) before ``train``."""
+    docstring). Needs ``attach_cache`` before ``train``."""
 
     data_cache: DataCache
 
@@ -68,15 +80,17 @@ class CacheTrainerMixin:
         if not isinstance(self.data_collator, RowSeededCollator):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             self.data_collator = RowSeededCollator(self.data_collator, seed)
+        completion = self.pop_callback(CheckpointCompletionCallback)  # stays the last on_save callback
+        self.add_callback(CacheCheckpointCallback(cache))
+        self.add_callback(completion or CheckpointCompletionCallback())
 
-    def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
-        # The column filter must run inside the seeding wrapper: it would drop ``cache_row``.
-        if isinstance(data_collator, RowSeededCollator):
-            inner = super()._get_collator_with_removed_columns(data_collator.inner, description)
-            return RowSeededCollator(inner, data_collator.seed)
-        return super()._get_collator_with_removed_columns(data_collator, description)
+    @property
+    def epoch_ledger(self) -> Ledger:
+        return self.data_cache.ledger
 
-    # ----- checkpoints -----
+    def epoch_starting(self, epoch: int) -> None:
+        self.train_dataset.epoch = epoch  # before the epoch's iterator (and its workers) start
+
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
@@ -85,55 +99,5 @@ class CacheTrainerMixin:
             if not saved.is_dir():
                 raise ValueError(f"resume_from_checkpoint={str(resume_from_checkpoint)!r} has no {CACHE_DIR}/: it "
                                  "was not written by a data-cache run, so the cache cannot be restored")
-            self.data_cache.load(saved)
+            self.data_cache.load(saved)  # before the dataloader is measured
         return super().train(resume_from_checkpoint, *args, **kwargs)
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        # Written first: the checkpoint is complete only once ExperimentTrainer marks it, after everything.
-        if self.args.should_save:
-            run_dir = self._get_output_dir(trial=trial)
-            self.data_cache.save(Path(run_dir) / f"checkpoint-{self.state.global_step}" / CACHE_DIR)
-        super()._save_checkpoint(model, trial)
-
-    # ----- epoch bookkeeping -----
-    def set_initial_training_values(self, args: Any, dataloader: Any):
-        values = list(super().set_initial_training_values(args, dataloader))
-        if args.max_steps > 0:
-            values[0] = sys.maxsize  # epochs end when max_steps is reached, however long each one is
-        elif self.data_cache.ledger.epoch_updates:
-            # Resuming: plan (and build the LR schedule) as the first epoch did; `_run_epoch` re-plans.
-            values[6] = math.ceil(args.num_train_epochs * self.data_cache.ledger.epoch_updates[0])
-        return tuple(values)
-
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
-                             resume_from_checkpoint, trial):
-        epochs, skip = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs,
-                                                    resume_from_checkpoint, trial)
-        led = self.data_cache.ledger
-        if resume_from_checkpoint is not None and led.epoch_starts:
-            epoch = len(led.epoch_starts) - 1
-            done = self.state.global_step - led.epoch_starts[epoch]
-            if done >= led.epoch_updates[epoch]:  # the epoch ended at this checkpoint: start the next one
-                epochs, skip = epoch + 1, 0
-            else:
-                epochs = epoch
-                skip = 0 if self.args.ignore_data_skip else done * self.args.gradient_accumulation_steps
-        return epochs, skip
-
-    def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *args,
-                   **kwargs):
-        steps_in_epoch = len(train_dataloader)  # the cache as it is now (rows may have been added)
-        ga = self.args.gradient_accumulation_steps
-        num_update_steps_per_epoch = max(1, math.ceil(steps_in_epoch / ga))
-        self.train_dataset.epoch = epoch  # before the epoch's iterator (and its workers) start
-        led = self.data_cache.ledger
-        if len(led.epoch_starts) <= epoch:
-            led.epoch_starts.append(self.state.global_step)
-            led.epoch_updates.append(num_update_steps_per_epoch)
-        if self.args.max_steps <= 0:
-            left = math.ceil((self.args.num_train_epochs - epoch) * num_update_steps_per_epoch)
-            total = led.epoch_starts[epoch] + left
-            self.state.max_steps = total
-            _stretch_schedule(self.lr_scheduler, total)
-        return super()._run_epoch(model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch,
-                                  *args, **kwargs)

@@ -1,0 +1,144 @@
+"""Every use of `transformers.Trainer`'s private API, in this one file (the fence).
+
+Public hooks (`TrainerCallback`, `compute_loss`, `create_scheduler`, `get_train_dataloader`) do everything else.
+What is here has no public counterpart; each piece names the transformers internals it relies on, and
+`tests/core/test_trainer_internals.py` checks their signatures, tuple layouts and call order on the installed
+transformers, so a rename upstream fails that test loudly instead of silently changing epoch counts or losing
+checkpoints. They exist from transformers 5.3 on (the floor in `pyproject.toml`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+# ----- helpers around private Trainer methods -----
+
+
+def remove_unused_columns(trainer: Any, dataset: Any, description: str) -> Any:
+    """`Trainer._remove_unused_columns`: the dataset's columns the model's forward does not take, dropped."""
+    return trainer._remove_unused_columns(dataset, description=description)
+
+
+def collator_without_unused_columns(trainer: Any, collator: Callable, description: str) -> Callable:
+    """`Trainer._get_collator_with_removed_columns`: a collator that first drops the unused columns."""
+    return trainer._get_collator_with_removed_columns(collator, description=description)
+
+
+def mark_scheduler_created(trainer: Any) -> None:
+    """Tell the Trainer the schedule was built by `create_scheduler` (`_created_lr_scheduler`), so a second
+    `train()` builds a fresh one for its own horizon, as it does for its own schedules."""
+    trainer._created_lr_scheduler = True
+
+
+class TrainerInternalsMixin:
+    """Put before `Trainer`. Two overrides of private methods:
+
+    - `_save_checkpoint`: the Trainer rotates old checkpoints at its end, before any `on_save` callback runs, so
+      a crash could leave no *complete* checkpoint (the completion marker comes in `on_save`). Rotation is
+      deferred here and done by `callbacks.CheckpointCompletionCallback` after the marker.
+    - `_get_collator_with_removed_columns`: a collator wrapper that needs a column the model does not take
+      (it has `inner` and `rewrap(inner)`, e.g. the data cache's row-seeded collator reading `cache_row`) gets
+      the column filter applied to its inner collator instead of losing the column.
+    """
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None  # rotation happens in on_save, after the completion marker
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+
+    def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
+        if callable(getattr(data_collator, "rewrap", None)):
+            inner = super()._get_collator_with_removed_columns(data_collator.inner, description)
+            return data_collator.rewrap(inner)
+        return super()._get_collator_with_removed_columns(data_collator, description)
+
+
+# ----- epochs over a training set that grows between epochs -----
+
+
+class EpochLedger(Protocol):
+    """Where each epoch started (global step) and how many optimizer steps it had; saved with the data."""
+
+    epoch_starts: list[int]
+    epoch_updates: list[int]
+
+
+def stretch_schedule(scheduler: Any, total: int) -> None:
+    """Set the horizon of a transformers `LambdaLR` schedule, whose lambdas are
+    `functools.partial(..., num_training_steps=N)` (`transformers.optimization`)."""
+    lambdas = getattr(scheduler, "lr_lambdas", None) or []
+    for i, fn in enumerate(lambdas):
+        if isinstance(fn, partial) and "num_training_steps" in fn.keywords:
+            lambdas[i] = partial(fn.func, *fn.args, **{**fn.keywords, "num_training_steps": total})
+
+
+class GrowingEpochsMixin:
+    """Put before the `Trainer` subclass: epochs over a training set whose length changes between epochs.
+
+    `Trainer._inner_training_loop` measures `len(train_dataloader)` once and derives from it the steps per epoch,
+    the number of epochs or `max_steps`, and, on resume, the epoch and batch to continue from. With a growing
+    training set all of these are wrong. Subclasses provide `epoch_ledger` (an `EpochLedger` restored with the
+    data on resume); then:
+
+    - `set_initial_training_values`: with `max_steps > 0` epochs never run out (the flow callback stops the run
+      at `max_steps`); on resume of an epoch run, the schedule is planned as the first epoch did;
+    - `_init_training_state`: on resume, the epoch and the batches to skip come from the ledger;
+    - `_run_epoch`: the dataloader is measured again at every epoch start and the ledger records it; with
+      `max_steps <= 0`, `state.max_steps` and the LR horizon are re-planned as if the set stopped growing.
+    `epoch_starting(epoch)` runs before each epoch's iterator (and its workers) start.
+    """
+
+    epoch_ledger: EpochLedger
+
+    def epoch_starting(self, epoch: int) -> None:
+        """Hook: called at the start of every epoch, before its data iterator exists."""
+
+    def set_initial_training_values(self, args: Any, dataloader: Any):
+        # Tuple layout (transformers >= 5.3): [0] num_train_epochs, ..., [6] max_steps.
+        values = list(super().set_initial_training_values(args, dataloader))
+        if args.max_steps > 0:
+            values[0] = sys.maxsize  # epochs end when max_steps is reached, however long each one is
+        elif self.epoch_ledger.epoch_updates:
+            # Resuming: plan (and build the LR schedule) as the first epoch did; `_run_epoch` re-plans.
+            values[6] = math.ceil(args.num_train_epochs * self.epoch_ledger.epoch_updates[0])
+        return tuple(values)
+
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
+                             resume_from_checkpoint, trial):
+        epochs, skip = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs,
+                                                    resume_from_checkpoint, trial)
+        led = self.epoch_ledger
+        if resume_from_checkpoint is not None and led.epoch_starts:
+            epoch = len(led.epoch_starts) - 1
+            done = self.state.global_step - led.epoch_starts[epoch]
+            if done >= led.epoch_updates[epoch]:  # the epoch ended at this checkpoint: start the next one
+                epochs, skip = epoch + 1, 0
+            else:
+                epochs = epoch
+                skip = 0 if self.args.ignore_data_skip else done * self.args.gradient_accumulation_steps
+        return epochs, skip
+
+    def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *args,
+                   **kwargs):
+        steps_in_epoch = len(train_dataloader)  # the training set as it is now (rows may have been added)
+        ga = self.args.gradient_accumulation_steps
+        num_update_steps_per_epoch = max(1, math.ceil(steps_in_epoch / ga))
+        self.epoch_starting(epoch)
+        led = self.epoch_ledger
+        if len(led.epoch_starts) <= epoch:
+            led.epoch_starts.append(self.state.global_step)
+            led.epoch_updates.append(num_update_steps_per_epoch)
+        if self.args.max_steps <= 0:
+            left = math.ceil((self.args.num_train_epochs - epoch) * num_update_steps_per_epoch)
+            total = led.epoch_starts[epoch] + left
+            self.state.max_steps = total
+            stretch_schedule(self.lr_scheduler, total)
+        return super()._run_epoch(model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch,
+                                  *args, **kwargs)

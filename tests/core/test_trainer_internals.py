@@ -1,0 +1,171 @@
+"""The contract with `transformers.Trainer`'s private API that `hf_experiments/core/trainer_internals.py` relies
+on, checked on the installed transformers: every private method we override or call exists with the parameters
+we pass, the 7-tuple of `set_initial_training_values` has the layout we index, the training loop calls the
+methods in the order we assume, rotation happens inside `_save_checkpoint` before `on_save`, and transformers'
+schedules carry the `num_training_steps` keyword we stretch. If transformers renames any of them, this fails
+loudly instead of a run silently training for the wrong number of epochs or losing checkpoints.
+
+Also: no other file of the package touches a private `Trainer` attribute (the fence holds)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainingArguments
+from transformers.optimization import get_scheduler
+
+ROOT = Path(__file__).resolve().parents[2]
+FENCE = ROOT / "hf_experiments" / "core" / "trainer_internals.py"
+
+PRIVATE_METHODS = {
+    "_save_checkpoint": ["self", "model", "trial"],
+    "_get_collator_with_removed_columns": ["self", "data_collator", "description"],
+    "_remove_unused_columns": ["self", "dataset", "description"],
+    "_init_training_state": ["self", "max_steps", "num_update_steps_per_epoch", "num_train_epochs",
+                             "resume_from_checkpoint", "trial"],
+    "_run_epoch": ["self", "model", "epoch", "train_dataloader", "steps_in_epoch", "num_update_steps_per_epoch",
+                   "trial", "ignore_keys_for_eval", "start_time", "resume_from_checkpoint", "epochs_trained",
+                   "steps_trained_in_current_epoch"],
+    "set_initial_training_values": ["self", "args", "dataloader"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRIVATE_METHODS))
+def test_private_methods_exist_with_the_parameters_we_use(name):
+    assert hasattr(Trainer, name), f"transformers.Trainer.{name} is gone: update core/trainer_internals.py"
+    params = list(inspect.signature(getattr(Trainer, name)).parameters)
+    assert params == PRIVATE_METHODS[name], f"Trainer.{name}{params}: update core/trainer_internals.py"
+
+
+def _source(name: str) -> str:
+    return inspect.getsource(getattr(Trainer, name))
+
+
+def test_the_training_loop_calls_them_in_the_order_we_assume():
+    loop = _source("_inner_training_loop")
+    order = [loop.index(s) for s in ("self.get_train_dataloader()", "self.set_initial_training_values(",
+                                     "self._init_training_state(", "self._run_epoch(")]
+    assert order == sorted(order)
+    # `_run_epoch` gets the epoch's step counts by keyword (our override re-measures them)
+    call = loop[loop.index("self._run_epoch("):]
+    for kw in ("steps_in_epoch=", "num_update_steps_per_epoch=", "epoch="):
+        assert kw in call[: call.index(")\n")]
+    assert re.search(r"for epoch in range\(epochs_trained, num_train_epochs\)", loop)
+
+
+def test_rotation_happens_inside_save_checkpoint_before_on_save():
+    save = _source("_save_checkpoint")
+    assert "rotate_checkpoints(" in save and "save_total_limit=self.args.save_total_limit" in save
+    caller = _source("_maybe_log_save_evaluate")
+    assert caller.index("self._save_checkpoint(") < caller.index("self.callback_handler.on_save(")
+
+
+def test_the_scheduler_flag_is_what_create_scheduler_sets():
+    assert "self._created_lr_scheduler = True" in _source("create_scheduler")
+    assert "if self._created_lr_scheduler:" in _source("_prepare_for_training")
+
+
+def _tiny_trainer(tmp_path, **kw) -> Trainer:
+    model = torch.nn.Linear(2, 1)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True,
+                             per_device_train_batch_size=2, **kw)
+    return Trainer(model=model, args=args)
+
+
+def test_set_initial_training_values_tuple_layout(tmp_path):
+    loader = DataLoader(list(range(10)), batch_size=2)  # 5 batches
+    steps = _tiny_trainer(tmp_path, max_steps=7).set_initial_training_values(
+        TrainingArguments(output_dir=str(tmp_path), max_steps=7, report_to="none", use_cpu=True), loader)
+    assert len(steps) == 7
+    assert steps[0] == 2 and steps[1] == 5 and steps[5] == 5 and steps[6] == 7  # epochs, updates/epoch, max_steps
+    epochs = _tiny_trainer(tmp_path).set_initial_training_values(
+        TrainingArguments(output_dir=str(tmp_path), num_train_epochs=3, report_to="none", use_cpu=True), loader)
+    assert epochs[0] == 3 and epochs[6] == 15
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "polynomial", "cosine_with_restarts", "constant_with_warmup"])
+def test_schedules_carry_the_horizon_we_stretch(kind):
+    optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_scheduler(kind, optim, num_warmup_steps=2, num_training_steps=10)
+    lambdas = [fn for fn in sched.lr_lambdas if isinstance(fn, partial)]
+    assert lambdas, f"{kind}: transformers no longer builds its schedule from functools.partial"
+    if kind != "constant_with_warmup":
+        assert all("num_training_steps" in fn.keywords for fn in lambdas)
+
+
+def test_the_stretched_horizon_changes_the_schedule():
+    from hf_experiments.core.trainer_internals import stretch_schedule
+
+    optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_scheduler("linear", optim, num_warmup_steps=0, num_training_steps=10)
+    before = sched.lr_lambdas[0](5)
+    stretch_schedule(sched, 20)
+    assert before == pytest.approx(0.5) and sched.lr_lambdas[0](5) == pytest.approx(0.75)
+
+
+def _private_trainer_names() -> set[str]:
+    return {n for n in dir(Trainer) if n.startswith("_") and not n.startswith("__")} | {
+        "_created_lr_scheduler", "_train_batch_size", "_signature_columns", "_tr_loss", "_total_loss_scalar",
+        "_globalstep_last_logged", "_past", "_eval_dataloaders"}
+
+
+def trainer_classes() -> set[str]:
+    """Names of every class of the package in the MRO of one of its `Trainer` subclasses (mixins included)."""
+    import importlib
+    import pkgutil
+
+    import hf_experiments
+
+    for mod in pkgutil.walk_packages(hf_experiments.__path__, "hf_experiments."):
+        if not mod.name.endswith("__main__"):
+            importlib.import_module(mod.name)
+    out, todo = set(), list(Trainer.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        out |= {c.__name__ for c in cls.__mro__ if c.__module__.startswith("hf_experiments")}
+    return out
+
+
+def private_uses(source: str, classes: set[str], where: str = "") -> list[str]:
+    """In classes named in `classes`: methods named like a private `Trainer` method and `self._x` / `super()._x`
+    accesses of one; anywhere: `trainer._x`."""
+    private = _private_trainer_names()
+    out = []
+    tree = ast.parse(source)
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name in classes):
+        for node in ast.walk(cls):
+            if isinstance(node, ast.FunctionDef) and node.name in private:
+                out.append(f"{where}:{node.lineno} def {cls.name}.{node.name}")
+            elif isinstance(node, ast.Attribute) and node.attr in private and (
+                    (isinstance(node.value, ast.Name) and node.value.id == "self")
+                    or (isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "super")):
+                out.append(f"{where}:{node.lineno} {cls.name} .{node.attr}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in private and (
+                (isinstance(node.value, ast.Name) and node.value.id == "trainer")
+                or (isinstance(node.value, ast.Attribute) and node.value.attr == "trainer")):
+            out.append(f"{where}:{node.lineno} trainer.{node.attr}")
+    return sorted(set(out))
+
+
+def test_no_file_but_the_fence_touches_private_trainer_api():
+    classes = trainer_classes()
+    assert {"ExperimentTrainer", "BlotchCacheTrainer", "MLPTrainer", "CompressionTrainer"} <= classes
+    offenders = [u for path in (ROOT / "hf_experiments").rglob("*.py") if path != FENCE
+                 for u in private_uses(path.read_text(encoding="utf-8"), classes, str(path.relative_to(ROOT)))]
+    assert offenders == []
+
+
+def test_the_fence_check_sees_a_planted_use():
+    code = ("class T:\n    def _run_epoch(self):\n        return self._remove_unused_columns(1)\n"
+            "def f(trainer):\n    return trainer._created_lr_scheduler\n")
+    assert private_uses(code, {"T"}, "x") == ["x:2 def T._run_epoch", "x:3 T ._remove_unused_columns",
+                                              "x:5 trainer._created_lr_scheduler"]
