@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_experiments.core.config import ExperimentTrainingArguments, bounded, prob
+from hf_experiments.core.config import ConfigError, ExperimentTrainingArguments, bounded, prob
 
 
 @dataclass
@@ -165,3 +165,8 @@ class BlotchTrainingArguments(ExperimentTrainingArguments):
         1, "Rollouts per problem; the majority answer counts (needs val_temp > 0).", lo=1
     )
     gen_eval_samples: int = bounded(500, "Problems per split in the final generation evaluation.", lo=1)
+
+    def __post_init__(self) -> None:
+        if self.lr_decay_power is not None and self.lr_sched_steps:
+            raise ConfigError("lr_sched_steps", self.lr_sched_steps, "not together with lr_decay_power (two schedules)")
+        super().__post_init__()

@@ -162,8 +162,6 @@ class ExperimentTrainingArguments(TrainingArguments):
         if kind not in ("constant", "constant_with_warmup"):
             raise ConfigError("lr_sched_steps", steps, "only with lr_scheduler_type constant or "
                               f"constant_with_warmup (got {kind}): the step schedule replaces it")
-        if getattr(self, "lr_decay_power", None) is not None:  # an experiment's own schedule (blotch)
-            raise ConfigError("lr_sched_steps", steps, "not together with lr_decay_power (two schedules)")
         if not 0 <= self.lr_sched_gamma:
             raise ConfigError("lr_sched_gamma", self.lr_sched_gamma, "a factor >= 0")
 

@@ -149,3 +149,12 @@ def test_axing_shortens_solutions_without_costing_accuracy(tmp_path):
     twin = shipped_config_metrics("blotch_axe_twin", tmp_path)
     assert axe["cache_length_reduction"] >= 0.30 and twin["cache_length_reduction"] == 0.0
     assert axe["validation_answer_acc"] >= twin["validation_answer_acc"] - 0.02
+
+
+def test_the_originals_schedule_excludes_the_step_schedule(tmp_path):
+    from hf_experiments.blotch.blotch_config import BlotchTrainingArguments
+    from hf_experiments.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="lr_decay_power"):  # an experiment's own schedule: not both
+        BlotchTrainingArguments(output_dir=str(tmp_path), lr_decay_power=0.5, lr_sched_steps=[3],
+                                lr_scheduler_type="constant", report_to="none")

@@ -196,11 +196,6 @@ def test_step_schedule_rejects_other_schedules_and_bad_milestones(tmp_path):
                                                      gradient_accumulation_steps=2))])
     with pytest.raises(ConfigError, match="per_device_batch_size"):
         parse_config_strict(["--config", str(_arrows(tmp_path, "c", per_device_batch_size=0))])
-    from hf_experiments.blotch.blotch_config import BlotchTrainingArguments
-
-    with pytest.raises(ConfigError, match="lr_decay_power"):  # an experiment's own schedule: not both
-        BlotchTrainingArguments(output_dir=str(tmp_path), lr_decay_power=0.5, lr_sched_steps=[3],
-                                lr_scheduler_type="constant", report_to="none")
 
 
 @pytest.mark.parametrize("spelling", [{"grad_clip": "none"}, {"grad_clip": None}, {"max_grad_norm": None},
