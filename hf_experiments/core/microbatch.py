@@ -255,7 +255,7 @@ class MicrobatchingMixin:
         result = super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
-        scaled = self.loss_is_scaled_for_ga
+        scaled = getattr(self, "loss_is_scaled_for_ga", None)  # transformers >= 5.19; before: the rule below
         if scaled is None:
             scaled = (
                 self.model_accepts_loss_kwargs and num_items_in_batch is not None

@@ -4,7 +4,8 @@ Public hooks (`TrainerCallback`, `compute_loss`, `create_scheduler`, `get_train_
 What is here has no public counterpart; each piece names the transformers internals it relies on, and
 `tests/core/test_trainer_internals.py` checks their signatures, tuple layouts and call order on the installed
 transformers, so a rename upstream fails that test loudly instead of silently changing epoch counts or losing
-checkpoints. They exist from transformers 5.3 on (the floor in `pyproject.toml`).
+checkpoints. They exist from transformers 5.3 on; the floor in `pyproject.toml` (5.17) is the oldest release
+the whole suite was run on.
 """
 
 from __future__ import annotations
