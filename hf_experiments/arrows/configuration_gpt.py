@@ -116,21 +116,21 @@ class GPTConfig(GPT2Config):
             _require_positive_int(name, value)
         if self.n_embd % self.n_head != 0:
             raise ValueError(
-                f"GPTConfig: embed_dim={self.n_embd} is not divisible by n_heads={self.n_head}; "
-                f"choose a multiple of n_heads (e.g. {self.n_head * math.ceil(self.n_embd / self.n_head)})."
+                f"GPTConfig: embed_dim={self.n_embd} is invalid; expected a multiple of n_heads={self.n_head} "
+                f"(e.g. {self.n_head * math.ceil(self.n_embd / self.n_head)})."
             )
         for name in ("bos_token_id", "pad_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(
-                    f"GPTConfig: {name}={value!r} is outside the vocabulary; "
+                    f"GPTConfig: {name}={value!r} is invalid; "
                     f"expected None or 0..{self.vocab_size - 1}."
                 )
         eos_ids = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
         for value in eos_ids:
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(
-                    f"GPTConfig: eos_token_id={self.eos_token_id!r} is outside the vocabulary; "
+                    f"GPTConfig: eos_token_id={self.eos_token_id!r} is invalid; "
                     f"expected None or ids in 0..{self.vocab_size - 1}."
                 )
 

@@ -10,6 +10,7 @@ and `trainers/arrows_sparse_update.py` run the paper's two experiments (docs/arr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from datasets import DatasetDict, load_dataset
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.dataset_io import read_card_params
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights
+from hf_experiments.core.modeling_utils import load_init_weights, model_config
 from hf_experiments.core.tokenization_char import CharTokenizer
 from hf_experiments.core.trainer import ExperimentTrainer
 
@@ -29,6 +30,16 @@ from .configuration_gpt import GPTConfig, gpt_preset
 from .modeling_gpt import GPTForCausalLM
 
 ALPHABETS = {"primes": "0123456789 *=", "linear": "01_"}
+
+
+def model_config_of(cfg: RunConfig, tok: CharTokenizer) -> GPTConfig:
+    """The GPT's config: the preset's sizes, overridden by every model argument that is set."""
+    m = cfg.model
+    sizes = {**gpt_preset(m.model_preset), **{k: v for k, v in dataclasses.asdict(m).items()
+                                              if k != "model_preset" and v is not None}}
+    return model_config(GPTConfig, attn_length=line_length(cfg.data) + 1, vocab_size=len(tok),
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                        **sizes)
 
 
 def matrix_size(data: ArrowsDataArguments) -> int:
@@ -193,12 +204,7 @@ class ArrowsExperiment(Experiment):
 
     @classmethod
     def validate(cls, cfg: RunConfig) -> None:
-        m, d = cfg.model, cfg.data
-        preset = gpt_preset(m.model_preset)
-        heads = m.n_heads or preset["n_heads"]
-        dim = m.embed_dim or preset["embed_dim"]
-        if dim % heads:
-            raise ConfigError("embed_dim", dim, f"a multiple of n_heads={heads}")
+        d = cfg.data
         if d.task == "primes" and d.min_n_digits > d.max_n_digits:
             raise ConfigError("min_n_digits", d.min_n_digits, f"at most max_n_digits={d.max_n_digits}")
         if d.task == "linear" and not d.matrix_path and d.matrix_k > d.matrix_n * (d.matrix_n - 1):
@@ -211,6 +217,7 @@ class ArrowsExperiment(Experiment):
                 d.permutation,
                 f"a permutation of 0..{line_length(d) - 1} (one entry per character of a {d.task} line)",
             )
+        model_config_of(cfg, CharTokenizer(characters=ALPHABETS[d.task]))  # the model's own checks
 
     def build_data(self) -> DatasetDict:
         d, args = self.cfg.data, self.cfg.training
@@ -247,24 +254,7 @@ class ArrowsExperiment(Experiment):
             )
 
     def build_model(self) -> GPTForCausalLM:
-        m, tok = self.cfg.model, self.tokenizer
-        sizes = gpt_preset(m.model_preset)
-        sizes.update(
-            {
-                k: v
-                for k, v in (("n_layers", m.n_layers), ("n_heads", m.n_heads), ("embed_dim", m.embed_dim))
-                if v is not None
-            }
-        )
-        sizes.update(mlp_ratio=m.mlp_ratio, dropout=m.dropout, embd_dropout=m.embd_dropout)
-        config = GPTConfig(
-            vocab_size=len(tok),
-            attn_length=line_length(self.cfg.data) + 1,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            **sizes,
-        )
+        config = model_config_of(self.cfg, self.tokenizer)
         torch.manual_seed(self.cfg.training.seed)
         model = GPTForCausalLM(config)
         if self.cfg.run.init_checkpt:

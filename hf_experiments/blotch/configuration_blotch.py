@@ -68,21 +68,22 @@ class BlotchConfig(GPT2Config):
         for name in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "h_mult"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BlotchConfig: {name}={value!r} is not allowed; use an integer >= 1")
+                raise ValueError(f"BlotchConfig: {name}={value!r} is invalid; expected an integer >= 1")
         if self.n_embd % self.n_head:
             raise ValueError(
-                f"BlotchConfig: d_model={self.n_embd} is not allowed; use a multiple of n_heads={self.n_head}"
+                f"BlotchConfig: d_model={self.n_embd} is invalid; expected a multiple of n_heads={self.n_head}"
             )
         if self.posenc_type not in POSENC_TYPES:
             raise ValueError(
-                f"BlotchConfig: posenc_type={self.posenc_type!r} is not allowed; use one of "
+                f"BlotchConfig: posenc_type={self.posenc_type!r} is invalid; expected one of "
                 f"{', '.join(POSENC_TYPES)}"
             )
         for name in ("drop_p", "posenc_drop_p", "blotch_p_min", "blotch_p_max", "label_smoothing"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ValueError(f"BlotchConfig: {name}={getattr(self, name)!r} is not allowed; use [0, 1]")
+                raise ValueError(
+                    f"BlotchConfig: {name}={getattr(self, name)!r} is invalid; expected a probability in [0, 1]")
         if not 0 <= self.n_btokens < self.vocab_size:
-            raise ValueError(f"BlotchConfig: n_btokens={self.n_btokens} is not allowed; use 0..vocab_size-1")
+            raise ValueError(f"BlotchConfig: n_btokens={self.n_btokens} is invalid; expected 0..vocab_size-1")
         self.n_inner = self.h_mult * self.n_embd
         self.resid_pdrop = self.attn_pdrop = self.embd_pdrop = float(self.drop_p)
 

@@ -35,7 +35,8 @@ from hf_experiments.blotch.self_training.rounds import CacheContext
 from hf_experiments.blotch.self_training.schedule import ManipulationSchedule
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights
+from hf_experiments.core.modeling_utils import load_init_weights, model_config
+from hf_experiments.core.tokenization_char import CharTokenizer
 
 from .arithmetic import ProblemParams, ood_params, problem_space_size, write_arithmetic_dataset
 from .blotch_config import BlotchDataArguments, BlotchModelArguments, BlotchTrainingArguments
@@ -84,6 +85,18 @@ def resolved_n_btokens(m: BlotchModelArguments, d: BlotchDataArguments) -> int:
     return 0
 
 
+def model_config_of(cfg: RunConfig, tok: CharTokenizer) -> BlotchConfig:
+    """The model's config: the model arguments as they are, plus what the tokenizer and blotching decide."""
+    m, d = cfg.model, cfg.data
+    n_bt = resolved_n_btokens(m, d)
+    return model_config(
+        BlotchConfig, m, drop=("digit_embs",), n_btokens=n_bt, vocab_size=len(tok) + n_bt,
+        blotch_p_min=d.blotch_p_min or 0.0, blotch_p_max=d.blotch_p_max or 0.0,
+        label_smoothing=cfg.training.label_smoothing_factor, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+
+
 def dataset_name(d: BlotchDataArguments) -> str:
     spec = {
         **problem_params(d).to_dict(),
@@ -109,8 +122,6 @@ class BlotchExperiment(Experiment):
     @classmethod
     def validate(cls, cfg: RunConfig) -> None:
         m, d, t = cfg.model, cfg.data, cfg.training
-        if m.d_model % m.n_heads:
-            raise ConfigError("d_model", m.d_model, f"a multiple of n_heads={m.n_heads}")
         if not m.digit_embs:
             raise ConfigError("digit_embs", False, "true (only digit embeddings are implemented)")
         if (d.blotch_p_min is None) != (d.blotch_p_max is None):
@@ -121,6 +132,7 @@ class BlotchExperiment(Experiment):
             raise ConfigError("blotch_p_min", d.blotch_p_min, f"at most blotch_p_max={d.blotch_p_max}")
         if m.n_btokens and d.blotch_p_min is None:
             raise ConfigError("n_btokens", m.n_btokens, "0 unless blotch_p_min and blotch_p_max are set")
+        model_config_of(cfg, arith_tokenizer())  # the model's own checks (d_model a multiple of n_heads, ...)
         if d.init_samples and d.max_samples and d.init_samples > d.max_samples:
             raise ConfigError("init_samples", d.init_samples, f"at most max_samples={d.max_samples}")
         cls._validate_cache(cfg)
@@ -220,28 +232,7 @@ class BlotchExperiment(Experiment):
 
     # ----- model and trainer -----
     def build_model(self) -> BlotchModel:
-        m, d, tok = self.cfg.model, self.cfg.data, self.tokenizer
-        n_bt = resolved_n_btokens(m, d)
-        config = BlotchConfig(
-            vocab_size=len(tok) + n_bt,
-            d_model=m.d_model,
-            n_heads=m.n_heads,
-            h_mult=m.h_mult,
-            n_layers=m.n_layers,
-            drop_p=m.drop_p,
-            posenc_type=m.posenc_type,
-            max_posencs=m.max_posencs,
-            learnable_posencs=m.learnable_posencs,
-            posenc_drop_p=m.posenc_drop_p,
-            pad_pos_skip=m.pad_pos_skip,
-            n_btokens=n_bt,
-            blotch_p_min=d.blotch_p_min or 0.0,
-            blotch_p_max=d.blotch_p_max or 0.0,
-            label_smoothing=self.cfg.training.label_smoothing_factor,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
+        config = model_config_of(self.cfg, self.tokenizer)
         import torch
 
         torch.manual_seed(self.cfg.training.seed)

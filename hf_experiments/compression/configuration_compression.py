@@ -84,30 +84,35 @@ class CompressionConfig(PreTrainedConfig):
     def _check_values(self) -> None:
         """Reject bad values up front, one line each (the `cmp_layer` range needs the backbone: later)."""
         if self.n_cmps < 1:
-            raise ValueError(f"n_cmps={self.n_cmps} is invalid: it must be an integer >= 1")
+            raise ValueError(f"CompressionConfig: n_cmps={self.n_cmps!r} is invalid; expected an integer >= 1")
         if self.cmp_len < 1:
-            raise ValueError(f"cmp_len={self.cmp_len} is invalid: it must be an integer >= 1")
+            raise ValueError(f"CompressionConfig: cmp_len={self.cmp_len!r} is invalid; expected an integer >= 1")
         min_seq = 0 if self.rmb_only else 1
         if self.seq_len < min_seq:
-            raise ValueError(f"seq_len={self.seq_len} is invalid: it must be an integer >= {min_seq}")
+            raise ValueError(
+                f"CompressionConfig: seq_len={self.seq_len!r} is invalid; expected an integer >= {min_seq}"
+                + ("" if self.rmb_only else " unless rmb_only"))
         if isinstance(self.cmp_layer, str) and self.cmp_layer != "half":
             raise ValueError(
-                f"cmp_layer={self.cmp_layer!r} is invalid: allowed are an integer layer index or 'half'"
+                f"CompressionConfig: cmp_layer={self.cmp_layer!r} is invalid; expected an integer layer index (-1 = "
+                "last) or 'half'"
             )
         if not 0.0 <= self.ae_ratio <= 1.0:
-            raise ValueError(f"ae_ratio={self.ae_ratio} is invalid: it must lie in [0, 1]")
+            raise ValueError(f"CompressionConfig: ae_ratio={self.ae_ratio!r} is invalid; expected a value in [0, 1]")
         if self.kl_weight < 0:
-            raise ValueError(f"kl_weight={self.kl_weight} is invalid: it must be >= 0")
+            raise ValueError(f"CompressionConfig: kl_weight={self.kl_weight!r} is invalid; expected >= 0")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r} is invalid: allowed are {POOLINGS}")
+            raise ValueError(f"CompressionConfig: pooling={self.pooling!r} is invalid; expected one of {POOLINGS}")
         if self.pooling == "mean" and self.n_cmps > self.cmp_len:
             raise ValueError(
-                f"n_cmps={self.n_cmps} is invalid with pooling='mean': it must be <= cmp_len={self.cmp_len}"
+                f"CompressionConfig: n_cmps={self.n_cmps} is invalid; expected at most cmp_len={self.cmp_len} with "
+                "pooling='mean'"
             )
         if self.train_mode not in TRAIN_MODES:
-            raise ValueError(f"train_mode={self.train_mode!r} is invalid: allowed are {TRAIN_MODES}")
+            raise ValueError(
+                f"CompressionConfig: train_mode={self.train_mode!r} is invalid; expected one of {TRAIN_MODES}")
         if self.lora_r < 1:
-            raise ValueError(f"lora_r={self.lora_r} is invalid: it must be an integer >= 1")
+            raise ValueError(f"CompressionConfig: lora_r={self.lora_r!r} is invalid; expected an integer >= 1")
 
     @property
     def window_len(self) -> int:

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights
+from hf_experiments.core.modeling_utils import load_init_weights, model_config
 
 from .backbones import resolve_backbone
 from .compression_config import (
@@ -43,14 +43,10 @@ class CompressionExperiment(Experiment):
     @classmethod
     def validate(cls, cfg: RunConfig) -> None:
         m, d = cfg.model, cfg.data
-        parse_cmp_layer(m.cmp_layer)
+        model_config(CompressionConfig, m, cmp_layer=parse_cmp_layer(m.cmp_layer))  # the model's own checks
         window = m.cmp_len + m.seq_len
         if d.seq_overlap >= window:
             raise ConfigError("seq_overlap", d.seq_overlap, f"less than cmp_len + seq_len = {window}")
-        if m.seq_len < 1 and not m.rmb_only:
-            raise ConfigError("seq_len", m.seq_len, "at least 1 unless rmb_only")
-        if m.pooling == "mean" and m.n_cmps > m.cmp_len:
-            raise ConfigError("n_cmps", m.n_cmps, f"at most cmp_len={m.cmp_len} with pooling='mean'")
         for f in d.data_files or []:
             if not Path(f).is_file():
                 raise ConfigError("data_files", f, "existing files (not found)")
@@ -96,14 +92,8 @@ class CompressionExperiment(Experiment):
         m = self.cfg.model
         dtype = getattr(torch, self.cfg.run.torch_dtype)
         backbone = AutoModelForCausalLM.from_pretrained(self.backbone_path, dtype=dtype)
-        config = CompressionConfig(
-            model_string=self.backbone_path if m.model_string.startswith("builtin:") else m.model_string,
-            n_cmps=m.n_cmps, cmp_layer=parse_cmp_layer(m.cmp_layer), cmp_len=m.cmp_len, seq_len=m.seq_len,
-            rmb_task=m.rmb_task, rmb_only=m.rmb_only, ae_ratio=m.ae_ratio, kl_weight=m.kl_weight,
-            proj_cmps=m.proj_cmps, pooling=m.pooling, train_mode=m.train_mode, lora_r=m.lora_r,
-            lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout, lora_target_modules=m.lora_target_modules,
-            save_backbone=m.save_backbone,
-        )
+        model_string = self.backbone_path if m.model_string.startswith("builtin:") else m.model_string
+        config = model_config(CompressionConfig, m, model_string=model_string, cmp_layer=parse_cmp_layer(m.cmp_layer))
         torch.manual_seed(self.cfg.training.seed)
         model = CompressionModel(config, backbone=backbone)
         if self.cfg.run.init_checkpt:

@@ -1,12 +1,19 @@
-"""Model helpers every experiment shares: loading weights only (`init_checkpt`) from a checkpoint or a saved
-model into a freshly built model."""
+"""Model helpers every experiment shares: a model config built from the argument dataclasses (each
+hyperparameter written once, its check done once, by the config), and loading weights only (`init_checkpt`)
+from a checkpoint or a saved model into a freshly built model."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import re
 from pathlib import Path
+from typing import Any
 
 from transformers import PreTrainedModel
 from transformers.utils import logging
+
+from .config import ConfigError
 
 logger = logging.get_logger(__name__)
 
@@ -26,3 +33,30 @@ def load_init_weights(model: PreTrainedModel, path: str) -> None:
     if unexpected:
         raise ValueError(f"init_checkpt={str(path)!r}: weights do not fit this model (unexpected: {unexpected[:5]})")
     logger.warning(f"init_checkpt: loaded weights from {path} ({len(missing)} tensors kept at initialisation)")
+
+
+# A model config's own check fails with "<Config>: <key>=<value!r> is invalid; expected <allowed>." (the one format
+# the configs of this package use); that line becomes the run's config error.
+_CONFIG_ERROR = re.compile(r"^\w+: (?P<key>\w+)=(?P<value>.*?) is invalid; expected (?P<allowed>.*?)\.?$", re.S)
+
+
+def model_config(config_cls: type, *arguments: Any, drop: tuple[str, ...] = (), **values: Any) -> Any:
+    """`config_cls(**fields of the argument dataclasses, **values)`: each hyperparameter is written once, in its
+    argument dataclass, and checked once, by the model config (at `validate` time already, so a bad value stops
+    the run before anything is written). `drop` names argument fields the config does not take; `values` are
+    the derived ones (vocabulary size, special token ids, ...) and win over fields of the same name."""
+    kwargs: dict[str, Any] = {}
+    for args in arguments:
+        kwargs.update({f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in drop})
+    kwargs.update(values)
+    try:
+        return config_cls(**kwargs)
+    except ValueError as e:
+        match = _CONFIG_ERROR.match(str(e))
+        if match is None:
+            raise ConfigError("model", config_cls.__name__, " ".join(str(e).split())) from None
+        try:
+            value = ast.literal_eval(match["value"])
+        except (ValueError, SyntaxError):
+            value = match["value"]
+        raise ConfigError(match["key"], value, match["allowed"]) from None

@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights
+from hf_experiments.core.modeling_utils import load_init_weights, model_config
 
 from .batch_functions import BatchSource, OnlineBatches, parse_monomial, resolve_batch_fn
 from .configuration_mlp import MLPConfig
@@ -98,9 +98,7 @@ class MLPExperiment(Experiment):
             )
         if t.max_steps is None or t.max_steps < 1:
             raise ConfigError("max_steps", t.max_steps, "an integer >= 1 (online data has no epochs)")
-        for name in ("gamma", "init_gain"):
-            if not getattr(m, name) > 0:
-                raise ConfigError(name, getattr(m, name), "a number > 0")
+        model_config(MLPConfig, m)  # the model's own checks (gamma and init_gain > 0, ...)
         optim = str(getattr(t.optim, "value", t.optim))
         if m.parameterization == "mup" and importlib.util.find_spec("mup") is None:
             raise ConfigError("parameterization", "mup", MUP_MISSING)
@@ -169,20 +167,7 @@ class MLPExperiment(Experiment):
     def build_model(self) -> MLP:
         m, d, t = self.cfg.model, self.cfg.data, self.cfg.training
         x, y = self.test
-        config = MLPConfig(
-            d_in=x.shape[1],
-            d_out=1 if y.dim() == 1 else y.shape[1],
-            width=m.width,
-            depth=m.depth,
-            bias=m.bias,
-            nonlinearity=m.nonlinearity,
-            parameterization=m.parameterization,
-            gamma=m.gamma,
-            centering=m.centering,
-            init_gain=m.init_gain,
-            mup_base_width=m.mup_base_width,
-            readout_zero_init=m.readout_zero_init,
-        )
+        config = model_config(MLPConfig, m, d_in=x.shape[1], d_out=1 if y.dim() == 1 else y.shape[1])
         torch.manual_seed(derive_seed(t.seed, d.trial, 1))
         model = MLP(config)
         if self.cfg.run.init_checkpt:

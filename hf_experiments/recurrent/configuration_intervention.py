@@ -43,7 +43,7 @@ class InterventionConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         if self.method not in METHODS:
-            raise ValueError(f"InterventionConfig: method={self.method!r} is invalid; allowed are {METHODS}")
+            raise ValueError(f"InterventionConfig: method={self.method!r} is invalid; expected one of {METHODS}")
         if self.n_positions < 1:
             raise ValueError(f"InterventionConfig: n_positions={self.n_positions} is invalid; expected >= 1")
         if not 0.0 <= self.swap_prob <= 1.0:

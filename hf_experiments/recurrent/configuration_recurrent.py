@@ -49,7 +49,7 @@ class RecurrentConfig(PreTrainedConfig):
                 "expected an integer >= 1 or None"
             )
         if self.cell not in CELLS:
-            raise ValueError(f"RecurrentConfig: cell={self.cell!r} is invalid; allowed are {CELLS}")
+            raise ValueError(f"RecurrentConfig: cell={self.cell!r} is invalid; expected one of {CELLS}")
         super().__post_init__(**kwargs)
 
     @property

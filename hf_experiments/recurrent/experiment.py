@@ -23,9 +23,10 @@ from transformers import EvalPrediction
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights
+from hf_experiments.core.modeling_utils import load_init_weights, model_config
 from hf_experiments.core.trainer import ExperimentTrainer
 
+from .configuration_intervention import InterventionConfig
 from .configuration_recurrent import RecurrentConfig
 from .modeling_intervention import RecurrentIntervention
 from .modeling_recurrent import RecurrentSeq2Seq
@@ -109,14 +110,7 @@ class RepeatExperiment(Experiment):
 
     def build_model(self) -> RecurrentSeq2Seq:
         m, d = self.cfg.model, self.cfg.data
-        config = RecurrentConfig(
-            n_symbols=d.n_symbols,
-            state_size=m.state_size,
-            embedding_size=m.embedding_size,
-            cell=m.cell,
-            n_layers=m.n_layers,
-            no_input=m.no_input,
-        )
+        config = model_config(RecurrentConfig, m, n_symbols=d.n_symbols)
         torch.manual_seed(self.cfg.training.seed)
         model = RecurrentSeq2Seq(config)
         if self.cfg.run.init_checkpt:
@@ -160,17 +154,9 @@ class InterventionExperiment(Experiment):
         m, d = self.cfg.model, self.cfg.data
         rnn = RecurrentSeq2Seq.from_pretrained(m.gru_model)
         torch.manual_seed(self.cfg.training.seed)
-        model = RecurrentIntervention.around(
-            rnn,
-            m.intervention,
-            d.max_len,
-            mask_reg=m.mask_reg,
-            swap_prob=m.swap_prob,
-            onion_linear_term=m.onion_linear_term,
-            onion_fixed_scale=m.onion_fixed_scale,
-            probe_layers=m.probe_layers,
-            eval_seed=m.eval_seed,
-        )
+        config = model_config(InterventionConfig, m, drop=("gru_model", "intervention"), method=m.intervention,
+                              n_positions=d.max_len, recurrent=rnn.config.to_dict())
+        model = RecurrentIntervention(config, rnn=rnn)  # the RNN keeps its trained weights; only the rest is new
         if self.cfg.run.init_checkpt:
             load_init_weights(model, self.cfg.run.init_checkpt)
         return model
