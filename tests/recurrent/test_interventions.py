@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import AutoModel
 
 from hf_experiments.recurrent.configuration_intervention import METHODS
 from hf_experiments.recurrent.configuration_recurrent import RecurrentConfig
@@ -169,8 +170,8 @@ def test_gru_intervention_run_and_its_config_checks(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((tmp_path / "int" / "metrics.json").read_text())
     assert {"eval_valid_accuracy", "eval_valid_norepeat_accuracy"} <= set(metrics)
-    saved = RecurrentIntervention.from_pretrained(tmp_path / "int" / "model")
-    assert saved.config.method == "linear"
+    saved = AutoModel.from_pretrained(tmp_path / "int" / "model")  # registered like every other model
+    assert isinstance(saved, RecurrentIntervention) and saved.config.method == "linear"
     torch.testing.assert_close(
         saved.rnn.readout.weight, _rnn().readout.weight
     )  # the frozen RNN was saved as is
