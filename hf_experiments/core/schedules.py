@@ -1,22 +1,20 @@
-"""Learning-rate schedules that neither torch nor transformers names: the seed framework's step
-schedule (linear warm-up, then the rate times `gamma` at each milestone).
-"""
+"""The seed framework's step schedule (`lr_sched.type step`), built from torch's own schedulers: a linear warm-up
+(`LinearLR`) chained with the milestone decay (`MultiStepLR`); transformers has no multi-step schedule."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
+from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, LRScheduler, MultiStepLR
 
 
 def step_schedule(
     optimizer: torch.optim.Optimizer, milestones: list[int], gamma: float, warmup_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then the learning rate times `gamma` per milestone passed (the seed's `lr_sched.type
-    step`): the learning rate of step `s` (0-based) is `lr * gamma ** #{m in milestones: m <= s}`."""
-    marks = np.sort(np.asarray(milestones))
+) -> LRScheduler:
+    """The learning rate of step `s` (0-based) is `lr * min(1, (s + 1) / warmup_steps) * gamma ** #{m <= s}`.
 
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-        return warm * gamma ** int(np.searchsorted(marks, step, side="right"))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    Both parts count from step 0, so a milestone inside the warm-up applies at once (as in the original)."""
+    decay = MultiStepLR(optimizer, milestones=sorted(milestones), gamma=gamma)
+    if warmup_steps <= 1:
+        return decay
+    warmup = LinearLR(optimizer, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps - 1)
+    return ChainedScheduler([warmup, decay], optimizer=optimizer)

@@ -371,3 +371,30 @@ def test_tensorboard_has_loss_and_accuracy_of_every_validation_set(tmp_path):
         for m in ("loss", "accuracy"):
             assert scalars[f"eval/{s}_{m}"] == pytest.approx(metrics[f"eval_{s}_{m}"], rel=1e-5)
     assert metrics["eval_near_loss"] != metrics["eval_far_loss"]  # two sets, really evaluated apart
+
+
+def test_step_schedule_equals_its_formula_and_resumes_exactly():
+    """torch's LinearLR + MultiStepLR give the seed formula lr * min(1, (s+1)/W) * gamma^#{m <= s} up to
+    float rounding (relative 1e-12), milestones inside the warm-up included; a schedule restored from its
+    state_dict continues bit for bit."""
+    from hf_experiments.core.schedules import step_schedule
+
+    def lrs(steps: int, resume_at: int | None = None) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+        sched = step_schedule(opt, [2, 40, 40, 70], 0.3, warmup_steps=25)
+        out = []
+        for s in range(steps):
+            if s == resume_at:  # a new optimizer and schedule restored from the saved states
+                state = (opt.state_dict(), sched.state_dict())
+                opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+                sched = step_schedule(opt, [2, 40, 40, 70], 0.3, warmup_steps=25)
+                opt.load_state_dict(state[0])
+                sched.load_state_dict(state[1])
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    formula = [3e-3 * min(1.0, (s + 1) / 25) * 0.3 ** sum(m <= s for m in (2, 40, 40, 70)) for s in range(100)]
+    assert lrs(100) == pytest.approx(formula, rel=1e-12)
+    assert lrs(100, resume_at=33) == lrs(100)
