@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
 
 CARD_KEY = "hf_experiments"
 # Rows per parquet row group: small enough for cheap random access and streaming, large enough
@@ -152,7 +153,7 @@ def _fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _card_text(
+def _card(
     title: str,
     description: str,
     params: dict,
@@ -160,30 +161,23 @@ def _card_text(
     schema: pa.Schema,
     extra_files: list[str],
     fingerprint: str,
-) -> str:
-    front = {
-        "pretty_name": title,
-        "size_categories": [_size_category(sum(num_rows.values()))],
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*"} for s in num_rows],
-            }
-        ],
+) -> DatasetCard:
+    data = DatasetCardData(
+        pretty_name=title,
+        size_categories=[_size_category(sum(num_rows.values()))],
+        configs=[{"config_name": "default",
+                  "data_files": [{"split": s, "path": f"data/{s}-*"} for s in num_rows]}],
         # `datasets` keys its local cache on this YAML, not on the files, when `configs` is present: without a
         # content fingerprint here, regenerating into the same folder would load the stale cached copy.
-        "dataset_info": {
-            "description": f"{title} (hf_experiments generated data, content sha256 {fingerprint})"
-        },
-        CARD_KEY: {"params": params, "num_rows": dict(num_rows), "sha256": fingerprint},
-    }
-    yaml_text = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=110)
+        dataset_info={"description": f"{title} (hf_experiments generated data, content sha256 {fingerprint})"},
+        **{CARD_KEY: {"params": params, "num_rows": dict(num_rows), "sha256": fingerprint}},
+    )
     split_lines = "\n".join(f"| {s} | {n:,} |" for s, n in num_rows.items())
     column_lines = "\n".join(f"- `{f.name}`: {f.type}" for f in schema)
     param_yaml = yaml.safe_dump(params, sort_keys=False, allow_unicode=True, width=110).rstrip()
     extra = "".join(f"- `{name}`\n" for name in extra_files) or "(none)\n"
-    return (
-        f"---\n{yaml_text}---\n\n# {title}\n\n{description.strip()}\n\n"
+    return DatasetCard(
+        f"---\n{data.to_yaml()}\n---\n\n# {title}\n\n{description.strip()}\n\n"
         f"## Splits\n\n| split | rows |\n|---|---|\n{split_lines}\n\n"
         f"## Columns\n\n{column_lines}\n\n"
         f"## Generating parameters\n\nAlso stored under `{CARD_KEY}.params` in the YAML header "
@@ -201,11 +195,7 @@ def read_card_params(out_dir: str | Path) -> dict:
         raise ValueError(
             f"out_dir={str(out_dir)!r} has no README.md; expected a folder written by write_dataset"
         )
-    text = card.read_text(encoding="utf-8")
-    match = re.match(r"^---\n(.*?)\n---\n", text, flags=re.DOTALL)
-    if match is None:
-        raise ValueError(f"{card} has no YAML front matter")
-    meta = yaml.safe_load(match.group(1)) or {}
+    meta = DatasetCard.load(card).data.to_dict()
     if CARD_KEY not in meta:
         raise ValueError(f"{card} has no '{CARD_KEY}' key in its YAML front matter")
     return meta[CARD_KEY]["params"]
@@ -286,7 +276,7 @@ def write_dataset(
         for rel, payload in extras.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(payload)
-        text = _card_text(
+        card = _card(
             title or out_dir.name,
             description,
             params,
@@ -295,7 +285,7 @@ def write_dataset(
             sorted(extras),
             _fingerprint(tmp),
         )
-        (tmp / "README.md").write_text(text, encoding="utf-8")
+        card.save(tmp / "README.md")
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
             old.rmdir()

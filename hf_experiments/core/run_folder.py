@@ -76,13 +76,16 @@ def move_aside(run_dir: str | os.PathLike) -> Path | None:
 
 
 def write_model_card(model_dir: str | os.PathLike, experiment: str, config: dict, metrics: dict) -> None:
-    """A README.md model card: what trained it, with which config, and what it scored."""
+    """A README.md model card (`huggingface_hub.ModelCard`): what trained it, with which config, what it scored."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(library_name="transformers", tags=["hf_experiments", experiment])
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
-    text = (
-        "---\nlibrary_name: transformers\ntags:\n- hf_experiments\n- " + experiment + "\n---\n\n"
+    card = ModelCard(
+        f"---\n{data.to_yaml()}\n---\n\n"
         f"# {config.get('exp_name', experiment)}\n\nTrained with `hf_experiments` (experiment `{experiment}`):\n\n"
         f"```\naccelerate launch trainers/run.py --config run_config.json\n```\n\n"
         f"## Final evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
         f"## Config\n\n```json\n{json.dumps(config, indent=2, sort_keys=True, default=str)}\n```\n"
     )
-    (Path(model_dir) / "README.md").write_text(text, encoding="utf-8")
+    card.save(Path(model_dir) / "README.md")
