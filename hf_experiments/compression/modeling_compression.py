@@ -382,6 +382,14 @@ class CompressionModel(PreTrainedModel):
 
         With `use_cache` each step feeds only the new token and the backbone's `past_key_values`; without it
         the whole sequence is recomputed every step (kept for benchmarks and the equivalence test).
+
+        Why a loop and not `backbone.generate(inputs_embeds=...)`: generate honours the backbone's own
+        `generation_config` (a hub model's EOS stop and padding, repetition penalty, bad words, forced tokens,
+        top-k 50 when sampling), which would change what the evaluation measures: the original's plain
+        greedy / temperature continuation of a fixed length. Its list-valued processors cannot be switched off
+        from a passed config (an empty list is rejected, None falls back to the model's), so matching this
+        would mean swapping the backbone's config out. With a plain generation config the two give identical
+        tokens (`tests/compression/test_compression_model.py`).
         """
         if do_sample and temperature <= 0:
             raise ValueError(f"temperature={temperature} is invalid when sampling: it must be > 0")

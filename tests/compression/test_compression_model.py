@@ -275,6 +275,49 @@ def test_cached_and_uncached_generation_agree(backbone_dirs, arch):
     assert torch.equal(model.reconstruct(ctx, use_cache=True), model.reconstruct(ctx, use_cache=False))
 
 
+def _plain_generate(model: CompressionModel, embeds, mask, n: int, do_sample: bool, temperature: float):
+    """transformers' own decoding of the same prefix, every logits processor off (top_k=0: not its 50)."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=n, do_sample=do_sample, temperature=temperature if do_sample else 1.0,
+                              top_k=0, top_p=1.0, eos_token_id=[], pad_token_id=0)
+    with torch.no_grad():
+        return model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
+
+
+@pytest.mark.parametrize("arch", list(BACKBONES))
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_decoding_equals_generate_with_inputs_embeds(backbone_dirs, arch, do_sample):
+    """`decode` is transformers' generation of the embeddings prefix (greedy, or sampled with the same RNG
+    draws), padded prefixes included; it loops itself only to ignore the backbone's generation_config."""
+    model = make_model(backbone_dirs[arch]).eval()
+    ids = windows(batch=4)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # a left-padded row
+    with torch.no_grad():
+        embeds = model.backbone.get_input_embeddings()(ids)
+    torch.manual_seed(7)
+    ours = model.decode(embeds, 8, mask, do_sample=do_sample, temperature=0.7)
+    torch.manual_seed(7)
+    assert torch.equal(ours, _plain_generate(model, embeds, mask, 8, do_sample, 0.7))
+
+
+def test_generate_would_follow_the_backbones_generation_config(backbone_dirs):
+    """Why `decode` does not call generate: a backbone's generation_config (here an EOS it stops at) changes
+    generate's output, and ours keeps the original's fixed-length continuation."""
+    model = make_model(backbone_dirs["gpt2"]).eval()
+    ids = windows(batch=4)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        embeds = model.backbone.get_input_embeddings()(ids)
+    ours = model.decode(embeds, 8, mask)
+    model.backbone.generation_config.eos_token_id = int(ours[0, 0])
+    with torch.no_grad():
+        theirs = model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                         pad_token_id=VOCAB - 1)
+    assert not torch.equal(ours, theirs) and torch.equal(model.decode(embeds, 8, mask), ours)
+
+
 def test_greedy_generation_follows_the_teacher_forced_argmax(backbone_dirs):
     model = make_model(backbone_dirs["llama"]).eval()
     ids = windows()
