@@ -3,7 +3,7 @@
 1. Training step time: our `ExperimentTrainer` vs a plain PyTorch loop (same model, data, optimizer, batch).
 2. Free-running evaluation: `generate_from_context` with the KV cache vs without.
 
-    python benchmarks/compression/bench_cmp.py [--steps 30] [--layers 4] [--width 128] [--new_tokens 64]
+    python benchmarks/compression/bench_compression.py [--steps 30] [--layers 4] [--width 128] [--new_tokens 64]
 
 The last line printed is JSON: {"trainer_over_plain_loop": ..., "kv_cache_speedup": ..., ...}.
 """
