@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -28,8 +29,11 @@ def _venv_with_installed_package(tmp: Path) -> Path:
     deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
     (Path(purelib) / "zz_deps.pth").write_text("\n".join(deps) + "\n")
     offline = {**os.environ, "PIP_NO_INDEX": "1"}
+    src = tmp / "src"  # a copy: building in the checkout would leave build/ and *.egg-info behind
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "outputs", "build", "dist", "tests",
+                                                             "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp / "dist"), str(ROOT)], check=True, cwd=tmp, env=offline)
+                    str(tmp / "dist"), str(src)], check=True, cwd=tmp, env=offline)
     wheel = next((tmp / "dist").glob("hf_experiments-*.whl"))
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, cwd=tmp,
                    env=offline)
