@@ -13,7 +13,10 @@ from hf_experiments.core.trainer_internals import mark_scheduler_created
 
 
 def warmup_inverse_power(step: int, warmup: int, power: float) -> float:
-    """LR multiplier: ``step / warmup`` during warm-up, then ``(warmup / step) ** power``."""
+    """LR multiplier: ``step / warmup`` during warm-up, then ``(warmup / step) ** power``.
+
+    Written here because transformers' ``inverse_sqrt`` schedule is this rule for ``power = 0.5`` only, and
+    the original takes any power."""
     warmup = max(1, warmup)
     return step / warmup if step < warmup else (warmup / step) ** power
 
