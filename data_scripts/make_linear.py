@@ -33,7 +33,7 @@ from hf_experiments.arrows.linear_language import (
 from hf_experiments.core.dataset_io import write_dataset
 
 DESCRIPTION = """\
-A linear language over GF(2)^n (arrows-of-time, SPEC section 5): each line is
+A linear language over GF(2)^n (arrows of time, as in frotaur/CrafterPerplexity): each line is
 `bits(v ^ e) + sep + bits(M v ^ e')` with v uniform, M the invertible matrix stored in `matrix.npy` (its
 inverse in `matrix_inv.npy`), and e, e' independent Bernoulli(perturbation_rate) bit flips. Character i of a
 bit string is coordinate i. The name `Matid{n}_{k}_{k_inv}` gives the ones of M and M^-1 beyond the

@@ -22,9 +22,9 @@ from hf_experiments.core.dataset_io import write_dataset
 DESCRIPTION = """\
 Products of two distinct primes, written `p * q = reversed(p*q)`: primes zero-padded to `max_n_digits`,
 the product zero-padded to `2 * max_n_digits` digits and reversed. Forward reading multiplies; backward
-reading factorises (arrows-of-time, SPEC section 5). Pairs are uniform over ordered pairs of distinct primes
-in the digit range. Validation pairs come from a fixed hash-selected fraction of the *unordered* pairs that
-the train split never contains."""
+reading factorises (arrows of time, as in frotaur/CrafterPerplexity). Pairs are uniform over ordered
+pairs of distinct primes in the digit range. Validation pairs come from a fixed hash-selected fraction of
+the *unordered* pairs that the train split never contains."""
 
 
 def build_parser() -> argparse.ArgumentParser:

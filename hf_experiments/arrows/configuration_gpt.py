@@ -1,25 +1,11 @@
-"""Configuration of the Arrows-of-time GPT, speaking the seed's ``model_params`` vocabulary.
+"""Configuration of the Arrows-of-time GPT (`GPTConfig`, model type ``hfe_gpt``).
 
-Why a ``GPT2Config`` subclass: the network *is* a pre-LN GPT with learned absolute positions, which
-transformers' GPT-2 implements (with SDPA, KV cache and tied embeddings), so we reuse it and only translate
-names:
+Identical to ``GPT2Config`` except: it speaks the original's ``model_params`` vocabulary (``n_layers``,
+``n_heads``, ``embed_dim``, ``attn_length``, ``mlp_ratio``, ``dropout``, ``embd_dropout``), aliased to or derived
+into GPT-2's attributes, and its own ``model_type`` makes the Auto classes resolve to our classes, not GPT-2's.
+The original's fields are the source of truth: the derived attributes are re-derived on every load.
 
-==================  ==========================================  =========================================
-seed name           stored as (GPT-2 attribute)                 how
-==================  ==========================================  =========================================
-``n_layers``        ``n_layer``                                 ``attribute_map`` alias (one value)
-``n_heads``         ``n_head``                                  ``attribute_map`` alias
-``embed_dim``       ``n_embd``                                  ``attribute_map`` alias
-``attn_length``     ``n_positions`` (max positions)             ``attribute_map`` alias
-``mlp_ratio``       field; ``n_inner = round(mlp_ratio*embed)`` derived in ``__post_init__``
-``dropout``         field; ``resid_pdrop = attn_pdrop``         derived in ``__post_init__``
-``embd_dropout``    field (``None`` -> 0); ``embd_pdrop``       derived in ``__post_init__``
-==================  ==========================================  =========================================
-
-The seed fields are the source of truth for the derived GPT-2 attributes: they are re-derived on every load,
-so a saved ``config.json`` always describes the same network (set them at construction; assigning
-``config.mlp_ratio`` later does not update ``n_inner``). ``model_type`` is ours (``hfe_gpt``) so that
-``AutoConfig``/``AutoModelForCausalLM`` resolve to our classes, not to GPT-2's.
+Design: `docs/arrows_of_time.md`, section "The GPT: configuration and model".
 """
 
 from __future__ import annotations

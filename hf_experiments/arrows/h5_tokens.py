@@ -1,18 +1,10 @@
-"""Read the original arrows-of-time ``.h5`` token files into a ``datasets.Dataset``.
+"""Read the original arrows-of-time ``.h5`` token files into a ``datasets.Dataset`` (:func:`h5_to_dataset`).
 
-Layout assumed (we could not obtain a real file; this follows the original ``make_h5`` as
-published, and accepts one plausible variant):
+Reads the original's 1-D token stream (cut into non-overlapping rows of ``block_size`` tokens) or a 2-D array of
+rows; :func:`h5_attrs` returns a file's attributes for inspection, and ``id_to_token`` adds a decoded ``text``
+column. The layout follows the original's published ``make_h5``: no real file was available to test on.
 
-* **1-D stream** (the original): one integer dataset named ``tokens`` of shape (total_tokens,),
-  the concatenation of every tokenized line (newlines are tokens too). The original trainer cut it
-  into windows of ``attn_length`` tokens, so ``block_size`` is required and the stream is split into
-  ``total_tokens // block_size`` non-overlapping rows (the remainder is dropped).
-* **2-D rows**: an integer dataset of shape (N, T), one example per row, used as is.
-
-When ``key`` is not given, ``tokens`` is used if present, else the file's only dataset. File or
-dataset attributes are not needed to read the ids; :func:`h5_attrs` returns them for inspection.
-The original tokenizer (a character-level vocabulary saved as a ``.pt`` dict) is not in the file;
-pass ``id_to_token`` to add a decoded ``text`` column.
+Design: `docs/arrows_of_time.md`, section "Reading the original's `.h5` token files".
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
-"""Linear languages over GF(2)^n for the arrows-of-time experiments (SPEC §5).
+"""Linear languages over GF(2)^n for the arrows-of-time experiments (as in frotaur/CrafterPerplexity).
 
-A line is ``bits(v ^ e) + sep + bits(M v ^ e')``: a uniform vector v, its image under a fixed
-invertible matrix M over GF(2), and independent Bernoulli bit flips e, e' on each side. Forward
-models learn M, backward models learn M^-1; sparse M with dense M^-1 (and vice versa) makes one
-direction harder, which is what the sparsity experiment measures.
+A line is ``bits(v ^ e) + sep + bits(M v ^ e')``: a uniform vector v, its image under a fixed invertible matrix
+M over GF(2), and Bernoulli bit flips on each side. Forward models learn M, backward models M^-1, so a sparse M
+with a dense inverse (or the reverse) makes one direction harder. This module holds the GF(2) algebra, the
+matrices (named ``Matid{n}_{k}_{k_inv}``) and the vectorised generation of lines.
 
-Conventions:
-    * Bit order: character i of a bit string is coordinate i of the vector (x_0 first).
-    * Packed vectors: a uint64 whose bit i (value 2^i) is coordinate i, so n <= 64 for generation.
-    * M is a uint8 0/1 array of shape (n, n); (M v)_r = sum_j M[r, j] v_j mod 2.
-    * Names: ``Matid{n}_{k}_{k_inv}`` with k, k_inv = :func:`extra_ones` of M and M^-1 (as in the original).
-
-Generation is vectorised over vectors: (M v)_r is the parity of ``row_mask_r & v`` (popcount),
-so the only Python loops run over the n rows/bits, never over vectors.
+Design: `docs/arrows_of_time.md`, section "Data generation".
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
-"""The Arrows-of-time GPT: pre-LN transformer, learned absolute positions, SDPA attention, tied embeddings.
+"""The Arrows-of-time GPT (`GPTForCausalLM`): pre-LN transformer, learned absolute positions, SDPA, tied embeddings.
 
-Why build on ``GPT2LMHeadModel`` instead of writing our own blocks: GPT-2 is exactly this architecture
-(pre-LN blocks, final LayerNorm, learned ``wpe``, LM head tied to ``wte``), and transformers already maintains
-for it the SDPA dispatch, the ``DynamicCache`` KV cache used by ``generate``, gradient checkpointing, weight
-init and the causal-LM loss that honours ``num_items_in_batch`` (exact gradient accumulation) and ignores
-``-100`` labels. Our subclass only adds:
+Identical to ``GPT2LMHeadModel``, which is exactly this architecture and whose SDPA dispatch, KV cache, weight
+init and ``num_items_in_batch``-aware loss we reuse, except: its own ``config_class`` / ``model_type``
+(``hfe_gpt``); explicit non-contiguous ``position_ids`` (position permutations) come with an all-ones attention
+mask, so attention stays causal in sequence order instead of being cut into packed sequences; and
+``token_type_ids`` are refused.
 
-* its own ``config_class`` / ``model_type`` (``hfe_gpt``), so checkpoints round-trip through the Auto classes;
-* a guard for explicit, non-contiguous ``position_ids`` (position permutations). Without an attention mask
-  and a cache, transformers reads position ids that do not increase by 1 as *packed sequences* and would cut
-  the causal mask into blocks (and re-order causality by position value). Passing an all-ones padding mask
-  disables that inference, so attention stays causal in *sequence order* and ``position_ids`` only choose
-  which position embedding each token gets;
-* a refusal of ``token_type_ids``: GPT-2 would add ``wte(token_type_ids)`` to the input.
+Design: `docs/arrows_of_time.md`, section "The GPT: configuration and model".
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""Prime-product lines for the arrows-of-time experiments (SPEC §5).
+"""Prime-product lines for the arrows-of-time experiments (as in frotaur/CrafterPerplexity).
 
-A line multiplies two distinct primes and writes the product zero-padded and *reversed*::
+A line multiplies two distinct zero-padded primes and writes the product zero-padded and *reversed*
+(``00013 * 00101   =   3131000000``): reading forward a model must multiply, reading backward it must
+factorise. Lines are built vectorised from a numpy sieve, so 10^7 lines take seconds.
 
-    00013 * 00101   =   3131000000
-
-Primes are zero-padded to ``max_n_digits`` and the product to ``2 * max_n_digits`` digits (the
-original's 10 for 1..5-digit primes). Reading forward, a model must multiply; reading the line
-backward it must factorise, which is the asymmetry the experiment measures.
-
-Everything is vectorised: lines are built as a fixed-width ``(N, L)`` uint8 array of ASCII codes
-and viewed as ``S<L>`` strings, so 10^7 lines take seconds. Primes come from a numpy sieve
-(the original read them from a downloaded list).
+Design: `docs/arrows_of_time.md`, section "Data generation".
 """
 
 from __future__ import annotations

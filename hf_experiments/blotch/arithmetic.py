@@ -1,32 +1,11 @@
 """Arithmetic problems (sums and products of small integers) and their deterministic step-by-step solutions.
 
-Problems (SPEC §1): ``27+75``, ``3*2+18``, ``(4+9)*3``. At least two entities; each further entity up to
-``max_ents`` is present with probability ``p_ent``; each operator is ``*`` with probability ``p_mult`` (with
-``space_mults`` never two ``*`` in a row); multiplicands come from ``[0, max_mult_num]``, other numbers from
-``[0, max_num]``, uniformly or Zipf-like (``P(k) ∝ 1/(k+1)^zipf_order``; the ``+1`` keeps 0 drawable).
-With probability ``p_paren`` an entity is a parenthetical, sampled the same way with ``max_ents - 1``
-entities (the original never implemented ``p_paren``); a parenthetical next to ``*`` is a plain sum of numbers
-from ``[0, max_mult_num]``, which keeps product expansions short.
+Problems such as ``27+75``, ``3*2+18``, ``(4+9)*3`` are sampled with the parameters of the original's ``MathEnv``
+(grantsrb/blotching, ``envs.py``); :func:`solve` rewrites a problem one small labelled step at a time
+(parentheticals, ``rearrange``, ``expand``, ``decompose``, ``sum``, ``combine``) until only the answer is left.
+Train and validation problems never overlap. The dataset behind ``data_scripts/make_arithmetic.py`` is built here.
 
-Solutions: :func:`solve` rewrites a problem one small step at a time, each step a new expression with a
-label, until one number (the answer) is left:
-
-1. parentheticals first (leftmost, innermost first), each solved by these same rules in place;
-2. ``rearrange``: products first (factors ascending, products in ascending order), then the numbers in
-   ascending order (hence grouped by digit length);
-3. ``expand``: the first product loses one factor unit, ``a*b -> (a-1)*b + b`` (``1*b -> b``, ``0*b -> 0``);
-4. ``decompose``: the smallest number with two or more non-zero digits splits off its lowest non-zero digit,
-   ``123 -> 3+120``, until every number is round;
-5. ``sum``: the first adjacent pair (in ascending order) with the same digit count is added; ``combine``:
-   when no such pair exists, the two smallest numbers are added (across magnitudes).
-
-A carry is not re-split: ``5+7 -> 12`` and ``12`` is then added to ``20`` whole, exactly as the original's
-documented example ``27+75=7+20+75=5+7+20+70=12+20+70=32+70=102`` does (the SPEC's prose mentions
-re-splitting on carry; re-splitting can cycle, ``12 -> 2+10 -> 12``, unless phases are tracked).
-
-Train and validation problems never overlap: a split is a draw of *distinct* problems cut in two. When the
-whole problem space is small (at most ``ENUMERATE_FACTOR`` times the number of problems asked for), it is
-enumerated and the distinct problems are drawn without replacement with the sampler's probabilities.
+Design: `docs/semantic_blotching.md`, section "Problems and solutions".
 """
 
 from __future__ import annotations
@@ -496,7 +475,7 @@ def build_splits(
 
 DESCRIPTION = """\
 Arithmetic problems (sums and products of small integers) with deterministic step-by-step solutions, for the
-semantic-blotching experiments (`hf_experiments.blotch.arithmetic`, SPEC section 1). Columns: `problem`,
+semantic-blotching experiments (`hf_experiments.blotch.arithmetic`; original: grantsrb/blotching). Columns: `problem`,
 `solution` (`step_1=...=answer`; a training row is `problem=solution`), `step_labels` (rearrange, expand,
 decompose, sum, combine), `answer`, `n_steps`. Train and validation problems are distinct and disjoint; the
 `ood` split holds problems with larger numbers or more entities than the training distribution allows."""

@@ -1,24 +1,11 @@
-"""Blotching: drop whole solution steps from training rows (contiguous dropout, SPEC §1), in the collator.
+"""Blotching: drop whole solution steps from training rows, in the collator (:class:`BlotchCollator`).
 
-A row is ``[BOS] problem = step_1 = ... = step_{K-1} = answer [EOS]``. Its *segments* are numbered by the
-``=`` that opens them: segment 0 is BOS + problem, segment k (1 <= k < K) is ``= step_k``, segment K is
-``= answer [EOS]``. Blotching drops segments 1..K-1 only, so the problem and the final answer always stay,
-and each dropped step takes its own ``=`` along: dropping every step leaves ``problem = answer``.
+The contiguous dropout of grantsrb/blotching (its ``utils.py`` masks), done by *excision*: a dropped step is
+removed from the row with its ``=`` and the batch compacted, so it is neither attended to nor predicted; the
+problem and the final answer always stay, and ``position_ids`` come with the batch. The per-row blotch
+probability, blotch tokens and the spacing of drops follow the original's options.
 
-Why excision instead of an attention mask: a dropped step must behave exactly as if deleted (not attended,
-not predicted, the next visible token is the target). Removing its tokens from the row and compacting the
-batch gives that by construction, shortens the batch, and needs nothing from the model but ordinary
-right padding. ``position_ids`` are returned explicitly: with ``pad_pos_skip`` they count only kept tokens
-(identical to physical deletion); without it every kept token keeps its original index, so the positions
-jump over the hole where a step was (the original's ``pad_pos_skip=false``).
-
-Per-row blotch probability: ``blotch_p``; or, when ``blotch_p_min < blotch_p_max``, drawn per row from that
-range; with ``n_btokens > 0`` it is one of ``n_btokens`` evenly spaced levels on ``[blotch_p_min,
-blotch_p_max]`` and the level's blotch token is prepended to the row (the model's extra vocabulary). Steps
-are dropped independently (``spacing="random"``) or ``round(p * n_steps)`` of them evenly spaced
-(``spacing="even"``, stochastic rounding keeps the mean at ``p``). With ``contig_blotches=false`` no two
-dropped steps are adjacent: a step whose predecessor was dropped is kept (the realised rate is then below
-``p``).
+Design: `docs/semantic_blotching.md`, section "Blotching".
 """
 
 from __future__ import annotations

@@ -1,23 +1,10 @@
-"""Configuration of the blotch model, speaking the semantic-blotching seed's vocabulary.
+"""Configuration of the blotch model (`BlotchConfig`), speaking the vocabulary of grantsrb/blotching.
 
-Why a ``GPT2Config`` subclass: the network is a pre-LN causal transformer with absolute positional encodings
-added to the token embeddings, which transformers' GPT-2 implements (SDPA, ``DynamicCache`` KV cache for
-``generate``, tied embeddings, weight init); we swap only its positional-embedding module (see
-``modeling_blotch``). Seed names map onto GPT-2 attributes:
+Identical to ``GPT2Config`` except: the original's names (``d_model``, ``n_heads``, ``n_layers``, ``max_posencs``,
+``h_mult``, ``drop_p``) are aliases of GPT-2's attributes or derive them, the positional-encoding, blotching and
+label-smoothing options are fields, and ``vocab_size`` also counts the ``n_btokens`` blotch tokens (the last ids).
 
-==================  =====================================================================
-seed name           stored as
-==================  =====================================================================
-``d_model``         ``n_embd`` (``attribute_map`` alias)
-``n_heads``         ``n_head`` (alias)
-``n_layers``        ``n_layer`` (alias)
-``max_posencs``     ``n_positions`` (alias): size of the positional-encoding table
-``h_mult``          field; ``n_inner = h_mult * d_model`` (derived)
-``drop_p``          field; ``resid_pdrop = attn_pdrop = embd_pdrop`` (derived)
-==================  =====================================================================
-
-``vocab_size`` counts the tokenizer's tokens *and* the ``n_btokens`` blotch tokens, which occupy the last ids
-(``btoken_offset = vocab_size - n_btokens``); they are inputs only and never generated.
+Design: `docs/semantic_blotching.md`, section "Model".
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """Evaluation of blotch models by free-running generation: does the model reach the right answer, and how long
 is the solution it writes?
 
-Prompts are ``[btoken] BOS problem =`` (left-padded, batched); ``model.generate`` continues them with the KV
-cache, greedily or at ``temperature``. Per blotch level and split we report:
+Prompts ``[btoken] BOS problem =`` are continued by ``model.generate`` with the KV cache (batched, greedily or at
+``temperature``). Per split and blotch level it reports ``answer_acc`` (the headline), ``token_acc``, generated
+and ground-truth lengths and ``valid_frac``, and writes them to a CSV and a plot.
 
-* ``answer_acc`` (headline): final answer exact match; with ``n_rollouts > 1`` the majority answer of the
-  rollouts must match (ties: the answer seen first);
-* ``token_acc``: teacher-forced next-token accuracy on the ground-truth solution (with that level's btoken);
-* ``gen_len`` / ``gt_len`` (solution tokens after the first ``=``, EOS included) and ``gen_steps`` /
-  ``gt_steps``; ``len_ratio = gen_len / gt_len``;
-* ``valid_frac``: generated solutions that end in a number followed by EOS.
-
-Results go to a CSV (one row per split and level) and a plot of accuracy and length against the blotch level.
+Design: `docs/semantic_blotching.md`, section "Evaluation".
 """
 
 from __future__ import annotations

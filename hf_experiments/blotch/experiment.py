@@ -1,15 +1,12 @@
-"""Semantic blotching (SPEC §1): a small transformer learns step-by-step arithmetic while whole solution steps
-are dropped from its training rows ("blotched"), optionally told how much was dropped by a blotch token.
+"""Semantic blotching (grantsrb/blotching): a small transformer learns step-by-step arithmetic while whole solution
+steps are dropped from its training rows ("blotched"), optionally told how much was dropped by a blotch token.
 
-The run generates its dataset on first use (``<save_root>/data/<name>/``, shared by runs with the same problem
-parameters) unless ``dataset_path`` names a folder written by ``data_scripts/make_arithmetic.py``. Training
-rows are ``[btoken] BOS problem = step_1 = ... = answer EOS``; the collator (``hf_experiments.blotch.blotching``)
-blotches them anew every batch. The final evaluation generates solutions for validation and
-out-of-distribution problems at every blotch level and writes ``blotch_eval.csv`` / ``blotch_eval.png`` into
-the run folder.
+The run generates its dataset on first use unless ``dataset_path`` names a folder written by
+``data_scripts/make_arithmetic.py``; the collator (``hf_experiments.blotch.blotching``) blotches the rows anew every
+batch, and the final evaluation writes ``blotch_eval.csv`` / ``blotch_eval.png``. Configs: ``configs/blotch.json``,
+``configs/blotch_vanilla.json``, ``configs/direct.json``.
 
-Configs: ``configs/blotch.json`` (variable blotching with blotch tokens), ``configs/blotch_vanilla.json``
-(full solutions), ``configs/direct.json`` (``blotch_p=1``: every step dropped, problem -> answer).
+Design: `docs/semantic_blotching.md`.
 """
 
 from __future__ import annotations

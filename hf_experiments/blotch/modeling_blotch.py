@@ -1,23 +1,12 @@
-"""The blotch model: a GPT-2 causal LM with sinusoidal or randomised positional encodings and blotch tokens.
+"""The blotch model (`BlotchModel`): a GPT-2 causal LM with sinusoidal or randomised positional encodings and
+blotch tokens.
 
-Why GPT-2 and not our own blocks: the original's transformer is a pre-LN stack with absolute positional
-encodings added to the token embeddings, which is GPT-2; transformers maintains its SDPA attention, the
-``DynamicCache`` KV cache behind ``generate``, weight init and tying. Identical to ``GPT2LMHeadModel`` except:
+Identical to ``GPT2LMHeadModel`` (the original's pre-LN transformer with absolute positional encodings is GPT-2)
+except: ``transformer.wpe`` is :class:`BlotchPositionalEncoding` (sinusoidal or randomised, Ruoss et al. 2023);
+``position_ids`` are explicit (the collator's) and always come with an attention mask; the last ``n_btokens`` ids
+are blotch tokens, never generated and ignored by the loss; and the loss does the label smoothing itself.
 
-* ``transformer.wpe`` is :class:`BlotchPositionalEncoding`: a sinusoidal table of ``max_posencs`` rows (a
-  parameter with ``learnable_posencs``, otherwise a saved buffer) at the token embeddings' init scale, dropout
-  ``posenc_drop_p`` on the encoding only. ``RandPositionalEncoding`` (Ruoss et al. 2023, as the original):
-  in training, one sorted random subset of
-  ``[0, n)`` per batch, ``n`` uniform in ``[T, max_posencs]``, replaces positions ``0..T-1``; in eval mode
-  positions are used as given, so KV-cached generation stays consistent step to step;
-* ``position_ids`` are explicit (the collator's, which skip blotched tokens with ``pad_pos_skip``); when only
-  an attention mask is given they are its cumulative sum, so left-padded prompts get the positions of an
-  unpadded row. An all-ones mask is supplied when positions come without one, otherwise transformers would
-  read non-contiguous positions (``pad_pos_skip=false``) as packed sequences and cut attention into blocks;
-* the last ``n_btokens`` ids are blotch tokens: embedded like any token, but their logits are ``-inf`` (they
-  are never generated) and the loss ignores them;
-* the loss supports label smoothing (``config.label_smoothing``, training only); ``Trainer``'s own label
-  smoother would not shift the labels of a model type it does not know.
+Design: `docs/semantic_blotching.md`, section "Model".
 """
 
 from __future__ import annotations

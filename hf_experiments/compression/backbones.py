@@ -1,15 +1,11 @@
 """Resolve a `model_string` to a `from_pretrained` argument, building the offline default backbone if needed.
 
-The context-compression experiment needs a frozen causal LM, and must run on a machine with no network. So
-`"builtin:tiny-lm"` is a small GPT-2 the package trains itself: a byte-level BPE tokenizer and the model, both
-trained here on the embedded stdlib corpus (`data/corpus.py`) with the real `transformers.Trainer`, then saved
-with `save_pretrained` under `<cache>/backbones/<name>-v1` and reused by every later run. It is a weak LM, but
-a real one (well below the unigram loss): all a compression experiment needs to be meaningful offline.
+The context-compression experiment needs a frozen causal LM and must run with no network, so `"builtin:tiny-lm"`
+is a small GPT-2 (with a byte-level BPE tokenizer) that the package trains itself on the embedded stdlib corpus
+(`hf_experiments/compression/corpus.py`), once per machine and cache dir, and then reuses. Building is safe
+under concurrent callers and leaves the caller's RNG and distributed state alone.
 
-Building happens once per machine and cache dir: a file lock makes concurrent callers (e.g. DDP ranks) wait
-for one builder, the folder appears atomically (built in a temp sibling, then renamed), and the training runs
-in a child process so that neither the caller's RNG state nor its distributed (accelerate / torch.distributed)
-state is touched by the builder's `Trainer`.
+Design: `docs/compression.md`, section "The built-in backbone".
 """
 
 from __future__ import annotations

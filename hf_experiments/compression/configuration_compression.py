@@ -1,4 +1,4 @@
-"""Configuration of the context-compression model (SPEC §2)."""
+"""Configuration of the context-compression model (as in grantsrb/ctx_cmp)."""
 
 from __future__ import annotations
 

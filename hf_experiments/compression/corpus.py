@@ -1,15 +1,10 @@
 """An English text corpus that exists on every machine: the Python standard library's own documentation.
 
-Why this source: the context-compression experiments need natural-ish English to train (and test) a small
-backbone LM, but the package must work on a fresh machine with no network, so nothing may be downloaded.
-Every Python installation ships a few MB of hand-written English prose with it: the docstrings of the
-standard library (read statically with `ast`, so nothing is imported or executed) and the reference-manual
-topics in `pydoc_data/topics.py` (what `help("assert")` shows). It is fixed for a given Python version, so the
-corpus -- and everything trained on it -- is deterministic per interpreter. It is technical prose with some
-code, which is fine for a backbone whose job is to be a plausible frozen LM, not a good one.
+The context-compression experiments need English text to train a small backbone LM on a machine with no
+network: the standard library's docstrings (read statically with `ast`) and `pydoc_data/topics.py` give a few
+MB of it, fixed per Python version, so the corpus is deterministic per interpreter. It is cached as parquet.
 
-The first call parses ~600 files (seconds); the result is cached as parquet under
-`<cache dir>/corpus/` so later calls (other processes included) are instant.
+Design: `docs/compression.md`, section "The embedded corpus".
 """
 
 from __future__ import annotations

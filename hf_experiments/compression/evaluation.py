@@ -1,4 +1,4 @@
-"""Evaluation of a `CompressionModel` against its two baselines (SPEC §2).
+"""Evaluation of a `CompressionModel` against its two baselines (as in grantsrb/ctx_cmp).
 
 *low* = the LM on the text alone, *high* = the LM with the full uncompressed context, *pred* = the LM with the
 compressed context. All three predict the same positions, seq[1:] of each window (a BOS-free LM cannot

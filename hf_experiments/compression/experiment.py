@@ -2,7 +2,7 @@
 first `cmp_len` tokens of a window while a causal LM predicts the next `seq_len`.
 
 The default backbone `builtin:tiny-lm` is a small GPT-2 that the package trains once on its embedded offline
-corpus and caches (`hf_experiments/backbones.py`), so the main job runs on a fresh machine with no network.
+corpus and caches (`hf_experiments/compression/backbones.py`), so the main job runs on a fresh machine with no network.
 A hub id (`gpt2`, `bigscience/bloomz-560m`) with `dataset: openwebtext` reproduces the original setting.
 Final evaluation: low / high / pred losses and accuracies, the share of the low->high gap recovered,
 free-running continuations, reconstruction metrics for the remember task, and `cmp_low_pred_high.png`.

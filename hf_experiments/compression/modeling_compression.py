@@ -1,25 +1,11 @@
-"""Context compression around any causal LM (SPEC §2).
+"""Context compression around any causal LM (`CompressionModel`), as in grantsrb/ctx_cmp.
 
-A window of token ids `(B, cmp_len + seq_len)` is split into a context (first `cmp_len` tokens) and the text
-to predict. Three passes share the backbone:
+A window `(B, cmp_len + seq_len)` is split into a context and the text to predict. The backbone compresses the
+context into `n_cmps` vectors and then predicts, from them, the text (the forward task) or the context itself
+(the remember task). Only generic backbone interfaces are used, so GPT-2, Llama, Bloom and GPT-J style backbones
+all work. `comparison_logits` gives the low / high / pred baselines of the evaluation.
 
-- compression: `[ctx embeds, cmp_embs]` -> hidden states of `cmp_layer` at the compression positions
-  (B, n_cmps, D), optionally through an identity-initialised projection (or, with `pooling="mean"`, chunk
-  means of the context's hidden states);
-- forward: `[compressed, fwd task token, seq[:-1]]` -> logits predicting every seq token (the task token
-  predicts seq[0]);
-- remember: `[compressed, rmb task token, ctx[:-1]]` -> logits predicting every context token.
-
-Only generic backbone interfaces are used (`get_input_embeddings`, `inputs_embeds`, `output_hidden_states`,
-explicit `position_ids` when the backbone's forward names them, `attention_mask`, and the KV cache —
-`cache` in transformers >= 5.2x, `past_key_values` before), so
-GPT-2, Llama, Bloom (ALiBi, no position ids) and GPT-J style backbones all work.
-
-Baselines for evaluation (`comparison_logits`): *low* = the LM on the seq tokens alone, *high* = the LM with
-the full uncompressed context, *pred* = with the compressed context. A BOS-free LM cannot predict seq[0] from
-nothing, so all three predict the SAME positions, seq[1:], and are directly comparable. The training loss
-(`forward`) covers every seq token. The low/high baselines and the KL target use the backbone with LoRA
-adapters disabled, i.e. the original LM; with `train_mode="full"` they use the (trained) backbone itself.
+Design: `docs/compression.md`, section "The model".
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """Length-bucketed update batches: rows of similar length share a batch, so little compute goes to padding.
 
-The seed framework's `-length_bucketed_sampling 1`. Transformers has
-`train_sampling_strategy="group_by_length"` (`LengthGroupedSampler`): it sorts a random "megabatch" of 50
-batches by length and cuts it into batches. We do the same, vectorised (its Python `sorted` and, without a
-length column, its per-row length scan take minutes on millions of rows), and we produce *update batches*
-instead of a row order, so that bucketing composes with `per_device_batch_size` micro-batching and with
-several ranks (`microbatch.MicrobatchSampler`): one update batch is cut from one length bucket, and then
-split across ranks and micro-batches. Batch order is shuffled, so consecutive updates do not sweep from long
-to short rows. Lengths are read at the start of every epoch (from the dataset itself), so a training set that
-changes between epochs is bucketed as it then is.
+The seed framework's `-length_bucketed_sampling 1`. Like transformers' `LengthGroupedSampler` (megabatches of
+50 batches, each sorted by length), but vectorised, and producing *update batches* instead of a row order, so
+that it composes with `per_device_batch_size` micro-batching and several ranks (`microbatch.MicrobatchSampler`).
+Lengths are read at the start of every epoch.
+
+Design: `docs/framework.md`, section "Length bucketing".
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Write generated data as a Hugging Face dataset folder (parquet splits + dataset card).
 
-Every synthetic-data generator in this package ends with :func:`write_dataset`, so that any
-generated folder opens with ``datasets.load_dataset(str(out_dir))``, records the parameters that
-produced it in its ``README.md`` (read them back with :func:`read_card_params`), and can be pushed
-to the Hub unchanged.
+Every synthetic-data generator of this package ends with :func:`write_dataset`, so that a generated folder opens
+with ``datasets.load_dataset(str(out_dir))``, records its parameters in its ``README.md`` (read them back with
+:func:`read_card_params`), can be pushed to the Hub unchanged and is reproducible byte for byte.
+:func:`heldout_mask` is the hash partition that keeps validation examples out of the training split.
 
-Layout written::
-
-    out_dir/
-      README.md                              # YAML front matter (configs + hf_experiments params) and prose
-      data/<split>-00000-of-00001.parquet    # one file per split
-      <extra files>                          # e.g. matrix.npy
-
-The parquet bytes are a pure function of the input columns (no timestamps, fixed writer options),
-so regenerating with the same seed reproduces the files byte for byte.
-
-The module also holds :func:`heldout_mask`, the hash partition the generators use to keep
-validation examples out of the training split.
+Design: `docs/framework.md`, section "Dataset folders".
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Automatic micro-batching: `per_device_batch_size` caps the rows one forward pass takes on one device.
 
-The seed framework's `-per_device_batch_size N`: the update batch (`per_device_train_batch_size`, seed name
-`batch_size`) is split into `ceil(batch / N)` micro-batches whose sizes differ by at most one (10 rows with
-N=4 -> 4, 3, 3), gradients are accumulated over them, and the update equals the one the whole batch would
-give.
+The seed framework's `-per_device_batch_size N`: each update batch is split into `ceil(batch / N)` micro-batches
+whose sizes differ by at most one (10 rows, N=4 -> 4, 3, 3), and the accumulated update equals the whole batch's.
+`plan_gradient_accumulation`, `MicrobatchSampler` (over `RandomBatches` or `bucketing.LengthBucketedBatches`) and
+`MicrobatchingMixin` plug this into `Trainer`, which only knows equal micro-batches.
 
-How it plugs into `Trainer` (which only knows equal micro-batches of `per_device_train_batch_size` rows):
-- `gradient_accumulation_steps` is set to the number of micro-batches (`plan_gradient_accumulation`);
-- the train dataloader gets a batch sampler (`MicrobatchSampler`) that draws one update batch at a time
-  (`RandomBatches`, or `bucketing.LengthBucketedBatches`), takes this rank's share and splits it;
-- losses: a model that accepts `num_items_in_batch` (our models) divides its summed loss by the item count of
-  the whole update, which Trainer counts over the micro-batches — already exact for any sizes. For a model
-  that returns a mean, Trainer would weigh every micro-batch equally (`loss / n_micro`); `MicrobatchingMixin`
-  reweighs it by its rows (`loss * rows / batch`), exact when the model's loss is a mean over rows.
-
-The samplers read the dataset's size (and row lengths) when an epoch starts, not when they are built: a
-training set that grows or shrinks between epochs (a data cache rewritten by callbacks) is sampled as it is
-at the start of each epoch.
+Design: `docs/framework.md`, section "Micro-batching".
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """`ExperimentTrainer`: the `Trainer` every experiment uses or subclasses.
 
-Identical to `transformers.Trainer` except:
-- a checkpoint counts as complete only once every rank has written its part: `_save_checkpoint` ends with a
-  barrier and a `checkpoint-complete.json` marker, and old checkpoints are rotated only after the new one is
-  marked, so a crash at any moment leaves at least one complete checkpoint (the Trainer's own writes are
-  not atomic, and its rotation runs before the RNG files of other ranks exist);
-- SIGTERM / SIGUSR1 (cluster preemption) lead to a checkpoint at the next optimizer-step boundary and a clean
-  stop (`preempted` is then true). `enable_jit_checkpoint` exists in transformers, but it saves inside a step
-  (before the optimizer step, after dropout RNG was consumed), handles SIGTERM only and acts per rank; a
-  resumed run would not continue exactly. Ours saves between steps and all ranks agree;
-- `max_eval_batches` bounds evaluation;
-- the seed framework's batching and schedule options, for every experiment (`docs/framework.md`):
-  `per_device_batch_size` (micro-batches of at most that many rows, uneven split allowed, exact update) and
-  `length_bucketed_sampling` (`microbatch.MicrobatchingMixin`), and the step schedule `lr_sched_steps` /
-  `lr_sched_gamma` (`step_schedule`). With these unset it is `Trainer`'s own dataloader, loss and schedule;
-- on resume the current config's logging/eval/save intervals apply, not the checkpoint's;
-- each checkpoint carries a copy of the run's `run_config.json`, so `--restore_from <checkpoint>` can restore
-  the config with it (the seed's `-restore`).
+Identical to `transformers.Trainer` except: a checkpoint counts as complete (and old ones are rotated) only once
+every rank has written its part; SIGTERM / SIGUSR1 lead to a checkpoint at the next optimizer-step boundary and a
+clean stop; `max_eval_batches` bounds evaluation; the seed framework's `per_device_batch_size`,
+`length_bucketed_sampling` and step schedule work for every experiment; on resume the current config's
+logging/eval/save intervals apply; and each checkpoint carries a copy of the run's `run_config.json`.
+
+Design: `docs/framework.md`, section "`ExperimentTrainer`".
 """
 
 from __future__ import annotations

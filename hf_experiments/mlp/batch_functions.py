@@ -1,17 +1,11 @@
 """Batch functions: where the MLP experiment's (X, y) samples come from, online or offline.
 
-A batch function draws `n` samples: ``fn(n, rng, **params) -> (X, y)`` with `X` of shape (n, d_in) and `y` of
-shape (n,) or (n, d_out), numpy arrays or tensors. It is named in the config by a built-in name
-(``powerlaw_hermite``) or an import path (``my_pkg.my_module:my_fn``, or ``path/to/file.py:my_fn``). It is
-called with the keyword arguments it accepts out of: ``n`` (alias ``bsz``), ``rng`` (a seeded
-``numpy.random.Generator``), ``gen`` (a seeded ``torch.Generator``), ``step``, and the job's config values
-plus ``batch_fn_kwargs``, so a function may ask for ``width`` or ``trial`` by name. A modelscape-style factory
-(returning a ``batch_fn(step)``) also works: the returned function is called with the step.
+A batch function ``fn(n, rng, **params) -> (X, y)`` is named in the config by a built-in name
+(``powerlaw_hermite``) or an import path, and receives the keyword arguments it names; modelscape-style factories
+work too. `BatchSource` makes a job's data deterministic: each step's batch, the fixed training set and the test
+set come from their own seed sequences, so a resumed run sees the same batches and two trials never share data.
 
-`BatchSource` makes the data of one job deterministic: the batch of step t (online), the fixed training set
-(offline) and the test set each come from their own seed sequence ``(seed, stream[, t])``. So a resumed run
-sees exactly the batches the uninterrupted run would have seen, and two trials (different seeds) never
-share data.
+Design: `docs/sweeps_and_mlp.md`, section "Data (batch functions)".
 """
 
 from __future__ import annotations

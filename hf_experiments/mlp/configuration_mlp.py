@@ -1,24 +1,11 @@
-"""Configuration of the modelscape MLP: sizes, nonlinearity and parameterisation (standard / NTK / muP).
+"""Configuration of the modelscape MLP (`MLPConfig`): sizes, nonlinearity and parameterisation (standard / NTK / muP).
 
-The names follow the modelscape README (`WIDTH`, `DEPTH`, `GAMMA` become `width`, `depth`, `gamma`).
-`depth` counts hidden layers (>= 1): `depth=2` is input layer -> hidden layer -> readout, as in the original.
+The names follow JoeyTurn/modelscape (`WIDTH`, `DEPTH`, `GAMMA` become `width`, `depth`, `gamma`); `depth`
+counts hidden layers. muP goes through the `mup` package and equals the standard parameterisation at
+`mup_base_width`; every parameterisation divides the output by `gamma` (:func:`gamma_lr` rescales the learning
+rate to match), and `centering` subtracts the output of a frozen copy of the initial network.
 
-Parameterisations (weights W of a layer with fan-in `n_in`, gain `g = init_gain`; biases start at zero):
-
-=================  ====================================  ====================  ===============================
-name               init                                  forward multiplier    learning rate (per layer)
-=================  ====================================  ====================  ===============================
-``standard``       W ~ N(0, g^2 / n_in)                  1                     lr
-``ntk``            W ~ N(0, g^2)                         1 / sqrt(n_in)        lr
-``mup``            hidden: N(0, g^2 / n_in);             readout: 1 / m        ``mup.MuSGD`` / ``mup.MuAdam``
-                   readout: N(0, g^2 m / n_in) (or 0)    (``mup.MuReadout``)   (from the ``mup`` package)
-=================  ====================================  ====================  ===============================
-
-with the width multiplier ``m = width / mup_base_width``: at ``width == mup_base_width`` muP and standard
-coincide, so a learning rate tuned there transfers to every width. Every parameterisation then divides the
-output by ``gamma`` (the modelscape ``GAMMA``; the trainer rescales the learning rate by gamma^2 when
-gamma < 1 and by gamma when gamma > 1). ``centering`` subtracts the output of a frozen copy of the initial
-network, so the function starts at exactly zero.
+Design: `docs/sweeps_and_mlp.md`, section "Parameterisations".
 """
 
 from __future__ import annotations

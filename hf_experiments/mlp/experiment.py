@@ -1,4 +1,4 @@
-"""modelscape's MLP experiments (SPEC §4): an MLP (standard / NTK / muP) trained on a batch function, online
+"""modelscape's MLP experiments (JoeyTurn/modelscape): an MLP (standard / NTK / muP) trained on a batch function, online
 (a fresh batch every step) or offline (one fixed training set per trial, full-batch gradient descent), with
 loss checkpoints that stop the run and grabs evaluated during training.
 

@@ -1,16 +1,11 @@
 """Grabs: user functions evaluated during training (modelscape's `otherreturns`), stored per job.
 
-A grab is named in the config by a built-in name (``weight_norms``, ``spectral_norms``, ``gram_diag``,
-``ntk_trace``) or an import path (``my_pkg.grabs:fn``, ``file.py:fn``), optionally with an alias
-(``"norms=my_pkg.grabs:fn"``). It is called with the keyword arguments it accepts out of: ``model`` (the
-unwrapped model, in eval mode), ``X_tr``, ``y_tr`` (the fixed training set offline; the batch of the current
-step online), ``X_te``, ``y_te``, ``optimizer``, ``step``, and every value of the job's resolved config
-(``width``, ``trial``, ``learning_rate``, ...). Take ``**kwargs`` to receive them all, as in modelscape.
+A grab is a built-in name (``weight_norms``, ``spectral_norms``, ``gram_diag``, ``ntk_trace``) or an import path,
+optionally aliased, and is called with the keyword arguments it names (the model, the data, the optimizer, the
+step and the job's config values). `GrabCallback` evaluates the grabs during and at the end of training and
+keeps their values in ``<run_dir>/grabs.json``, across resumes.
 
-`GrabCallback` evaluates the grabs at step 0 (initialisation) and every `every` steps (``every=0``: only at
-the end), and always at the end of training. Results go to ``<run_dir>/grabs.json`` as
-``{name: [{"step": s, "value": v}, ...]}`` (tensors and arrays as nested lists), written at every checkpoint
-and at the end; a resumed run keeps the records up to its checkpoint and continues.
+Design: `docs/sweeps_and_mlp.md`, section "Grabs".
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """Loss checkpoints (modelscape's `LOSS_CHECKPOINTS`): the first step the smoothed training loss falls below
 each threshold, and a stop once every threshold is crossed.
 
-The training loss of each optimizer step is smoothed with an exponential moving average
-``ema <- s * ema + (1 - s) * loss`` (``s = ema_smoother``; the first step's loss starts the average, as in the
-original). Thresholds are absolute losses, or (``relative``) fractions of the first step's loss, i.e. of the
-loss at initialisation. A threshold counts as crossed when ``ema < threshold``; its step is the Trainer's
-``global_step`` at that moment (1 = after the first update).
+The loss of every optimizer step is smoothed by an exponential moving average; thresholds are absolute, or
+relative to the first step's loss. `LossCheckpointCallback` tracks the crossings (saved with every checkpoint),
+and the `Trainer` mixin `LossCheckpointMixin` feeds it the loss of every step, which `Trainer` does not expose.
 
-`LossCheckpointCallback` is a `TrainerCallback`; a Trainer feeds it the loss of every step through
-`LossCheckpointMixin` (a `Trainer` mixin), because the Trainer only exposes averaged losses at logging steps.
-Its state is saved in every checkpoint's `trainer_state.json`, so a resumed run keeps its crossing steps.
+Design: `docs/sweeps_and_mlp.md`, section "Loss checkpoints".
 """
 
 from __future__ import annotations

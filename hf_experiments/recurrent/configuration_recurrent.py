@@ -1,4 +1,7 @@
-"""Configuration of the sequence-to-sequence RNN of the recurrent storage experiments (SPEC §3)."""
+"""Configuration of the sequence-to-sequence RNN of the recurrent storage experiments.
+
+As in RobertCsordas/onion_representations (arXiv 2408.10920).
+"""
 
 from __future__ import annotations
 

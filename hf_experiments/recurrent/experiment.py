@@ -1,14 +1,11 @@
-"""Recurrent storage, stage one (SPEC §3): train a GRU (or LSTM) to repeat sequences of `n_symbols` symbols.
+"""Recurrent storage, stage one (RobertCsordas/onion_representations): train a GRU (or LSTM) to repeat sequences
+of `n_symbols` symbols.
 
-The run generates its repeat dataset on first use (`<save_root>/data/<name>/`, shared by every run with the
-same data) unless `dataset_path` names a folder from `data_scripts/make_repeat.py`. Metric: whole-sequence
-exact
-match (`eval_<set>_accuracy`) on every validation set (`valid`, `valid_norepeat`, `valid_longer_1`, ...), each
-plotted in TensorBoard (`eval/<set>_accuracy`, `eval/<set>_loss`).
+The run generates its repeat dataset on first use unless `dataset_path` names a folder from
+`data_scripts/make_repeat.py`; the metric is whole-sequence exact match on every validation set. This module
+also holds what both recurrent experiments share (data loading, metrics, the trainer).
 
-This module also holds what both recurrent experiments share (data loading, metrics, the trainer). The seed
-framework's `per_device_batch_size`, `length_bucketed_sampling` and step learning-rate schedule are generic:
-fields of `ExperimentTrainingArguments`, done by `ExperimentTrainer` (docs/framework.md).
+Design: `docs/recurrent_storage.md`.
 """
 
 from __future__ import annotations

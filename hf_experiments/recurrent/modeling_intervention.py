@@ -1,24 +1,12 @@
 """Stage two of the recurrent storage experiments: with the trained RNN frozen, learn an intervention on its
 state (or a probe that reads it) and measure how often it works.
 
-Interventions corrupt the input, encode it with the frozen RNN, repair the *state*, and decode with the frozen
-RNN; the target is the uncorrupted sequence, so intervention accuracy = whole-sequence exact match after
-repair.
+An intervention corrupts the input, encodes it with the frozen RNN, repairs the *state* and decodes it with the
+frozen RNN; the target is the uncorrupted sequence. `linear` swaps learnt linear subspaces between paired
+sequences, `onion` adds back one position's contribution at the magnitude it is stored at, and `probe_mlp` /
+`probe_gru` decode the state with a new network. Evaluation corruptions are seeded, so they repeat.
 
-- `linear`: the state is rotated by a learnt orthogonal matrix R; each rotated dimension is assigned to one
-  position (or to none) by a hard Gumbel-softmax. Two sequences of a batch are paired and swap the symbols at
-  random positions (each with probability `swap_prob`); repairing replaces, for every swapped position, the
-  dimensions assigned to it by the partner's — if positions were stored in linear subspaces, swapping those
-  subspaces swaps the symbols back. `h' = Rᵀ(Rh ⊙ (1 - m) + Rh_partner ⊙ m)`.
-- `onion`: one random position p gets a random symbol b instead of a; the state is repaired by adding back
-  that position's contribution at the magnitude it is stored at: `h' = h + (tanh(E[a]) - tanh(E[b])) ⊙
-  (g ⊙ γ^p + p·λ + β)` with learnt E (n_symbols, S) and per-dimension g, γ, λ, β (`onion_linear_term=false`
-  drops λ, `onion_fixed_scale=true` fixes γ = 1 and drops λ).
-- `probe_mlp` / `probe_gru`: decode the sequence from the state with a new MLP (`probe_layers` layers, all
-  positions at once) or a new GRU (teacher-forced); accuracy = exact match of the probe's output.
-
-Corruptions are random: in training from the global RNG, in evaluation from a generator seeded by `eval_seed`
-and the batch's content, so every evaluation of the same data sees the same corruptions.
+Design: `docs/recurrent_storage.md`, section "Interventions".
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
-"""Repeat-sequence data of the recurrent storage experiments (SPEC §3).
+"""Repeat-sequence data of the recurrent storage experiments (as in RobertCsordas/onion_representations).
 
-A sample is a sequence of `min_len..max_len` symbols out of `n_symbols`; the model reads it and must repeat
-it. Samples of one split are unique. Validation sequences can never occur in training: every sequence has a
-64-bit key (a hash of its length and tokens), and a fixed `heldout_fraction` of the key space (chosen by
-`dataset_io.heldout_mask`) is reserved for validation sets, which draw only from it, while the training set
-draws only from the rest. This replaces the original's explicit exclude lists and its cap of 20% of the
-possible sequences per length for validation (`max_percent_per_lenght=0.2`): with `heldout_fraction=0.2`
-validation likewise holds at most ~20% of the sequences of any length, and training keeps the other ~80%.
+A sample is a sequence of `min_len..max_len` symbols out of `n_symbols` that the model must repeat; the samples
+of a split are unique. Validation sequences never occur in training: every sequence has a 64-bit key, and a
+fixed `heldout_fraction` of the key space is reserved for validation (instead of the original's exclude lists).
+Extra validation sets hold longer sequences and sequences without repeated symbols. Generation is vectorised.
 
-Extra validation sets test lengths beyond training (`valid_longer_1`, `valid_longer_2`, and the same without
-repeated symbols) and sequences without repeated symbols (`valid_norepeat`).
-
-Generation is vectorised: candidates are drawn in rounds as padded `(N, max_len)` arrays and rejected by
-key; only the rounds loop in Python. Columns written: `input_ids` (list of ints) and `length`.
+Design: `docs/recurrent_storage.md`, section "Data".
 """
 
 from __future__ import annotations

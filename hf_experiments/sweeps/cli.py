@@ -2,33 +2,12 @@
 
     python trainers/sweep.py --config configs/mlp_mup_sweep.json [--engine local|slurm|ray] [--key value ...]
 
-A config names a grid, ``"sweep": {"width": [256, 1024, 4096], "trial": [0, 1, 2]}``; its cartesian product
-(first key slowest) becomes jobs. Each job is a run of ``trainers/run.py`` with its own config file
-``<save_root>/<sweep>/jobs/<job>.json`` (the base config, the job's values, ``exp_name=<sweep>/<job>`` and its
-seed), so its run folder is ``<save_root>/<sweep>/<job>/`` with everything a run writes. The job name is
-built from its values (``width=256,trial=0``), so editing the grid never renames finished jobs.
+Each point of the grid's cartesian product is a job: a run of ``trainers/run.py`` with its own config file and
+run folder, named after its values and seeded from them. Rerunning skips finished jobs and resumes interrupted
+ones; the results are collected into a table and plots. Jobs run on this machine (`hf_experiments.sweeps.local`)
+or through SLURM or Ray (`hf_experiments.sweeps.engines`).
 
-- Grid values: a list, or ``{"range": [start, stop(, step)]}``, ``{"linspace": [a, b, n]}``,
-  ``{"geomspace": [a, b, n]}``, or ``{"call": "package.module:function", "kwargs": {...}}`` (any iterable the
-  function returns or yields). From Python, any iterable, generators included.
-- ``trial``: swept like any key. If the experiment has no ``trial`` option, it only names the job and
-  changes its seed.
-- Seeds (``"sweep_seed"``): ``"per_job"`` (default) derives each job's seed from the config's ``seed`` and the
-  job's values; ``"fixed"`` gives every job the config's seed (the ``mlp`` experiment then still separates
-  trials, since its data and initial weights depend on ``(seed, trial)``: widths then share data per trial).
-  The original derived seeds from the job's index and device; we derive them from the values so that a job
-  keeps its seed when the grid is edited or when a different device picks it from the queue.
-- Finished jobs (their run folder has ``metrics.json``) are skipped when the sweep is rerun; interrupted
-  ones resume from their last complete checkpoint, as any run does.
-- Results: ``results.parquet`` and ``results.csv`` (one row per job: the swept values, seed, status and every
-  number of its ``metrics.json``), and ``plots/<metric>_vs_<key>.png`` for the metrics named in
-  ``"sweep_metrics"`` (default ``["eval_loss"]``): mean over trials with the standard deviation as error bars,
-  one line per combination of the other swept values.
-
-Local runner: jobs run one after another inside this process when there is at most one GPU (tiny jobs pay
-Python's start-up once), or one subprocess per device at a time when several are named (``--devices 0,1``,
-or automatically every visible GPU). Beyond one machine, `sweep_engines` hands the same job files to SLURM
-(submitit) or Ray.
+Design: `docs/sweeps_and_mlp.md`, section "Sweeps".
 """
 
 from __future__ import annotations

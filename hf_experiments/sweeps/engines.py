@@ -1,19 +1,11 @@
 """Running sweep jobs beyond this machine: SLURM through `submitit`, or Ray. No scheduler of our own.
 
-Every engine runs the same unit as the local runner, `local.run_job_subprocess`: ``python -m hf_experiments
---config <job>.json`` in a subprocess, with that job's log file. The results are read back from the run folders, so
-an engine only has to start the jobs (and, if asked, wait for them).
+Every engine runs the same unit as the local runner, `local.run_job_subprocess` (one job's run in a subprocess,
+with its log file), and the results are read back from the run folders, so an engine only starts the jobs (and,
+if asked, waits for them). Engines: ``slurm`` (a submitit job array), ``submitit_local`` / ``submitit_debug``
+(the same code path on this machine) and ``ray`` (one Ray task per job).
 
-- ``slurm``: a submitit job array (``executor.map_array``), one task per job; parameters go to
-  ``AutoExecutor.update_parameters`` (``timeout_min``, ``slurm_partition``, ``gpus_per_node``,
-  ``cpus_per_task``, ``slurm_array_parallelism``, ...), plus ``wait`` (default true; with false the command
-  returns after submitting, and ``--collect_only`` later builds the table). A preempted task checkpoints
-  and requeues itself (``trainers/run.py`` calls ``scontrol requeue``); rerunning the sweep resumes it too.
-- ``submitit_local`` / ``submitit_debug``: submitit's `LocalExecutor` (a process per job on this machine) and
-  `DebugExecutor` (in this process) - the same code path as ``slurm``, for trying a sweep out.
-- ``ray``: one Ray task per job (``address`` to join a running cluster, else a local one is started),
-  ``num_gpus_per_job`` (default: 1 if the cluster has GPUs, else 0) and ``num_cpus_per_job`` (default 1);
-  Ray sets ``CUDA_VISIBLE_DEVICES`` for each task.
+Design: `docs/sweeps_and_mlp.md`, section "How the engines run jobs".
 """
 
 from __future__ import annotations

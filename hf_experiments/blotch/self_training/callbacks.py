@@ -115,7 +115,7 @@ class AugmentCallback(CacheManipulation):
 
 class AxeCallback(CacheManipulation):
     """Axing: for ``loops * batch`` cached rows (all with -1) the model solves, remove the single step whose
-    removal costs least (``manipulations.axe``), when within tolerance; in place and permanent."""
+    removal costs least (``axing.axe``), when within tolerance; in place and permanent."""
 
     kind = "axe"
 

@@ -12,7 +12,7 @@ METRICS_DIR = Path(__file__).resolve().parent
 
 
 def load_local_metric(name: str) -> evaluate.EvaluationModule:
-    """Load `hf_experiments/metrics/<name>/<name>.py` with `evaluate.load`, offline and in memory."""
+    """Load `hf_experiments/compression/metrics/<name>/<name>.py` with `evaluate.load`, offline and in memory."""
     import evaluate
 
     folder = METRICS_DIR / name

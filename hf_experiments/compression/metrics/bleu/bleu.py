@@ -1,6 +1,6 @@
 """Corpus BLEU-4 (Papineni et al., 2002) as a local `evaluate` metric, so nothing is fetched from the Hub.
 
-Load it with `evaluate.load("<path>/hf_experiments/metrics/bleu")` or
+Load it with `evaluate.load("<path>/hf_experiments/compression/metrics/bleu")` or
 `hf_experiments.compression.metrics.load_local_metric("bleu")`.
 """
 
@@ -27,7 +27,7 @@ Args:
 Returns:
     bleu, precisions (list), brevity_penalty, length_ratio, translation_length, reference_length.
 Examples:
-    >>> bleu = evaluate.load("hf_experiments/metrics/bleu")
+    >>> bleu = evaluate.load("hf_experiments/compression/metrics/bleu")
     >>> bleu.compute(predictions=["1 2 3 4"], references=[["1 2 3 4"]])["bleu"]
     1.0
 """
