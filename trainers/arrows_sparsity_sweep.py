@@ -19,7 +19,6 @@ n, k, k', direction, final mean token loss, relative gap of its matrix), `<out>/
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import numpy as np
 
 from hf_experiments.arrows.analysis import densest_inverse, plot_sweep, read_json, relative_gap
 from hf_experiments.arrows.linear_language import extra_ones, gf2_inverse, make_sparse_invertible, matrix_name
+from hf_experiments.core.plots import write_csv
 from hf_experiments.core.run_folder import write_json_atomic
 from hf_experiments.core.runner import main as run_main
 
@@ -141,10 +141,7 @@ def collect(records: list[dict], out: Path) -> list[dict[str, Any]]:
 def write_table(rows: list[dict[str, Any]], out: Path) -> None:
     if not rows:
         return
-    with open(out / "sweep.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "sweep.csv", rows)
     write_json_atomic(out / "sweep.json", rows)
     plot_sweep(rows, out / "sweep.png")
 

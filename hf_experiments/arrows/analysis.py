@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from hf_experiments.core.plots import figure
+
 MAX_RULE_BITS = 16  # min_rule_weights enumerates 2^n combinations
 
 
@@ -189,60 +191,43 @@ def densest_inverse(n: int, k: int, seeds: range) -> tuple[int, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
-# Plots (matplotlib, Agg: scripts run headless)
+# Plots
 # --------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_compare(result: dict[str, Any], path: str | Path, title: str | None = None) -> Path:
     """Both per-position curves against the position as read (1 = first character after BOS)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for key, colour in (("forward", "tab:blue"), ("backward", "tab:red")):
-        loss = np.asarray(result[f"{key}_loss_per_position"])
-        ax.plot(
-            np.arange(1, len(loss) + 1),
-            loss,
-            marker=".",
-            color=colour,
-            label=f"{result[f'{key}_direction']} (mean {result[f'{key}_mean_loss']:.4f})",
-        )
-    ax.set_xlabel("position as read (1 = first character)")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title(title or f"relative gap (backward - forward) / forward = {result['relative_gap']:+.1%}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(7, 3.5), dpi=100) as (_, ax):
+        for key, colour in (("forward", "tab:blue"), ("backward", "tab:red")):
+            loss = np.asarray(result[f"{key}_loss_per_position"])
+            ax.plot(
+                np.arange(1, len(loss) + 1),
+                loss,
+                marker=".",
+                color=colour,
+                label=f"{result[f'{key}_direction']} (mean {result[f'{key}_mean_loss']:.4f})",
+            )
+        ax.set_xlabel("position as read (1 = first character)")
+        ax.set_ylabel("cross-entropy (nats)")
+        ax.set_title(title or f"relative gap (backward - forward) / forward = {result['relative_gap']:+.1%}")
+        ax.legend()
     return Path(path)
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Final mean loss against k (left) and k' (right), one series per direction."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, x_key, label in (
-        (axes[0], "k", "k (extra ones of M)"),
-        (axes[1], "k_inv", "k' (extra ones of M^-1)"),
-    ):
-        for direction, colour in (("forward", "tab:blue"), ("backward", "tab:red")):
-            pts = sorted((r[x_key], r["mean_token_loss"]) for r in rows if r["direction"] == direction)
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, "o", color=colour, label=direction, alpha=0.8)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("final mean token loss (nats)")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(10, 3.8), dpi=100, sharey=True) as (_, axes):
+        for ax, x_key, label in (
+            (axes[0], "k", "k (extra ones of M)"),
+            (axes[1], "k_inv", "k' (extra ones of M^-1)"),
+        ):
+            for direction, colour in (("forward", "tab:blue"), ("backward", "tab:red")):
+                pts = sorted((r[x_key], r["mean_token_loss"]) for r in rows if r["direction"] == direction)
+                if pts:
+                    xs, ys = zip(*pts)
+                    ax.plot(xs, ys, "o", color=colour, label=direction, alpha=0.8)
+            ax.set_xlabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("final mean token loss (nats)")
+        axes[0].legend()
     return Path(path)
 
 
@@ -250,19 +235,15 @@ def plot_mean_std(
     curves: dict[str, dict[str, list[float]]], path: str | Path, ylabel: str, title: str
 ) -> Path:
     """One mean curve per direction with a +-1 std band (sparse-update adaptation)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.8))
     colours = {"forward": "tab:blue", "backward": "tab:red"}
-    for direction, c in curves.items():
-        step, mean, std = (np.asarray(c[k]) for k in ("step", "mean", "std"))
-        ax.plot(step, mean, color=colours.get(direction), label=f"{direction} (R={c['n_repeats']})")
-        ax.fill_between(step, mean - std, mean + std, color=colours.get(direction), alpha=0.2)
-    ax.set_xlabel("fine-tuning step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(7, 3.8), dpi=100) as (_, ax):
+        for direction, c in curves.items():
+            step, mean, std = (np.asarray(c[k]) for k in ("step", "mean", "std"))
+            ax.plot(step, mean, color=colours.get(direction), label=f"{direction} (R={c['n_repeats']})")
+            ax.fill_between(step, mean - std, mean + std, color=colours.get(direction), alpha=0.2)
+        ax.set_xlabel("fine-tuning step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
     return Path(path)

@@ -287,11 +287,7 @@ class ArrowsExperiment(Experiment):
 
 def save_position_losses(cfg: RunConfig, per_pos: np.ndarray) -> None:
     """`loss_per_position.json` (numbers) and `.png` (curve) in the run folder."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from hf_experiments.core.plots import figure
     from hf_experiments.core.run_folder import write_json_atomic
 
     label = "permuted" if cfg.data.permutation is not None else cfg.data.direction
@@ -304,12 +300,9 @@ def save_position_losses(cfg: RunConfig, per_pos: np.ndarray) -> None:
             "mean": float(per_pos.mean()),
         },
     )
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(np.arange(1, len(per_pos) + 1), per_pos, marker=".", label=label)
-    ax.set_xlabel("position in the sequence as read (1 = first character)")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title(f"{cfg.run.exp_name}: mean {per_pos.mean():.4f}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(cfg.run_dir / "loss_per_position.png", dpi=120)
-    plt.close(fig)
+    with figure(cfg.run_dir / "loss_per_position.png", figsize=(7, 3.5)) as (_, ax):
+        ax.plot(np.arange(1, len(per_pos) + 1), per_pos, marker=".", label=label)
+        ax.set_xlabel("position in the sequence as read (1 = first character)")
+        ax.set_ylabel("cross-entropy (nats)")
+        ax.set_title(f"{cfg.run.exp_name}: mean {per_pos.mean():.4f}")
+        ax.legend()

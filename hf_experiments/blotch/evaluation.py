@@ -10,7 +10,6 @@ Design: `docs/semantic_blotching.md`, section "Evaluation".
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from hf_experiments.core.plots import figure, write_csv
 
 from .blotching import blotch_levels, excise, pad_rows, step_segments
 from .tokenization_arith import encode_rows
@@ -275,37 +276,25 @@ def write_results(
     rows: list[dict[str, Any]], csv_path: str | Path, png_path: str | Path | None = None, title: str = ""
 ) -> None:
     """The sweep as CSV, and a plot of accuracy and solution length against the blotch level."""
-    csv_path = Path(csv_path)
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(csv_path, rows)
     if png_path is None:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for split in dict.fromkeys(r["split"] for r in rows):
-        sub = [r for r in rows if r["split"] == split]
-        x = [0.0 if r["blotch_level"] == "none" else float(r["blotch_level"]) for r in sub]
-        marker = "o" if len(sub) == 1 else "."
-        ax_acc.plot(x, [r["answer_acc"] for r in sub], marker=marker, label=split)
-        (line,) = ax_len.plot(x, [r["gen_len"] for r in sub], marker=marker, label=f"{split} generated")
-        ax_len.plot(
-            x, [r["gt_len"] for r in sub], ls="--", marker="x", color=line.get_color(), label=f"{split} truth"
-        )
-    ax_acc.set(xlabel="blotch level", ylabel="final-answer accuracy", ylim=(0, 1.02))
-    ax_len.set(xlabel="blotch level", ylabel="solution length (tokens)")
-    ax_acc.legend(fontsize=8)
-    ax_len.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    with figure(png_path, 1, 2, figsize=(9, 3.5)) as (fig, (ax_acc, ax_len)):
+        for split in dict.fromkeys(r["split"] for r in rows):
+            sub = [r for r in rows if r["split"] == split]
+            x = [0.0 if r["blotch_level"] == "none" else float(r["blotch_level"]) for r in sub]
+            marker = "o" if len(sub) == 1 else "."
+            ax_acc.plot(x, [r["answer_acc"] for r in sub], marker=marker, label=split)
+            (line,) = ax_len.plot(x, [r["gen_len"] for r in sub], marker=marker, label=f"{split} generated")
+            ax_len.plot(
+                x, [r["gt_len"] for r in sub], ls="--", marker="x", color=line.get_color(), label=f"{split} truth"
+            )
+        ax_acc.set(xlabel="blotch level", ylabel="final-answer accuracy", ylim=(0, 1.02))
+        ax_len.set(xlabel="blotch level", ylabel="solution length (tokens)")
+        ax_acc.legend(fontsize=8)
+        ax_len.legend(fontsize=8)
+        if title:
+            fig.suptitle(title)
 
 
 def plot_runs(
@@ -313,25 +302,17 @@ def plot_runs(
 ) -> None:
     """Several runs in one figure: accuracy and generated length against the blotch level. ``runs`` maps a
     label to (rows of :func:`sweep`, the x of a model without blotch tokens: its training ``blotch_p``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for label, (rows, x_none) in runs.items():
-        sub = [r for r in rows if r["split"] == split]
-        x = [x_none if r["blotch_level"] == "none" else float(r["blotch_level"]) for r in sub]
-        ax_acc.plot(x, [float(r["answer_acc"]) for r in sub], marker="o", label=label)
-        ax_len.plot(x, [float(r["gen_len"]) for r in sub], marker="o", label=label)
-    first_rows = next(iter(runs.values()))[0]
-    gt = float(next(r for r in first_rows if r["split"] == split)["gt_len"])
-    ax_len.axhline(gt, ls="--", color="grey", label="ground truth")
-    xlabel = "blotch level (fraction of steps dropped)"
-    ax_acc.set(xlabel=xlabel, ylabel=f"{split} final-answer accuracy", ylim=(0, 1.02))
-    ax_len.set(xlabel=xlabel, ylabel="generated solution tokens")
-    ax_acc.legend(fontsize=8)
-    ax_len.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    with figure(png_path, 1, 2, figsize=(9, 3.5)) as (_, (ax_acc, ax_len)):
+        for label, (rows, x_none) in runs.items():
+            sub = [r for r in rows if r["split"] == split]
+            x = [x_none if r["blotch_level"] == "none" else float(r["blotch_level"]) for r in sub]
+            ax_acc.plot(x, [float(r["answer_acc"]) for r in sub], marker="o", label=label)
+            ax_len.plot(x, [float(r["gen_len"]) for r in sub], marker="o", label=label)
+        first_rows = next(iter(runs.values()))[0]
+        gt = float(next(r for r in first_rows if r["split"] == split)["gt_len"])
+        ax_len.axhline(gt, ls="--", color="grey", label="ground truth")
+        xlabel = "blotch level (fraction of steps dropped)"
+        ax_acc.set(xlabel=xlabel, ylabel=f"{split} final-answer accuracy", ylim=(0, 1.02))
+        ax_len.set(xlabel=xlabel, ylabel="generated solution tokens")
+        ax_acc.legend(fontsize=8)
+        ax_len.legend(fontsize=8)

@@ -15,7 +15,8 @@ from pathlib import Path
 import datasets
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
+
+from hf_experiments.core.plots import figure
 
 from .metrics import load_local_metric
 
@@ -163,7 +164,6 @@ def evaluate_compression(
 def plot_low_pred_high(metrics: dict[str, float], path: str | Path) -> Path:
     """Bar chart of loss and top-1 accuracy for low / pred / high (the order of the gap) as a PNG.
 
-    Uses `matplotlib.figure.Figure` directly (Agg canvas, no pyplot state): safe on headless machines.
     """
     modes = ("low", "pred", "high")
     missing = [f"{m}_{k}" for m in modes for k in ("loss", "top1") if f"{m}_{k}" not in metrics]
@@ -171,22 +171,16 @@ def plot_low_pred_high(metrics: dict[str, float], path: str | Path) -> Path:
         raise ValueError(
             f"metrics lacks {missing}: pass the output of evaluate_compression with seq_len >= 2"
         )
-    fig = Figure(figsize=(7, 3))
     colors = ("tab:red", "tab:blue", "tab:green")
-    for ax, key, label in zip(
-        fig.subplots(1, 2), ("loss", "top1"), ("teacher-forced loss", "top-1 accuracy")
-    ):
-        values = [metrics[f"{m}_{key}"] for m in modes]
-        ax.bar(modes, values, color=colors)
-        ax.bar_label(ax.containers[0], fmt="%.3f")
-        ax.set_title(label)
-    if "gap_recovered" in metrics:
-        fig.suptitle(f"gap recovered: {metrics['gap_recovered']:.1%}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    with figure(path, 1, 2, figsize=(7, 3), dpi=100) as (fig, axes):
+        for ax, key, label in zip(axes, ("loss", "top1"), ("teacher-forced loss", "top-1 accuracy")):
+            values = [metrics[f"{m}_{key}"] for m in modes]
+            ax.bar(modes, values, color=colors)
+            ax.bar_label(ax.containers[0], fmt="%.3f")
+            ax.set_title(label)
+        if "gap_recovered" in metrics:
+            fig.suptitle(f"gap recovered: {metrics['gap_recovered']:.1%}")
+    return Path(path)
 
 
 __all__ = ["evaluate_compression", "plot_low_pred_high"]

@@ -64,12 +64,10 @@ def collect_results(sweep: Sweep, codes: Mapping[str, int] | None = None):
 def plot_results(sweep: Sweep, df) -> list[Path]:
     """For each metric and each numeric swept key: metric vs key, mean over trials (std as error bars),
     one line per combination of the other swept values. Returns the written PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     import pandas as pd
+
+    from hf_experiments.core.plots import figure
 
     done = df[df["status"] == "finished"] if "status" in df else df
     keys = [k for k in sweep.swept_keys() if k != "trial"]
@@ -81,35 +79,31 @@ def plot_results(sweep: Sweep, df) -> list[Path]:
             if not pd.api.types.is_numeric_dtype(done[x]) or done[x].nunique() < 2:
                 continue
             others = [k for k in keys if k != x]
-            fig, ax = plt.subplots(figsize=(6, 4))
-            groups = done.groupby(others, dropna=False) if others else [((), done)]
-            for label, sub in groups:
-                stats = sub.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
-                label = label if isinstance(label, tuple) else (label,)
-                text = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or metric
-                ax.errorbar(
-                    stats[x], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=text
-                )
-            xs = done[x].to_numpy(dtype=float)
-            if (xs > 0).all() and xs.max() / xs.min() >= 10:
-                ax.set_xscale("log", base=2 if np.allclose(np.log2(xs), np.round(np.log2(xs))) else 10)
-            ys = done[metric].to_numpy(dtype=float)
-            ys = ys[np.isfinite(ys)]
-            if len(ys) and (ys > 0).all() and ys.max() / ys.min() >= 100:
-                ax.set_yscale("log")
-            n_trials = done["trial"].nunique() if "trial" in done else 1
-            ax.set_xlabel(x)
-            ax.set_ylabel(metric)
-            ax.set_title(
-                f"{sweep.name}: {metric} vs {x}"
-                + (f" (mean ± std over {n_trials} trials)" if n_trials > 1 else ""),
-                fontsize=9,
-            )
-            ax.legend(fontsize=7)
-            fig.tight_layout()
             path = sweep.dir / "plots" / f"{re.sub(r'[^A-Za-z0-9._=-]', '_', metric)}_vs_{x}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
+            with figure(path, figsize=(6, 4)) as (_, ax):
+                groups = done.groupby(others, dropna=False) if others else [((), done)]
+                for label, sub in groups:
+                    stats = sub.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
+                    label = label if isinstance(label, tuple) else (label,)
+                    text = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or metric
+                    ax.errorbar(
+                        stats[x], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=text
+                    )
+                xs = done[x].to_numpy(dtype=float)
+                if (xs > 0).all() and xs.max() / xs.min() >= 10:
+                    ax.set_xscale("log", base=2 if np.allclose(np.log2(xs), np.round(np.log2(xs))) else 10)
+                ys = done[metric].to_numpy(dtype=float)
+                ys = ys[np.isfinite(ys)]
+                if len(ys) and (ys > 0).all() and ys.max() / ys.min() >= 100:
+                    ax.set_yscale("log")
+                n_trials = done["trial"].nunique() if "trial" in done else 1
+                ax.set_xlabel(x)
+                ax.set_ylabel(metric)
+                ax.set_title(
+                    f"{sweep.name}: {metric} vs {x}"
+                    + (f" (mean ± std over {n_trials} trials)" if n_trials > 1 else ""),
+                    fontsize=9,
+                )
+                ax.legend(fontsize=7)
             out.append(path)
     return out

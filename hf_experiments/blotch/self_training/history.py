@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
+from hf_experiments.core.plots import figure, write_csv
+
 from .rounds import CacheContext, _max_new_tokens, _Result, run_sharded
 from .schedule import ManipulationSchedule
 
@@ -66,33 +68,22 @@ def write_history(history: Sequence[dict[str, Any]], csv_path: Path, png_path: P
     """``cache_history.csv`` and a plot of mean training-solution length and validation accuracy."""
     if not history:
         return
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
+    write_csv(csv_path, history)
     if png_path is None:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, ax_len = plt.subplots(figsize=(6, 3.5))
-    ax_len.plot(epochs, [h["mean_solution_length"] for h in history], "o-", color="C0")
-    ax_len.set(xlabel="epoch", ylabel="mean training solution tokens")
-    ax_len.yaxis.label.set_color("C0")
-    accs = [(e, h["val_answer_acc"]) for e, h in zip(epochs, history) if h["val_answer_acc"] is not None]
-    if accs:
-        ax_acc = ax_len.twinx()
-        ax_acc.plot([e for e, _ in accs], [a for _, a in accs], "s--", color="C1")
-        ax_acc.set(ylabel="validation answer accuracy", ylim=(0, 1.02))
-        ax_acc.yaxis.label.set_color("C1")
-    if title:
-        ax_len.set_title(title)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    with figure(png_path, figsize=(6, 3.5)) as (_, ax_len):
+        ax_len.plot(epochs, [h["mean_solution_length"] for h in history], "o-", color="C0")
+        ax_len.set(xlabel="epoch", ylabel="mean training solution tokens")
+        ax_len.yaxis.label.set_color("C0")
+        accs = [(e, h["val_answer_acc"]) for e, h in zip(epochs, history) if h["val_answer_acc"] is not None]
+        if accs:
+            ax_acc = ax_len.twinx()
+            ax_acc.plot([e for e, _ in accs], [a for _, a in accs], "s--", color="C1")
+            ax_acc.set(ylabel="validation answer accuracy", ylim=(0, 1.02))
+            ax_acc.yaxis.label.set_color("C1")
+        if title:
+            ax_len.set_title(title)
 
 
 def read_history(csv_path: Path) -> list[dict[str, float | None]]:
@@ -105,23 +96,15 @@ def read_history(csv_path: Path) -> list[dict[str, float | None]]:
 def plot_history_runs(runs: dict[str, Sequence[dict[str, Any]]], png_path: Path, title: str = "") -> None:
     """Several runs' histories side by side: mean training-solution length and validation accuracy per epoch
     (e.g. a run with axing against its twin without)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_len, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for i, (label, history) in enumerate(runs.items()):
-        ax_len.plot([h["epoch"] for h in history], [h["mean_solution_length"] for h in history], "-",
-                    color=f"C{i}", label=label)
-        accs = [(h["epoch"], h["val_answer_acc"]) for h in history if h["val_answer_acc"] is not None]
-        ax_acc.plot([e for e, _ in accs], [a for _, a in accs], "-", color=f"C{i}", label=label)
-    ax_len.set(xlabel="epoch", ylabel="mean training solution tokens")
-    ax_acc.set(xlabel="epoch", ylabel="validation answer accuracy", ylim=(0, 1.02))
-    ax_len.legend(fontsize=8)
-    ax_acc.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    with figure(png_path, 1, 2, figsize=(9, 3.5)) as (fig, (ax_len, ax_acc)):
+        for i, (label, history) in enumerate(runs.items()):
+            ax_len.plot([h["epoch"] for h in history], [h["mean_solution_length"] for h in history], "-",
+                        color=f"C{i}", label=label)
+            accs = [(h["epoch"], h["val_answer_acc"]) for h in history if h["val_answer_acc"] is not None]
+            ax_acc.plot([e for e, _ in accs], [a for _, a in accs], "-", color=f"C{i}", label=label)
+        ax_len.set(xlabel="epoch", ylabel="mean training solution tokens")
+        ax_acc.set(xlabel="epoch", ylabel="validation answer accuracy", ylim=(0, 1.02))
+        ax_len.legend(fontsize=8)
+        ax_acc.legend(fontsize=8)
+        if title:
+            fig.suptitle(title)

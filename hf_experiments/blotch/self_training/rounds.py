@@ -5,7 +5,6 @@ logged and written to `manipulations/round_<k>_<kind>.csv`.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
+
+from hf_experiments.core.plots import write_csv
 
 from .data_cache import DataCache, solution_length
 from .schedule import ManipulationSchedule
@@ -117,12 +118,8 @@ def select_rows(n_rows: int, loops: int, batch: int, rng: np.random.Generator) -
 
 
 def write_round_table(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["problem", "old_solution", "solution", "old_len", "new_len"]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    """The rows one round kept, before and after (``manipulations/round_<k>_<kind>.csv``)."""
+    write_csv(path, rows, ["problem", "old_solution", "solution", "old_len", "new_len"])
 
 
 # --------------------------------------------------------------------------------------------
