@@ -1,23 +1,16 @@
 """Callbacks every `ExperimentTrainer` has: preemption (SIGTERM/SIGUSR1 -> a checkpoint at the next step
-boundary on all ranks, then a clean stop), the current config's logging/eval/save intervals on resume, and the
-completion of every checkpoint (barrier, run config, marker, then rotation of old checkpoints).
+boundary on all ranks, then a clean stop) and the current config's logging/eval/save intervals on resume.
 """
 
 from __future__ import annotations
 
-import shutil
 import signal
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import logging
-
-from .run_folder import COMPLETE_MARKER, RUN_CONFIG, write_json_atomic
 
 logger = logging.get_logger(__name__)
 
@@ -66,24 +59,3 @@ class CurrentIntervalsCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         state.compute_steps(args, state.max_steps)
 
-
-class CheckpointCompletionCallback(TrainerCallback):
-    """Completes every checkpoint in `on_save`, after the Trainer wrote its files (and after any callback added
-    before this one wrote its own, e.g. the data cache): a barrier (every rank's RNG file and shard is on disk),
-    a copy of the run's `run_config.json` (so `--restore_from <checkpoint>` restores the config too), the
-    `checkpoint-complete.json` marker, and only then the rotation of old checkpoints to `save_total_limit`
-    (deferred by `trainer_internals.TrainerInternalsMixin`). A crash at any moment thus leaves at least one
-    complete checkpoint; an unmarked one is ignored on resume. Must stay the last `on_save` callback."""
-
-    def on_save(self, args, state, control, **kwargs):
-        run_dir = Path(args.output_dir)
-        ckpt = run_dir / f"checkpoint-{state.global_step}"
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-        if args.should_save:
-            if (run_dir / RUN_CONFIG).is_file():
-                shutil.copy2(run_dir / RUN_CONFIG, ckpt / RUN_CONFIG)
-            write_json_atomic(ckpt / COMPLETE_MARKER, {"global_step": state.global_step, "time": time.time()})
-            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=args.save_total_limit,
-                               best_model_checkpoint=state.best_model_checkpoint, use_mtime=False)
-        return control

@@ -1,4 +1,4 @@
-"""The run folder `<save_root>/<exp_name>/`: which checkpoint to resume, and atomic small-file writes.
+"""The run folder `<save_root>/<exp_name>/`: completing, rotating and choosing checkpoints, atomic small writes.
 
 Layout: `run_config.json` (resolved config), `checkpoint-<step>/` (each with `checkpoint-complete.json` once
 every rank has finished writing it), `runs/` (TensorBoard), `model/` (final `save_pretrained` output with
@@ -62,6 +62,45 @@ def last_complete_checkpoint(run_dir: str | os.PathLike) -> Path | None:
             return ckpt
         logger.warning(f"ignoring incomplete checkpoint {ckpt} (interrupted while being written)")
     return None
+
+
+def unmark(checkpoint: str | os.PathLike) -> None:
+    """A checkpoint about to be (re)written is not complete until marked again."""
+    (Path(checkpoint) / COMPLETE_MARKER).unlink(missing_ok=True)
+
+
+def complete_checkpoint(checkpoint: str | os.PathLike, global_step: int, should_save: bool,
+                        save_total_limit: int | None, best: str | None = None) -> None:
+    """After every rank wrote its part of `checkpoint`: a barrier, the run's `run_config.json` copied in (so
+    `--restore_from <checkpoint>` restores the config too), the completion marker, then the rotation of older
+    complete checkpoints. A crash at any moment leaves at least one complete checkpoint."""
+    import torch.distributed as dist
+
+    ckpt = Path(checkpoint)
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every rank's RNG file and shard is on disk
+    if not should_save:
+        return
+    if (ckpt.parent / RUN_CONFIG).is_file():
+        shutil.copy2(ckpt.parent / RUN_CONFIG, ckpt / RUN_CONFIG)
+    write_json_atomic(ckpt / COMPLETE_MARKER, {"global_step": global_step, "time": time.time()})
+    rotate_checkpoints(ckpt.parent, save_total_limit, keep=(ckpt, best))
+
+
+def rotate_checkpoints(run_dir: str | os.PathLike, limit: int | None, keep: tuple = ()) -> list[Path]:
+    """Delete the oldest *complete* checkpoints beyond `limit`, never one in `keep` (the one just completed, the
+    best one). Unlike transformers' rotation, an incomplete folder (a save cut short) neither counts nor is
+    protected as "the newest", so it can never push out the last complete checkpoint. Returns what was deleted."""
+    if limit is None:
+        return []
+    kept = {Path(k).resolve() for k in keep if k}
+    complete = [c for c in checkpoints(run_dir) if is_complete(c)]
+    excess = len(complete) - max(limit, len([c for c in complete if c.resolve() in kept]))
+    doomed = [c for c in complete if c.resolve() not in kept][: max(excess, 0)]
+    for ckpt in doomed:
+        unmark(ckpt)  # an interrupted deletion leaves an incomplete folder, never a damaged "complete" one
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return doomed
 
 
 def move_aside(run_dir: str | os.PathLike) -> Path | None:

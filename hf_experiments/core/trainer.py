@@ -17,7 +17,7 @@ import torch
 from transformers import Trainer
 from transformers.utils import logging
 
-from .callbacks import CheckpointCompletionCallback, CurrentIntervalsCallback, PreemptionCallback
+from .callbacks import CurrentIntervalsCallback, PreemptionCallback
 from .microbatch import MicrobatchingMixin
 from .schedules import step_schedule
 from .trainer_internals import TrainerInternalsMixin, mark_scheduler_created
@@ -35,7 +35,6 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
         self.preempted = False
         self.add_callback(PreemptionCallback(self))
         self.add_callback(CurrentIntervalsCallback())
-        self.add_callback(CheckpointCompletionCallback())  # the last on_save callback (see its docstring)
         if self._uses_update_batches() and isinstance(self.train_dataset, torch.utils.data.IterableDataset):
             # A stream of whole batches (e.g. the mlp experiment) has no rows to split or bucket; the planned
             # gradient accumulation would silently sum several whole batches.

@@ -14,7 +14,10 @@ import math
 import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
+
+from .run_folder import complete_checkpoint, unmark
 
 # ----- helpers around private Trainer methods -----
 
@@ -38,21 +41,35 @@ def mark_scheduler_created(trainer: Any) -> None:
 class TrainerInternalsMixin:
     """Put before `Trainer`. Two overrides of private methods:
 
-    - `_save_checkpoint`: the Trainer rotates old checkpoints at its end, before any `on_save` callback runs, so
-      a crash could leave no *complete* checkpoint (the completion marker comes in `on_save`). Rotation is
-      deferred here and done by `callbacks.CheckpointCompletionCallback` after the marker.
+    - `_save_checkpoint`: a checkpoint is complete only once every rank wrote it, so the whole sequence is here,
+      in this order: the old marker removed (a checkpoint rewritten at the same step is not complete while it is
+      rewritten), `write_checkpoint_extras(folder)` (e.g. the data cache's rows, before the Trainer's files, so a
+      Hub push carries them), the Trainer's own writes with its rotation deferred, then
+      `run_folder.complete_checkpoint`: barrier, run config, marker, rotation among complete checkpoints.
+      Not `on_save` callbacks: the Trainer pushes to the Hub inside `_save_checkpoint` and reporting
+      integrations (W&B, MLflow, ... checkpoint uploads) run their `on_save` before any callback we add, so
+      they would see the checkpoint before it is complete.
     - `_get_collator_with_removed_columns`: a collator wrapper that needs a column the model does not take
       (it has `inner` and `rewrap(inner)`, e.g. the data cache's row-seeded collator reading `cache_row`) gets
       the column filter applied to its inner collator instead of losing the column.
     """
 
+    def write_checkpoint_extras(self, folder: Path) -> None:
+        """Hook (main process): files of a subclass that belong in every checkpoint."""
+
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            unmark(folder)
+            self.write_checkpoint_extras(folder)
         limit = self.args.save_total_limit
-        self.args.save_total_limit = None  # rotation happens in on_save, after the completion marker
+        self.args.save_total_limit = None  # rotation happens after the completion marker
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.args.save_total_limit = limit
+        complete_checkpoint(folder, self.state.global_step, self.args.should_save, limit,
+                            self.state.best_model_checkpoint)
 
     def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
         if callable(getattr(data_collator, "rewrap", None)):

@@ -1,7 +1,8 @@
 """`CacheTrainerMixin`: a Trainer that trains every epoch on the data cache as it is at that epoch's start
 (`core.trainer_internals.GrowingEpochsMixin` keeps the epoch bookkeeping right), restores the cache on resume and
-writes it into every checkpoint before the checkpoint is marked complete; and the row-seeded collator that makes
-blotching a function of the data (exact resumes, any number of workers). Design: `docs/data_cache.md`.
+writes it into every checkpoint before the checkpoint is marked complete (`write_checkpoint_extras`); and the
+row-seeded collator that makes blotching a function of the data (exact resumes, any number of workers).
+Design: `docs/data_cache.md`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_experiments.core.callbacks import CheckpointCompletionCallback
 from hf_experiments.core.trainer_internals import GrowingEpochsMixin
 
 from .data_cache import CACHE_DIR, ROW_KEY, CacheView, DataCache, Ledger
@@ -52,19 +51,6 @@ class RowSeededCollator:
         return RowSeededCollator(inner, self.seed)
 
 
-class CacheCheckpointCallback(TrainerCallback):
-    """Writes the cache (rows and ledger) into every checkpoint, the preemption one included; added before
-    `CheckpointCompletionCallback`, so a checkpoint is marked complete only with its cache in it."""
-
-    def __init__(self, cache: DataCache) -> None:
-        self.cache = cache
-
-    def on_save(self, args, state, control, **kwargs):
-        if args.should_save:
-            self.cache.save(Path(args.output_dir) / f"checkpoint-{state.global_step}" / CACHE_DIR)
-        return control
-
-
 class CacheTrainerMixin(GrowingEpochsMixin):
     """Put before the ``Trainer`` subclass: trains every epoch on the current :class:`DataCache` (module
     docstring). Needs ``attach_cache`` before ``train``."""
@@ -80,9 +66,11 @@ class CacheTrainerMixin(GrowingEpochsMixin):
         if not isinstance(self.data_collator, RowSeededCollator):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             self.data_collator = RowSeededCollator(self.data_collator, seed)
-        completion = self.pop_callback(CheckpointCompletionCallback)  # stays the last on_save callback
-        self.add_callback(CacheCheckpointCallback(cache))
-        self.add_callback(completion or CheckpointCompletionCallback())
+
+    def write_checkpoint_extras(self, folder: Path) -> None:
+        """The cache (rows and ledger) in every checkpoint, the preemption one included, before its marker."""
+        self.data_cache.save(folder / CACHE_DIR)
+        super().write_checkpoint_extras(folder)
 
     @property
     def epoch_ledger(self) -> Ledger:
