@@ -12,6 +12,6 @@ from hf_experiments.sweeps.cli import main as sweep_main
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if config_has_sweep(argv):  # job configs never contain "sweep": no recursion
+    if config_has_sweep(argv) and "--list" not in argv:  # job configs never contain "sweep": no recursion
         return sweep_main(argv)
     return run_main(argv)

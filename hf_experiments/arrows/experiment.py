@@ -21,7 +21,7 @@ from datasets import DatasetDict, load_dataset
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.dataset_io import read_card_params
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights, model_config
+from hf_experiments.core.model_helpers import load_init_weights, model_config
 from hf_experiments.core.tokenization_char import CharTokenizer
 from hf_experiments.core.trainer import ExperimentTrainer
 

@@ -32,7 +32,7 @@ from hf_experiments.blotch.self_training.rounds import CacheContext
 from hf_experiments.blotch.self_training.schedule import ManipulationSchedule
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights, model_config
+from hf_experiments.core.model_helpers import load_init_weights, model_config
 from hf_experiments.core.tokenization_char import CharTokenizer
 
 from .arithmetic import ProblemParams, ood_params, problem_space_size, write_arithmetic_dataset

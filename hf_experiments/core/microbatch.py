@@ -19,7 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .trainer_internals import collator_without_unused_columns, remove_unused_columns
+from .trainer_internals import (
+    collator_without_unused_columns,
+    loss_is_scaled_for_accumulation,
+    micro_batches_in_this_update,
+    remove_unused_columns,
+)
 
 
 def microbatch_sizes(batch_size: int, per_device_batch_size: int | None) -> list[int]:
@@ -244,17 +249,13 @@ class MicrobatchingMixin:
         result = super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
-        scaled = getattr(self, "loss_is_scaled_for_ga", None)  # transformers >= 5.19; before: the rule below
-        if scaled is None:
-            scaled = (
-                self.model_accepts_loss_kwargs and num_items_in_batch is not None
-            ) or self.compute_loss_func is not None
-        if not model.training or scaled or getattr(self.args, "per_device_batch_size", None) is None:
+        if (not model.training or getattr(self.args, "per_device_batch_size", None) is None
+                or loss_is_scaled_for_accumulation(self, num_items_in_batch)):
             return result
         # A mean loss: weigh this micro-batch by its rows; Trainer then divides by the number of
         # micro-batches.
         rows = next(v for v in inputs.values() if isinstance(v, torch.Tensor)).shape[0]
-        factor = rows * self.current_gradient_accumulation_steps / self.args.per_device_train_batch_size
+        factor = rows * micro_batches_in_this_update(self) / self.args.per_device_train_batch_size
         if return_outputs:
             loss, outputs = result
             return loss * factor, outputs

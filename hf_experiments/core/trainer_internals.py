@@ -32,6 +32,23 @@ def collator_without_unused_columns(trainer: Any, collator: Callable, descriptio
     return trainer._get_collator_with_removed_columns(collator, description=description)
 
 
+def loss_is_scaled_for_accumulation(trainer: Any, num_items_in_batch: Any) -> bool:
+    """Whether the Trainer leaves this loss undivided by the number of micro-batches: it is already normalised
+    over the whole update (the model takes `num_items_in_batch`, or a `compute_loss_func` does). The attribute
+    `loss_is_scaled_for_ga` says so from transformers 5.19 on; before, the same rule is spelled out."""
+    scaled = getattr(trainer, "loss_is_scaled_for_ga", None)
+    if scaled is None:
+        scaled = (trainer.model_accepts_loss_kwargs and num_items_in_batch is not None) or (
+            trainer.compute_loss_func is not None)
+    return bool(scaled)
+
+
+def micro_batches_in_this_update(trainer: Any) -> int:
+    """`Trainer.current_gradient_accumulation_steps`: micro-batches of the update being computed (fewer than
+    `gradient_accumulation_steps` at the end of an epoch)."""
+    return trainer.current_gradient_accumulation_steps
+
+
 def mark_scheduler_created(trainer: Any) -> None:
     """Tell the Trainer the schedule was built by `create_scheduler` (`_created_lr_scheduler`), so a second
     `train()` builds a fresh one for its own horizon, as it does for its own schedules."""

@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights, model_config
+from hf_experiments.core.model_helpers import load_init_weights, model_config
 
 from .batch_functions import BatchSource, OnlineBatches, parse_monomial, resolve_batch_fn
 from .configuration_mlp import MLPConfig

@@ -20,7 +20,7 @@ from transformers import EvalPrediction
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.modeling_utils import load_init_weights, model_config
+from hf_experiments.core.model_helpers import load_init_weights, model_config
 from hf_experiments.core.trainer import ExperimentTrainer
 
 from .configuration_intervention import InterventionConfig

@@ -398,3 +398,34 @@ def test_step_schedule_equals_its_formula_and_resumes_exactly():
     formula = [3e-3 * min(1.0, (s + 1) / 25) * 0.3 ** sum(m <= s for m in (2, 40, 40, 70)) for s in range(100)]
     assert lrs(100) == pytest.approx(formula, rel=1e-12)
     assert lrs(100, resume_at=33) == lrs(100)
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3, 25])
+def test_step_schedule_resumes_from_the_lambdalr_state_of_earlier_releases(warmup):
+    """A run started before the step schedule moved to torch's schedulers resumes on the same rates."""
+    import numpy as np
+
+    from hf_experiments.core.schedules import step_schedule
+
+    milestones, gamma, lr = [2, 40, 40, 70], 0.3, 3e-3
+
+    def factor(step: int) -> float:  # the earlier LambdaLR, verbatim in behaviour
+        warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+        return warm * gamma ** int(np.searchsorted(np.sort(milestones), step, side="right"))
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    old = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    for _ in range(33):
+        opt.step()
+        old.step()
+    states = (opt.state_dict(), old.state_dict())
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    new = step_schedule(opt, milestones, gamma, warmup)
+    opt.load_state_dict(states[0])
+    new.load_state_dict(states[1])
+    lrs = []
+    for _ in range(33, 100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        new.step()
+    assert lrs == pytest.approx([lr * factor(s) for s in range(33, 100)], rel=1e-12)

@@ -5,8 +5,8 @@ and `TYPE_CHECKING` blocks, and `hf_experiments.*` strings handed to `importlib`
 - experiment packages never import each other (what two share belongs in `core`);
 - no import cycles between modules;
 - model code (`configuration_*`, `modeling_*`, `tokenization_*`) imports only the standard library, torch,
-  transformers (and what transformers itself depends on), peft and mup, sibling files, and the char tokenizer
-  of `core`, so it can be saved with the weights as custom code.
+  transformers (and what transformers itself depends on), peft and mup, sibling model code, and the char
+  tokenizer of `core`, so it can be saved with the weights as custom code.
 
 Each rule is also run on a small planted package that breaks it, so a checker that silently finds nothing fails.
 """
@@ -83,8 +83,9 @@ def group(mod: str, package: str = PACKAGE) -> str | None:
 
 
 def framework_violations(graph: dict[str, set[str]], package: str = PACKAGE) -> list[str]:
+    """Framework modules importing an experiment, or the root package (whose `__init__` imports them all)."""
     return [f"{m} imports {t}" for m, ts in graph.items() for t in sorted(ts)
-            if group(m, package) in FRAMEWORK and group(t, package) in EXPERIMENTS
+            if group(m, package) in FRAMEWORK and (group(t, package) in EXPERIMENTS or t == package)
             and m != REGISTRY.replace(PACKAGE, package)]
 
 
@@ -149,7 +150,8 @@ def model_code_violations(root: Path, package: str = PACKAGE) -> list[str]:
             top = t.split(".")[0]
             if top in std or top in MODEL_THIRD_PARTY:
                 continue
-            if top == package and (t.rpartition(".")[0] == folder or t in shared):
+            sibling_model_code = t.rpartition(".")[0] == folder and t.rpartition(".")[2].startswith(MODEL_PREFIXES)
+            if top == package and (sibling_model_code or t in shared):
                 continue
             out.append(f"{mod} imports {t}")
     return sorted(set(out))
@@ -236,6 +238,18 @@ def test_planted_cross_experiment_import_is_caught(tmp_path):
 def test_planted_cycle_is_caught(tmp_path):
     root = _plant(tmp_path, {"core/a.py": "from pkg.core import b\n", "core/b.py": "def f():\n    from . import a\n"})
     assert cycles(import_graph(root, "pkg"), "pkg") == [["pkg.core.a", "pkg.core.b"]]
+
+
+def test_planted_framework_import_of_the_root_package_is_caught(tmp_path):
+    root = _plant(tmp_path, {"sweeps/cli.py": "import pkg\n"})
+    (root / "pkg" / "__init__.py").write_text("from pkg import blotch\n")
+    assert framework_violations(import_graph(root, "pkg"), "pkg") == ["pkg.sweeps.cli imports pkg"]
+
+
+def test_planted_model_code_import_of_a_non_model_sibling_is_caught(tmp_path):
+    root = _plant(tmp_path, {"arrows/modeling_gpt.py": "from .experiment import thing\n",
+                             "arrows/experiment.py": "from pkg.core.config import X\nthing = 1\n"})
+    assert model_code_violations(root, "pkg") == ["pkg.arrows.modeling_gpt imports pkg.arrows.experiment"]
 
 
 def test_planted_model_code_import_of_the_framework_is_caught(tmp_path):

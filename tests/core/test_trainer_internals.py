@@ -67,6 +67,14 @@ def test_rotation_happens_inside_save_checkpoint_before_on_save():
     assert caller.index("self._save_checkpoint(") < caller.index("self.callback_handler.on_save(")
 
 
+def test_training_step_divides_an_unscaled_loss_by_the_micro_batches_of_the_update():
+    step = _source("training_step")
+    assert "loss / self.current_gradient_accumulation_steps" in step
+    assert "self.model_accepts_loss_kwargs and num_items_in_batch is not None" in step
+    assert "self.compute_loss_func is not None" in step
+    assert "self.current_gradient_accumulation_steps = len(batch_samples)" in _source("_run_epoch")
+
+
 def test_the_scheduler_flag_is_what_create_scheduler_sets():
     assert "self._created_lr_scheduler = True" in _source("create_scheduler")
     assert "if self._created_lr_scheduler:" in _source("_prepare_for_training")
@@ -110,10 +118,37 @@ def test_the_stretched_horizon_changes_the_schedule():
     assert before == pytest.approx(0.5) and sched.lr_lambdas[0](5) == pytest.approx(0.75)
 
 
+# Trainer attributes without a leading underscore that are internals all the same (set by the training loop or
+# read by its loss normalisation); the fence wraps them too.
+PUBLIC_LOOKING_INTERNALS = {"current_gradient_accumulation_steps", "model_accepts_loss_kwargs", "compute_loss_func",
+                            "loss_is_scaled_for_ga"}
+
+
 def _private_trainer_names() -> set[str]:
-    return {n for n in dir(Trainer) if n.startswith("_") and not n.startswith("__")} | {
-        "_created_lr_scheduler", "_train_batch_size", "_signature_columns", "_tr_loss", "_total_loss_scalar",
-        "_globalstep_last_logged", "_past", "_eval_dataloaders"}
+    """Private names of `Trainer`: its class attributes, and the instance attributes a real one-step run sets."""
+    import tempfile
+
+    from datasets import Dataset
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 1)
+
+        def forward(self, x, labels=None):
+            return {"loss": torch.nn.functional.mse_loss(self.lin(x).squeeze(-1), labels)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Dataset.from_dict({"x": [[0.0, 1.0]] * 4, "labels": [1.0] * 4})
+        trainer = Trainer(model=Toy(), train_dataset=data, args=TrainingArguments(
+            output_dir=tmp, max_steps=1, report_to="none", use_cpu=True, per_device_train_batch_size=2,
+            save_strategy="no"))
+        trainer.train()
+        names = set(dir(Trainer)) | set(vars(trainer))
+    return {n for n in names if n.startswith("_") and not n.startswith("__")} | PUBLIC_LOOKING_INTERNALS
+
+
+PRIVATE = _private_trainer_names()
 
 
 def trainer_classes() -> set[str]:
@@ -135,24 +170,28 @@ def trainer_classes() -> set[str]:
 
 
 def private_uses(source: str, classes: set[str], where: str = "") -> list[str]:
-    """In classes named in `classes`: methods named like a private `Trainer` method and `self._x` / `super()._x`
-    accesses of one; anywhere: `trainer._x`."""
-    private = _private_trainer_names()
+    """Uses of `Trainer` internals: in classes named in `classes` (the package's trainers and their mixins),
+    method definitions and attribute accesses on any receiver; anywhere, accesses on any receiver but `self`/`cls`
+    (e.g. `trainer._x`, `kw["trainer"]._x`) and names handed to `getattr`/`setattr`/`hasattr`."""
     out = []
     tree = ast.parse(source)
+    inside: set[int] = set()
     for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name in classes):
         for node in ast.walk(cls):
-            if isinstance(node, ast.FunctionDef) and node.name in private:
+            inside.add(id(node))
+            if isinstance(node, ast.FunctionDef) and node.name in PRIVATE:
                 out.append(f"{where}:{node.lineno} def {cls.name}.{node.name}")
-            elif isinstance(node, ast.Attribute) and node.attr in private and (
-                    (isinstance(node.value, ast.Name) and node.value.id == "self")
-                    or (isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "super")):
+            elif isinstance(node, ast.Attribute) and node.attr in PRIVATE:
                 out.append(f"{where}:{node.lineno} {cls.name} .{node.attr}")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in private and (
-                (isinstance(node.value, ast.Name) and node.value.id == "trainer")
-                or (isinstance(node.value, ast.Attribute) and node.value.attr == "trainer")):
-            out.append(f"{where}:{node.lineno} trainer.{node.attr}")
+        if id(node) in inside:
+            continue
+        if isinstance(node, ast.Attribute) and node.attr in PRIVATE and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            out.append(f"{where}:{node.lineno} .{node.attr}")
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("getattr", "setattr", "hasattr")
+              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value in PRIVATE):
+            out.append(f"{where}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
     return sorted(set(out))
 
 
@@ -166,6 +205,9 @@ def test_no_file_but_the_fence_touches_private_trainer_api():
 
 def test_the_fence_check_sees_a_planted_use():
     code = ("class T:\n    def _run_epoch(self):\n        return self._remove_unused_columns(1)\n"
-            "def f(trainer):\n    return trainer._created_lr_scheduler\n")
-    assert private_uses(code, {"T"}, "x") == ["x:2 def T._run_epoch", "x:3 T ._remove_unused_columns",
-                                              "x:5 trainer._created_lr_scheduler"]
+            "def f(trainer, tr, kw):\n    return trainer._created_lr_scheduler, tr._memory_tracker, "
+            "kw['t']._tr_loss, getattr(tr, '_train_batch_size'), tr.current_gradient_accumulation_steps\n")
+    assert private_uses(code, {"T"}, "x") == [
+        "x:2 def T._run_epoch", "x:3 T ._remove_unused_columns", "x:5 ._created_lr_scheduler",
+        "x:5 ._memory_tracker", "x:5 ._tr_loss", "x:5 .current_gradient_accumulation_steps",
+        "x:5 getattr(..., '_train_batch_size')"]

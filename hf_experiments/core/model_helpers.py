@@ -49,6 +49,12 @@ def model_config(config_cls: type, *arguments: Any, drop: tuple[str, ...] = (), 
     for args in arguments:
         kwargs.update({f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in drop})
     kwargs.update(values)
+    if dataclasses.is_dataclass(config_cls):  # transformers configs accept any keyword silently: name them
+        known = {f.name for f in dataclasses.fields(config_cls)} | set(getattr(config_cls, "attribute_map", {}))
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"{config_cls.__name__} has no field {unknown}: drop it from the arguments or add it "
+                            "to the config")
     try:
         return config_cls(**kwargs)
     except ValueError as e:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from hf_experiments.core.config import ConfigError
-from hf_experiments.core.modeling_utils import model_config
+from hf_experiments.core.model_helpers import model_config
 
 
 @dataclass
@@ -45,3 +45,20 @@ def test_a_config_check_becomes_a_config_error_naming_key_value_and_what_is_allo
 def test_a_field_the_config_does_not_take_must_be_dropped():
     with pytest.raises(TypeError):  # a typo'd or new argument never disappears silently
         model_config(ToyConfig, Sizes())
+
+
+def test_a_transformers_config_names_a_keyword_it_does_not_have():
+    """A PreTrainedConfig would store an unknown keyword as an attribute and carry on; a typo'd or clashing
+    argument field must fail instead."""
+    from transformers import GPT2Config
+
+    @dataclass
+    class Args:
+        n_layer: int = 2
+        n_embd: int = 16
+        n_head: int = 2
+        shiny_new_option: bool = True
+
+    with pytest.raises(TypeError, match="shiny_new_option"):
+        model_config(GPT2Config, Args())
+    assert model_config(GPT2Config, Args(), drop=("shiny_new_option",)).n_layer == 2
