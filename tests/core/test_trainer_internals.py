@@ -58,6 +58,7 @@ def test_the_training_loop_calls_them_in_the_order_we_assume():
     for kw in ("steps_in_epoch=", "num_update_steps_per_epoch=", "epoch="):
         assert kw in call[: call.index(")\n")]
     assert re.search(r"for epoch in range\(epochs_trained, num_train_epochs\)", loop)
+    assert "self.current_gradient_accumulation_steps = " in _source("_run_epoch")  # set per update
 
 
 def test_rotation_happens_inside_save_checkpoint_before_on_save():
@@ -67,12 +68,29 @@ def test_rotation_happens_inside_save_checkpoint_before_on_save():
     assert caller.index("self._save_checkpoint(") < caller.index("self.callback_handler.on_save(")
 
 
-def test_training_step_divides_an_unscaled_loss_by_the_micro_batches_of_the_update():
-    step = _source("training_step")
-    assert "loss / self.current_gradient_accumulation_steps" in step
-    assert "self.model_accepts_loss_kwargs and num_items_in_batch is not None" in step
-    assert "self.compute_loss_func is not None" in step
-    assert "self.current_gradient_accumulation_steps = len(batch_samples)" in _source("_run_epoch")
+@pytest.mark.parametrize("with_loss_func", [False, True])
+def test_training_step_divides_exactly_the_losses_the_fence_calls_unscaled(tmp_path, with_loss_func):
+    """Behaviour, not source text (the rule is spelled differently across releases): the Trainer divides a
+    loss by `current_gradient_accumulation_steps` exactly when `loss_is_scaled_for_accumulation` says no."""
+    from hf_experiments.core.trainer_internals import loss_is_scaled_for_accumulation, micro_batches_in_this_update
+
+    class Constant(torch.nn.Module):  # forward(x, labels) takes no num_items_in_batch: a "mean" loss
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x, labels=None):
+            return {"loss": 6.0 * self.w}
+
+    loss_func = (lambda outputs, labels, num_items_in_batch=None: outputs["loss"]) if with_loss_func else None
+    trainer = Trainer(model=Constant(), compute_loss_func=loss_func, args=TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, gradient_accumulation_steps=3))
+    trainer.current_gradient_accumulation_steps = 3  # what `_run_epoch` sets for an update of 3 micro-batches
+    assert micro_batches_in_this_update(trainer) == 3
+    loss = trainer.training_step(trainer.model, {"x": torch.zeros(2, 1), "labels": torch.zeros(2)}, 6)
+    scaled = loss_is_scaled_for_accumulation(trainer, 6)
+    assert scaled is with_loss_func
+    assert float(loss) == pytest.approx(6.0 if scaled else 2.0)
 
 
 def test_the_scheduler_flag_is_what_create_scheduler_sets():
