@@ -19,18 +19,14 @@ from hf_experiments.blotch.arithmetic import ProblemParams, write_arithmetic_dat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="dataset folder to write")
     defaults = ProblemParams()
     parser.add_argument("--max_num", type=int, default=defaults.max_num, help="largest number (inclusive)")
     parser.add_argument("--max_ents", type=int, default=defaults.max_ents, help="most entities (>= 2)")
     parser.add_argument("--p_ent", type=float, default=defaults.p_ent, help="P(each entity beyond two)")
     parser.add_argument("--p_mult", type=float, default=defaults.p_mult, help="P(an operator is '*')")
-    parser.add_argument(
-        "--max_mult_num", type=int, default=defaults.max_mult_num, help="largest multiplicand"
-    )
+    parser.add_argument("--max_mult_num", type=int, default=defaults.max_mult_num, help="largest multiplicand")
     parser.add_argument(
         "--space_mults",
         type=lambda s: s.lower() in ("1", "true", "yes"),
@@ -42,17 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n_train", type=int, default=100_000, help="training problems")
     parser.add_argument("--n_val", type=int, default=1000, help="validation problems")
     parser.add_argument("--n_ood", type=int, default=1000, help="out-of-distribution problems (0: none)")
-    parser.add_argument(
-        "--ood_max_num", type=int, default=None, help="OOD largest number (default 2*max_num+1)"
-    )
-    parser.add_argument(
-        "--ood_max_ents", type=int, default=None, help="OOD most entities (default max_ents+1)"
-    )
+    parser.add_argument("--ood_max_num", type=int, default=None, help="OOD largest number (default 2*max_num+1)")
+    parser.add_argument("--ood_max_ents", type=int, default=None, help="OOD most entities (default max_ents+1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_proc", type=int, default=os.cpu_count(), help="processes solving problems")
-    parser.add_argument(
-        "--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)"
-    )
+    parser.add_argument("--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     return parser
 

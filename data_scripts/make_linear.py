@@ -42,12 +42,8 @@ never uses as a clean input."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--out", required=True, help="dataset folder to write; '{name}' becomes the dataset name"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="dataset folder to write; '{name}' becomes the dataset name")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--n", type=int, help="matrix size (draw M = I + k ones); needs --k")
     src.add_argument("--matrix", help="path of a 0/1 square matrix saved with numpy (.npy)")
@@ -59,12 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="flip this many off-diagonal entries of M first (sparse-update experiment)",
     )
-    parser.add_argument(
-        "--num_vectors", type=int, default=int(5e6), help="training lines (original: 5e6 / 5e5)"
-    )
-    parser.add_argument(
-        "--perturbation_rate", type=float, default=0.01, help="probability that a bit is flipped"
-    )
+    parser.add_argument("--num_vectors", type=int, default=int(5e6), help="training lines (original: 5e6 / 5e5)")
+    parser.add_argument("--perturbation_rate", type=float, default=0.01, help="probability that a bit is flipped")
     parser.add_argument("--sep", default="_______", help="separator between input and output bits")
     parser.add_argument("--seed", type=int, default=0, help="seed for vectors and flips")
     parser.add_argument(
@@ -79,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="validation lines (default: round(val_fraction * num_vectors), at least 1; 0: no split)",
     )
-    parser.add_argument(
-        "--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)"
-    )
+    parser.add_argument("--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     return parser
 

@@ -28,15 +28,11 @@ the *unordered* pairs that the train split never contains."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="dataset folder to write")
     parser.add_argument("--n_pairs", type=int, default=10**6, help="training lines (the original used 10^8)")
     parser.add_argument("--min_n_digits", type=int, default=1, help="fewest digits of a prime (inclusive)")
-    parser.add_argument(
-        "--max_n_digits", type=int, default=5, help="most digits of a prime (inclusive, <= 9)"
-    )
+    parser.add_argument("--max_n_digits", type=int, default=5, help="most digits of a prime (inclusive, <= 9)")
     parser.add_argument("--mul_space", default=" ", help="spaces on each side of '*'")
     parser.add_argument("--eq_space", default="   ", help="spaces on each side of '='")
     parser.add_argument("--seed", type=int, default=0)
@@ -52,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="validation lines (default: round(val_fraction * n_pairs), at least 1; 0: no split)",
     )
-    parser.add_argument(
-        "--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)"
-    )
+    parser.add_argument("--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     return parser
 
@@ -74,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     rng_train, rng_val = np.random.default_rng(args.seed), np.random.default_rng([args.seed, 1])
     fraction = args.val_fraction
     splits = {}
-    p, q = sample_prime_pairs(
-        args.n_pairs, args.min_n_digits, args.max_n_digits, rng_train, heldout_fraction=fraction
-    )
+    p, q = sample_prime_pairs(args.n_pairs, args.min_n_digits, args.max_n_digits, rng_train, heldout_fraction=fraction)
     splits["train"] = {
         "text": format_prime_lines(p, q, args.max_n_digits, args.mul_space, args.eq_space, progress=True),
         "p": p,

@@ -39,18 +39,12 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="dataset folder to write")
     for f in fields(RepeatDataSpec):
         kind = _bool if f.type in (bool, "bool") else type(f.default)
-        parser.add_argument(
-            f"--{f.name}", type=kind, default=f.default, help=f"{HELP[f.name]} (default {f.default})"
-        )
-    parser.add_argument(
-        "--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)"
-    )
+        parser.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"{HELP[f.name]} (default {f.default})")
+    parser.add_argument("--push_to_hub", default=None, help="also upload to this Hub dataset repo (user/name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     return parser
 

@@ -20,8 +20,13 @@ def write_config(path: Path, **cfg) -> Path:
 
 def env() -> dict[str, str]:
     e = dict(os.environ)
-    e.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
-             PYTHONPATH=str(ROOT) + os.pathsep + e.get("PYTHONPATH", ""))
+    e.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT) + os.pathsep + e.get("PYTHONPATH", ""),
+    )
     return e
 
 
@@ -42,14 +47,24 @@ def launch_two_ranks(*args: str, timeout: float = 600) -> subprocess.CompletedPr
     """`accelerate launch --multi_gpu --num_processes 2 trainers/run.py ARGS` (two CPU ranks with gloo) on a
     fresh port: the default 29500 may still be held by an earlier launch, and the rendezvous then fails."""
     launcher = str(Path(sys.executable).parent / "accelerate")
-    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
-           RUN, *args]
+    cmd = [
+        launcher,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        RUN,
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=timeout)
 
 
 def popen(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env())
+    return subprocess.Popen(
+        [sys.executable, RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env()
+    )
 
 
 def final_weights(run_dir: Path) -> dict:

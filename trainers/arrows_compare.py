@@ -20,9 +20,7 @@ from hf_experiments.core.run_folder import write_json_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("forward_run", help="run folder trained with direction=forward")
     parser.add_argument("backward_run", help="run folder trained with direction=backward (or a permutation)")
     parser.add_argument(

@@ -39,30 +39,16 @@ DIRECTIONS = ("forward", "backward")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--forward_run", required=True, help="finished forward run folder (run_config.json, model/)"
-    )
-    parser.add_argument(
-        "--backward_run", required=True, help="finished backward run folder on the same matrix"
-    )
-    parser.add_argument(
-        "--num_flips", type=int, default=4, help="entries of M flipped per repeat (original: 4)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--forward_run", required=True, help="finished forward run folder (run_config.json, model/)")
+    parser.add_argument("--backward_run", required=True, help="finished backward run folder on the same matrix")
+    parser.add_argument("--num_flips", type=int, default=4, help="entries of M flipped per repeat (original: 4)")
     parser.add_argument("--repeats", type=int, default=5, help="perturbations R (original: 20)")
     parser.add_argument("--max_steps", type=int, default=300, help="fine-tuning steps per run")
-    parser.add_argument(
-        "--learning_rate", type=float, default=None, help="fine-tuning lr (default: the run's)"
-    )
-    parser.add_argument(
-        "--logging_steps", type=int, default=10, help="training-loss log interval (curve points)"
-    )
+    parser.add_argument("--learning_rate", type=float, default=None, help="fine-tuning lr (default: the run's)")
+    parser.add_argument("--logging_steps", type=int, default=10, help="training-loss log interval (curve points)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the flips and of the fine-tuning data")
-    parser.add_argument(
-        "--curve", default="loss", help="log-history key to average: loss (train) or eval_loss"
-    )
+    parser.add_argument("--curve", default="loss", help="log-history key to average: loss (train) or eval_loss")
     parser.add_argument("--out", default="outputs/arrows_sparse_update", help="output folder")
     parser.add_argument("--subprocess", action="store_true", help="run each fine-tune in a fresh process")
     return parser
@@ -122,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, passthrough = split_passthrough(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(ours)
     if args.repeats < 1 or args.max_steps < 1:
-        print(
-            f"error: --repeats={args.repeats} and --max_steps={args.max_steps} must be >= 1", file=sys.stderr
-        )
+        print(f"error: --repeats={args.repeats} and --max_steps={args.max_steps} must be >= 1", file=sys.stderr)
         return 2
     runs = {"forward": Path(args.forward_run), "backward": Path(args.backward_run)}
     try:
@@ -142,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "matrices").mkdir(parents=True, exist_ok=True)
     n, base_name = len(m), matrix_name(len(m), extra_ones(m), extra_ones(gf2_inverse(m)))
     print(
-        f"trained matrix {base_name}; {args.repeats} repeats x {args.num_flips} flips, "
-        f"{args.max_steps} steps",
+        f"trained matrix {base_name}; {args.repeats} repeats x {args.num_flips} flips, {args.max_steps} steps",
         flush=True,
     )
 
@@ -184,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for d in DIRECTIONS:
         curves = [loss_curve(out / f"r{r}_{d}", args.curve) for r in range(args.repeats)]
-        finals = [
-            read_json(out / f"r{r}_{d}" / "metrics.json")["mean_token_loss"] for r in range(args.repeats)
-        ]
+        finals = [read_json(out / f"r{r}_{d}" / "metrics.json")["mean_token_loss"] for r in range(args.repeats)]
         result[d] = {
             **mean_std_curves(curves),
             "final_mean_token_loss": finals,

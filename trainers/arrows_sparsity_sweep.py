@@ -38,12 +38,8 @@ DIRECTIONS = ("forward", "backward")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--config", required=True, help="base config of a linear arrows run (model, training)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="base config of a linear arrows run (model, training)")
     parser.add_argument("--n", type=int, default=None, help="matrix size n (default: the config's matrix_n)")
     parser.add_argument("--ks", type=int, nargs="+", required=True, help="extra ones of M to sweep over")
     parser.add_argument("--matrices_per_k", type=int, default=1, help="matrices (seeds) per k")
@@ -159,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n or int(base.get("matrix_n", 20))
     out = Path(args.out)
     try:
-        records = sweep_matrices(
-            n, args.ks, args.matrices_per_k, args.seed, args.densest_of, out / "matrices"
-        )
+        records = sweep_matrices(n, args.ks, args.matrices_per_k, args.seed, args.densest_of, out / "matrices")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -198,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = collect(records, out)
     write_table(rows, out)
     for r in rows:
-        print(
-            f"{r['matrix']:>20} {r['direction']:>8}  loss {r['mean_token_loss']:.4f}  "
-            f"gap {r['relative_gap']:+.2%}"
-        )
+        print(f"{r['matrix']:>20} {r['direction']:>8}  loss {r['mean_token_loss']:.4f}  gap {r['relative_gap']:+.2%}")
     if rows:
         print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}")
     if failed:

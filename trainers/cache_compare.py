@@ -27,8 +27,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path} not found: is {folder} a run folder of a data-cache run?")
         runs[folder.name] = history = read_history(path)
         first, last = history[0], history[-1]
-        print(f"{folder.name}: epoch {first['epoch']:g} length {first['mean_solution_length']:.1f} -> epoch "
-              f"{last['epoch']:g} length {last['mean_solution_length']:.1f}, accuracy {last['val_answer_acc']}")
+        print(
+            f"{folder.name}: epoch {first['epoch']:g} length {first['mean_solution_length']:.1f} -> epoch "
+            f"{last['epoch']:g} length {last['mean_solution_length']:.1f}, accuracy {last['val_answer_acc']}"
+        )
     plot_history_runs(runs, Path(args.out), args.title)
     print(f"wrote {args.out}")
     return 0

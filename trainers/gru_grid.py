@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=PAPER_SEEDS)
     p.add_argument("--interventions", nargs="+", default=["linear", "onion"], choices=sorted(CONFIGS))
     p.add_argument("--stage1", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of every GRU run")
-    p.add_argument(
-        "--stage2", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of every intervention"
-    )
+    p.add_argument("--stage2", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of every intervention")
     p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     todo = commands(
@@ -143,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             continue
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        rc = subprocess.run(
-            [sys.executable, str(ROOT / "trainers" / "run.py"), *cmd], cwd=ROOT, env=env
-        ).returncode
+        rc = subprocess.run([sys.executable, str(ROOT / "trainers" / "run.py"), *cmd], cwd=ROOT, env=env).returncode
         if rc != 0:
             print(f"error: {run_dir} exited with status {rc}; rerun this script to resume", file=sys.stderr)
             return rc

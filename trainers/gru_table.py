@@ -55,10 +55,7 @@ def render(table: dict[int, dict[str, list[float]]]) -> str:
     }
     head = "| state size | " + " | ".join(names.get(c, f"{c} (%)") for c in columns) + " |"
     rule = "|---:|" + "---:|" * len(columns)
-    rows = [
-        f"| {size} | " + " | ".join(cell(table[size].get(c, [])) for c in columns) + " |"
-        for size in sorted(table)
-    ]
+    rows = [f"| {size} | " + " | ".join(cell(table[size].get(c, [])) for c in columns) + " |" for size in sorted(table)]
     return "\n".join([head, rule, *rows])
 
 

@@ -41,9 +41,7 @@ def python_prime_lines(n: int, primes: list[int], max_n_digits: int, seed: int) 
     return lines
 
 
-def python_linear_lines(
-    M: np.ndarray, n_lines: int, rate: float, seed: int, sep: str = "_______"
-) -> list[str]:
+def python_linear_lines(M: np.ndarray, n_lines: int, rate: float, seed: int, sep: str = "_______") -> list[str]:
     """Per-vector loop: draw bits, multiply row by row, flip, format."""
     rng = random.Random(seed)
     rows = M.tolist()
@@ -59,9 +57,7 @@ def python_linear_lines(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="also time 10^7 prime lines")
     parser.add_argument("--n_vectorised", type=int, default=10**6)
     parser.add_argument("--n_python", type=int, default=10**5)

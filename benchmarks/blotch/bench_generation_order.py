@@ -74,8 +74,10 @@ def main() -> None:
         "equal_results": True,
         "torch_threads": torch.get_num_threads(),
     }
-    print(f"generation of {a.rows} rows, batch {a.batch}: input order {out['input_order_s']} s, grouped by "
-          f"prompt length {out['grouped_s']} s -> {out['speedup']}x")
+    print(
+        f"generation of {a.rows} rows, batch {a.batch}: input order {out['input_order_s']} s, grouped by "
+        f"prompt length {out['grouped_s']} s -> {out['speedup']}x"
+    )
     print(json.dumps(out))
 
 

@@ -174,30 +174,39 @@ def main() -> None:
     ours, base, kept = {}, {}, {}
     # The batched generation itself must write what one-at-a-time greedy decoding writes (not timed).
     batched_texts = [t[0] for t in generate_solutions(model, TOK, new, None, 0.0, 1, a.batch, max_new).texts]
-    res, ours["star"] = timed(lambda: star(model, TOK, new, temperature=0.0, blotch_p=None, batch_size=a.batch,
-                                             max_new_tokens=max_new))
-    ref, base["star"] = timed(lambda: baseline_filter(
-        model, new, [solution_length(ground_truth(p)) for p in new], btok, max_new))
+    res, ours["star"] = timed(
+        lambda: star(model, TOK, new, temperature=0.0, blotch_p=None, batch_size=a.batch, max_new_tokens=max_new)
+    )
+    ref, base["star"] = timed(
+        lambda: baseline_filter(model, new, [solution_length(ground_truth(p)) for p in new], btok, max_new)
+    )
     assert [t for t, _ in ref] == batched_texts, "generation: batched and one-at-a-time texts differ"
     assert res.solutions == [k for _, k in ref], "STaR: batched and one-at-a-time results differ"
     kept["star"] = res.kept
-    res, ours["augment"] = timed(lambda: augment(model, TOK, cached, solutions, temperature=0.0, blotch_p=None,
-                                                   batch_size=a.batch, max_new_tokens=max_new))
-    ref, base["augment"] = timed(lambda: baseline_filter(
-        model, cached, [solution_length(s) for s in solutions], btok, max_new))
+    res, ours["augment"] = timed(
+        lambda: augment(
+            model, TOK, cached, solutions, temperature=0.0, blotch_p=None, batch_size=a.batch, max_new_tokens=max_new
+        )
+    )
+    ref, base["augment"] = timed(
+        lambda: baseline_filter(model, cached, [solution_length(s) for s in solutions], btok, max_new)
+    )
     assert res.solutions == [k for _, k in ref], "augmentation: batched and one-at-a-time results differ"
     kept["augment"] = res.kept
-    res, ours["axe"] = timed(lambda: axe(model, TOK, cached, solutions, blotch_p=None, batch_size=a.batch,
-                                           max_new_tokens=max_new, **axe_kw))
+    res, ours["axe"] = timed(
+        lambda: axe(model, TOK, cached, solutions, blotch_p=None, batch_size=a.batch, max_new_tokens=max_new, **axe_kw)
+    )
     ref, base["axe"] = timed(lambda: baseline_axe(model, cached, solutions, btok=btok, max_new=max_new, **axe_kw))
     assert res.solutions == ref, "axing: batched and one-at-a-time results differ"
     kept["axe"] = res.kept
     solved = int(res.stats["solved"])
     # Axing's scoring alone on every row (solved or not): all removals in padded batches vs two forwards each.
-    rc, ours["axe_scoring"] = timed(lambda: removal_costs(model, TOK, cached, solutions, comp_steps=2,
-                                                           batch_size=a.batch))
-    ref_c, base["axe_scoring"] = timed(lambda: [c for p, s in zip(cached, solutions)
-                                                for c in baseline_costs(model, p, s, 2, btok)])
+    rc, ours["axe_scoring"] = timed(
+        lambda: removal_costs(model, TOK, cached, solutions, comp_steps=2, batch_size=a.batch)
+    )
+    ref_c, base["axe_scoring"] = timed(
+        lambda: [c for p, s in zip(cached, solutions) for c in baseline_costs(model, p, s, 2, btok)]
+    )
     np.testing.assert_allclose(rc.loss_with, [c[0] for c in ref_c], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(rc.loss_without, [c[1] for c in ref_c], rtol=1e-4, atol=1e-5)
     assert rc.answer_ok.tolist() == [c[2] for c in ref_c], "axing: answer checks differ"
@@ -205,17 +214,25 @@ def main() -> None:
 
     print(f"{'round':<12}{'rows':>6}{'kept':>6}{'batched s':>11}{'baseline s':>12}{'speedup':>9}")
     for name in ours:
-        print(f"{name:<12}{a.rows:>6}{kept[name]:>6}{ours[name]:>11.2f}{base[name]:>12.2f}"
-              f"{base[name] / ours[name]:>8.1f}x")
-    print(f"(axing: {solved} of {a.rows} rows solved; axe_scoring scores all {len(rc.row)} removals of all rows; "
-          f"model trained {train_s:.0f} s)")
+        print(
+            f"{name:<12}{a.rows:>6}{kept[name]:>6}{ours[name]:>11.2f}{base[name]:>12.2f}"
+            f"{base[name] / ours[name]:>8.1f}x"
+        )
+    print(
+        f"(axing: {solved} of {a.rows} rows solved; axe_scoring scores all {len(rc.row)} removals of all rows; "
+        f"model trained {train_s:.0f} s)"
+    )
     result = {
         **{f"{k}_speedup": round(base[k] / ours[k], 2) for k in ours},
         **{f"{k}_batched_s": round(ours[k], 3) for k in ours},
         **{f"{k}_baseline_s": round(base[k], 3) for k in ours},
         **{f"{k}_kept": kept[k] for k in ("star", "augment", "axe")},
-        "rows": a.rows, "axe_solved": solved, "removals_scored": len(rc.row), "equal_results": True,
-        "device": "cpu", "torch_threads": torch.get_num_threads(),
+        "rows": a.rows,
+        "axe_solved": solved,
+        "removals_scored": len(rc.row),
+        "equal_results": True,
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(result))
 

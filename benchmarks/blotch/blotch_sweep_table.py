@@ -26,7 +26,7 @@ def row(run: Path) -> str | None:
     if not metrics.exists():
         return f"| {run.name} | (stopped at epoch {hist[-1]['epoch']:.0f}) | | {cache} |" if hist else None
     m = json.loads(metrics.read_text())
-    return (f"| {run.name} | {m['validation_answer_acc']:.3f} | {m['validation_gen_len']:.1f} | {cache} |")
+    return f"| {run.name} | {m['validation_answer_acc']:.3f} | {m['validation_gen_len']:.1f} | {cache} |"
 
 
 def main(folders: list[str]) -> None:

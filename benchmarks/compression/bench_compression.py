@@ -30,8 +30,9 @@ from hf_experiments.core.trainer import ExperimentTrainer
 
 def build(backbone_dir: str, seed: int = 0) -> CompressionModel:
     torch.manual_seed(seed)
-    return CompressionModel(CompressionConfig(model_string=backbone_dir, n_cmps=2, cmp_len=10, seq_len=20,
-                                              rmb_task=True))
+    return CompressionModel(
+        CompressionConfig(model_string=backbone_dir, n_cmps=2, cmp_len=10, seq_len=20, rmb_task=True)
+    )
 
 
 def plain_loop(model: CompressionModel, ids: torch.Tensor, batch: int, lr: float) -> float:
@@ -48,9 +49,17 @@ def plain_loop(model: CompressionModel, ids: torch.Tensor, batch: int, lr: float
 
 def trainer_loop(model: CompressionModel, ids: torch.Tensor, batch: int, lr: float, out: str) -> float:
     args = ExperimentTrainingArguments(
-        output_dir=out, per_device_train_batch_size=batch, max_steps=len(ids) // batch, learning_rate=lr,
-        weight_decay=0.0, lr_scheduler_type="constant", report_to="none", save_strategy="no", logging_steps=10**6,
-        disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=out,
+        per_device_train_batch_size=batch,
+        max_steps=len(ids) // batch,
+        learning_rate=lr,
+        weight_decay=0.0,
+        lr_scheduler_type="constant",
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10**6,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     trainer = ExperimentTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}))
     t0 = time.perf_counter()
@@ -77,8 +86,9 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         backbone = os.path.join(tmp, "backbone")
-        GPT2LMHeadModel(GPT2Config(n_layer=a.layers, n_embd=a.width, n_head=4, vocab_size=4096,
-                                   n_positions=256)).save_pretrained(backbone)
+        GPT2LMHeadModel(
+            GPT2Config(n_layer=a.layers, n_embd=a.width, n_head=4, vocab_size=4096, n_positions=256)
+        ).save_pretrained(backbone)
         g = torch.Generator().manual_seed(0)
         ids = torch.randint(0, 4096, (a.steps * a.batch, 30), generator=g)
         # Alternate the two loops and keep each one's best time: robust to noise from other processes.
@@ -91,12 +101,17 @@ def main() -> None:
         with_cache = min(generation(model, ctx, prompt, a.new_tokens, True) for _ in range(a.repeats))
         without = min(generation(model, ctx, prompt, a.new_tokens, False) for _ in range(a.repeats))
     result = {
-        "train_steps": a.steps, "batch": a.batch,
-        "plain_loop_s": round(min(plain), 3), "trainer_s": round(min(ours), 3),
+        "train_steps": a.steps,
+        "batch": a.batch,
+        "plain_loop_s": round(min(plain), 3),
+        "trainer_s": round(min(ours), 3),
         "trainer_over_plain_loop": round(min(ours) / min(plain), 3),
-        "generate_cache_s": round(with_cache, 3), "generate_no_cache_s": round(without, 3),
-        "kv_cache_speedup": round(without / with_cache, 2), "new_tokens": a.new_tokens,
-        "device": "cpu", "torch_threads": torch.get_num_threads(),
+        "generate_cache_s": round(with_cache, 3),
+        "generate_no_cache_s": round(without, 3),
+        "kv_cache_speedup": round(without / with_cache, 2),
+        "new_tokens": a.new_tokens,
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(result))
 

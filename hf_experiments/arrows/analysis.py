@@ -54,9 +54,7 @@ def load_position_losses(run_dir: str | Path) -> PositionLosses:
     run_dir = Path(run_dir)
     path = run_dir / "loss_per_position.json"
     if not path.is_file():
-        raise ValueError(
-            f"run_dir={str(run_dir)!r} has no loss_per_position.json; pass a finished arrows run folder"
-        )
+        raise ValueError(f"run_dir={str(run_dir)!r} has no loss_per_position.json; pass a finished arrows run folder")
     d = read_json(path)
     return PositionLosses(
         run_dir,
@@ -79,8 +77,7 @@ def compare_runs(forward_dir: str | Path, backward_dir: str | Path) -> dict[str,
     fw, bw = load_position_losses(forward_dir), load_position_losses(backward_dir)
     if len(fw.loss) != len(bw.loss):
         raise ValueError(
-            f"forward run has {len(fw.loss)} positions, backward run {len(bw.loss)}; "
-            "compare runs on the same data"
+            f"forward run has {len(fw.loss)} positions, backward run {len(bw.loss)}; compare runs on the same data"
         )
     return {
         "forward_run": str(fw.run_dir),
@@ -101,15 +98,11 @@ def loss_curve(run_dir: str | Path, key: str = "loss") -> tuple[np.ndarray, np.n
     """(steps, values) of `key` ("loss" = training loss, "eval_loss", ...) from the newest checkpoint's
     `trainer_state.json` log history (the Trainer saves one at the last step)."""
     run_dir = Path(run_dir)
-    states = sorted(
-        run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1])
-    )
+    states = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
     if not states:
         raise ValueError(f"run_dir={str(run_dir)!r} has no checkpoint-*/trainer_state.json")
     rows = [h for h in read_json(states[-1])["log_history"] if key in h]
-    return np.array([h["step"] for h in rows], dtype=np.int64), np.array(
-        [h[key] for h in rows], dtype=np.float64
-    )
+    return np.array([h["step"] for h in rows], dtype=np.int64), np.array([h[key] for h in rows], dtype=np.float64)
 
 
 def mean_std_curves(curves: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float]]:
@@ -231,9 +224,7 @@ def plot_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_mean_std(
-    curves: dict[str, dict[str, list[float]]], path: str | Path, ylabel: str, title: str
-) -> Path:
+def plot_mean_std(curves: dict[str, dict[str, list[float]]], path: str | Path, ylabel: str, title: str) -> Path:
     """One mean curve per direction with a +-1 std band (sparse-update adaptation)."""
     colours = {"forward": "tab:blue", "backward": "tab:red"}
     with figure(path, figsize=(7, 3.8), dpi=100) as (_, ax):

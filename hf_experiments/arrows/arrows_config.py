@@ -29,9 +29,7 @@ class ArrowsModelArguments:
 class ArrowsDataArguments:
     """Which lines, and in which order the model reads them."""
 
-    task: Literal["primes", "linear"] = field(
-        default="linear", metadata={"help": "Prime products or GF(2) lines."}
-    )
+    task: Literal["primes", "linear"] = field(default="linear", metadata={"help": "Prime products or GF(2) lines."})
     direction: Literal["forward", "backward"] = field(
         default="forward",
         metadata={"help": "backward = each line reversed character-wise (BOS stays first)."},
@@ -47,9 +45,7 @@ class ArrowsDataArguments:
             "must_exist": True,
         },
     )
-    generation_seed: int = field(
-        default=0, metadata={"help": "Seed of the generated data (not of training)."}
-    )
+    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated data (not of training)."})
     n_val: int = bounded(2000, "Validation lines generated.", lo=1)
     n_pairs: int = bounded(100_000, "primes: training lines.", lo=1)
     min_n_digits: int = bounded(1, "primes: fewest digits of a prime.", lo=1)

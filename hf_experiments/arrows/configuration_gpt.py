@@ -26,11 +26,7 @@ def _require_positive_int(name: str, value: Any) -> None:
     """One clear line for bad sizes (the seed's 0 = 'fill in from the dataset' must not reach here)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         from_data = name in ("vocab_size", "attn_length") and value == 0
-        hint = (
-            " (the seed's 0 means 'take it from the dataset/tokenizer': fill it in first)"
-            if from_data
-            else ""
-        )
+        hint = " (the seed's 0 means 'take it from the dataset/tokenizer': fill it in first)" if from_data else ""
         raise ValueError(f"GPTConfig: {name}={value!r} is invalid; expected an integer >= 1{hint}.")
 
 
@@ -80,11 +76,7 @@ class GPTConfig(GPT2Config):
         _require_probability("dropout", self.dropout)
         if self.embd_dropout is not None:
             _require_probability("embd_dropout", self.embd_dropout)
-        if (
-            isinstance(self.mlp_ratio, bool)
-            or not isinstance(self.mlp_ratio, (int, float))
-            or self.mlp_ratio <= 0
-        ):
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
             raise ValueError(f"GPTConfig: mlp_ratio={self.mlp_ratio!r} is invalid; expected a number > 0.")
         _require_positive_int("embed_dim", self.n_embd)
         self.n_inner = max(1, round(float(self.mlp_ratio) * self.n_embd))
@@ -108,10 +100,7 @@ class GPTConfig(GPT2Config):
         for name in ("bos_token_id", "pad_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(
-                    f"GPTConfig: {name}={value!r} is invalid; "
-                    f"expected None or 0..{self.vocab_size - 1}."
-                )
+                raise ValueError(f"GPTConfig: {name}={value!r} is invalid; expected None or 0..{self.vocab_size - 1}.")
         eos_ids = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
         for value in eos_ids:
             if value is not None and not 0 <= value < self.vocab_size:

@@ -35,11 +35,19 @@ ALPHABETS = {"primes": "0123456789 *=", "linear": "01_"}
 def model_config_of(cfg: RunConfig, tok: CharTokenizer) -> GPTConfig:
     """The GPT's config: the preset's sizes, overridden by every model argument that is set."""
     m = cfg.model
-    sizes = {**gpt_preset(m.model_preset), **{k: v for k, v in dataclasses.asdict(m).items()
-                                              if k != "model_preset" and v is not None}}
-    return model_config(GPTConfig, attn_length=line_length(cfg.data) + 1, vocab_size=len(tok),
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                        **sizes)
+    sizes = {
+        **gpt_preset(m.model_preset),
+        **{k: v for k, v in dataclasses.asdict(m).items() if k != "model_preset" and v is not None},
+    }
+    return model_config(
+        GPTConfig,
+        attn_length=line_length(cfg.data) + 1,
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **sizes,
+    )
 
 
 def matrix_size(data: ArrowsDataArguments) -> int:
@@ -122,9 +130,7 @@ def generate_dataset(data: ArrowsDataArguments, out_dir: Path) -> Path:
         "train": {"text": lines_for(n_train, [data.generation_seed, 0], False)},
         "validation": {"text": lines_for(data.n_val, [data.generation_seed, 1], True)},
     }
-    return write_dataset(
-        out_dir, splits, params, description=f"Arrows-of-time {data.task} lines.", extra_files=extra
-    )
+    return write_dataset(out_dir, splits, params, description=f"Arrows-of-time {data.task} lines.", extra_files=extra)
 
 
 def load_matrix(data: ArrowsDataArguments) -> np.ndarray:
@@ -134,13 +140,9 @@ def load_matrix(data: ArrowsDataArguments) -> np.ndarray:
     if data.matrix_path:
         m = np.load(data.matrix_path)
         if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.isin(m, (0, 1)).all() or not ll.is_invertible(m):
-            raise ConfigError(
-                "matrix_path", data.matrix_path, "a square invertible 0/1 matrix saved with numpy"
-            )
+            raise ConfigError("matrix_path", data.matrix_path, "a square invertible 0/1 matrix saved with numpy")
         return m.astype(np.uint8)
-    return ll.make_sparse_invertible(
-        data.matrix_n, data.matrix_k, np.random.default_rng(data.generation_seed)
-    )
+    return ll.make_sparse_invertible(data.matrix_n, data.matrix_k, np.random.default_rng(data.generation_seed))
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -164,10 +166,7 @@ def dataset_name(data: ArrowsDataArguments) -> str:
         mat = f"{Path(data.matrix_path).stem}-{digest}"
     else:
         mat = f"n{data.matrix_n}k{data.matrix_k}"
-    return (
-        f"linear_{mat}_p{data.perturbation_rate}_n{data.num_vectors}_v{data.n_val}"
-        f"_s{data.generation_seed}{held}"
-    )
+    return f"linear_{mat}_p{data.perturbation_rate}_n{data.num_vectors}_v{data.n_val}_s{data.generation_seed}{held}"
 
 
 def dataset_folder(data: ArrowsDataArguments, save_root: str | Path) -> Path:

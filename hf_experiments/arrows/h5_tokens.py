@@ -32,9 +32,7 @@ def _pick_dataset(f: h5py.File, key: str | None, path: Path) -> h5py.Dataset:
         raise ValueError(f"key={key!r} is not a dataset in {path}; available: {names}")
     dset = f[key]
     if dset.dtype.kind not in "iu" or dset.ndim not in (1, 2):
-        raise ValueError(
-            f"{path}:{key} has dtype {dset.dtype} and shape {dset.shape}; need 1-D or 2-D integers"
-        )
+        raise ValueError(f"{path}:{key} has dtype {dset.dtype} and shape {dset.shape}; need 1-D or 2-D integers")
     return dset
 
 
@@ -58,9 +56,7 @@ def _row_blocks(dset: h5py.Dataset, block_size: int | None, max_rows: int | None
             raise ValueError(f"block_size={block_size} does not match the rows of width {width} in the file")
     else:
         if block_size is None or block_size < 1:
-            raise ValueError(
-                f"block_size={block_size} is not allowed for a 1-D token stream; use an int >= 1"
-            )
+            raise ValueError(f"block_size={block_size} is not allowed for a 1-D token stream; use an int >= 1")
         n_rows, width = dset.shape[0] // block_size, block_size
     n_rows = n_rows if max_rows is None else min(n_rows, max_rows)
     rows_per_batch = max(1, _TOKENS_PER_BATCH // max(width, 1))
@@ -92,9 +88,7 @@ def _to_batch(rows: np.ndarray, column: str, decode: np.ndarray | None) -> pa.Re
     arrays = {column: pa.FixedSizeListArray.from_arrays(flat, rows.shape[1])}
     if decode is not None:
         if rows.size and (rows.min() < 0 or rows.max() >= len(decode)):
-            raise ValueError(
-                "token ids fall outside id_to_token; pass the vocabulary the file was written with"
-            )
+            raise ValueError("token ids fall outside id_to_token; pass the vocabulary the file was written with")
         chars = np.ascontiguousarray(decode[rows])  # (rows, T) ASCII codes
         if not chars.all():
             raise ValueError("some token ids have no entry in id_to_token; pass the full vocabulary")

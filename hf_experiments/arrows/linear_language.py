@@ -135,9 +135,7 @@ def flip_entries(M: np.ndarray, num_flips: int, rng: np.random.Generator) -> np.
     M = _check_square_binary(M)
     n = M.shape[0]
     if not 0 <= num_flips <= n * (n - 1):
-        raise ValueError(
-            f"num_flips={num_flips} is not allowed for n={n}; use 0 <= num_flips <= {n * (n - 1)}"
-        )
+        raise ValueError(f"num_flips={num_flips} is not allowed for n={n}; use 0 <= num_flips <= {n * (n - 1)}")
     for _ in range(_MAX_TRIES):
         flipped = M.copy()
         flipped[_off_diagonal(rng.choice(n * (n - 1), size=num_flips, replace=False), n)] ^= 1
@@ -319,9 +317,7 @@ def parse_bit_line(line: str | bytes, sep: str = "_______") -> tuple[np.ndarray,
     left, found, right = text.partition(sep)
     if not found or set(left + right) - {"0", "1"}:
         raise ValueError(f"line={text!r} is not a linear-language line 'bits{sep}bits'")
-    return np.frombuffer(left.encode(), np.uint8) - ord("0"), np.frombuffer(right.encode(), np.uint8) - ord(
-        "0"
-    )
+    return np.frombuffer(left.encode(), np.uint8) - ord("0"), np.frombuffer(right.encode(), np.uint8) - ord("0")
 
 
 def generate_linear_lines(

@@ -51,9 +51,7 @@ class GPTForCausalLM(GPT2LMHeadModel):
 
     def __init__(self, config: GPTConfig) -> None:
         if not isinstance(config, GPTConfig):
-            raise ValueError(
-                f"GPTForCausalLM: config={type(config).__name__} is not supported; expected a GPTConfig."
-            )
+            raise ValueError(f"GPTForCausalLM: config={type(config).__name__} is not supported; expected a GPTConfig.")
         super().__init__(config)
 
     def forward(
@@ -70,8 +68,9 @@ class GPTForCausalLM(GPT2LMHeadModel):
         """GPT-2's forward; ``kwargs`` carry the cache (``cache``/``past_key_values``) and loss kwargs such
         as ``num_items_in_batch``. The named arguments keep ``labels``/``position_ids`` visible to Trainer's
         column filtering and to ``generate``."""
-        attention_mask = explicit_positions_mask("GPTForCausalLM", input_ids, inputs_embeds, position_ids,
-                                                 attention_mask, kwargs)
+        attention_mask = explicit_positions_mask(
+            "GPTForCausalLM", input_ids, inputs_embeds, position_ids, attention_mask, kwargs
+        )
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,

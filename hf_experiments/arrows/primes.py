@@ -84,9 +84,7 @@ def sample_prime_pairs(
     if not 0.0 <= heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction={heldout_fraction} is not allowed; use a value in [0, 1)")
     if heldout and heldout_fraction <= 0:
-        raise ValueError(
-            f"heldout_fraction={heldout_fraction} leaves nothing to draw held-out pairs from; use > 0"
-        )
+        raise ValueError(f"heldout_fraction={heldout_fraction} leaves nothing to draw held-out pairs from; use > 0")
     primes = primes_in_digit_range(min_n_digits, max_n_digits)
     if len(primes) < 2:
         raise ValueError(f"digit range ({min_n_digits}, {max_n_digits}) holds fewer than two primes")
@@ -145,9 +143,7 @@ def format_prime_lines(
     _check_digits(1, max_n_digits)
     for name, space in (("mul_space", mul_space), ("eq_space", eq_space)):
         if not space.isascii() or any(c.isdigit() or c in "*=" for c in space):
-            raise ValueError(
-                f"{name}={space!r} is not allowed; use ASCII characters other than digits, '*' and '='"
-            )
+            raise ValueError(f"{name}={space!r} is not allowed; use ASCII characters other than digits, '*' and '='")
     p, q = np.asarray(p, dtype=np.int64), np.asarray(q, dtype=np.int64)
     if p.shape != q.shape or p.ndim != 1:
         raise ValueError(f"p and q must be 1-D arrays of equal length; got shapes {p.shape} and {q.shape}")

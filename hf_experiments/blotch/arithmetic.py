@@ -152,9 +152,7 @@ def problem_space_size(params: ProblemParams) -> int | None:
         if _n_ents_pmf(n, params) == 0:
             continue
         for pattern, _ in _op_patterns(n, params):
-            total += math.prod(
-                params.max_mult_num + 1 if m else params.max_num + 1 for m in _multiplicands(pattern)
-            )
+            total += math.prod(params.max_mult_num + 1 if m else params.max_num + 1 for m in _multiplicands(pattern))
     return total
 
 
@@ -216,9 +214,7 @@ def distinct_problems(
     return np.array(list(seen)[:total], dtype=object)
 
 
-def ood_params(
-    params: ProblemParams, ood_max_num: int | None = None, ood_max_ents: int | None = None
-) -> ProblemParams:
+def ood_params(params: ProblemParams, ood_max_num: int | None = None, ood_max_ents: int | None = None) -> ProblemParams:
     """The out-of-distribution sampler: larger numbers (default 2*max_num+1) and one more entity."""
     return replace(
         params,
@@ -231,10 +227,7 @@ def ood_params(
 def is_out_of_distribution(problem: str, params: ProblemParams) -> bool:
     """True when ``problem`` cannot come from ``params``: a number above every bound, or too many entities."""
     biggest = max(int(x) for x in re.findall(r"\d+", problem))
-    return (
-        biggest > max(params.max_num, params.max_mult_num)
-        or sum(len(t) for t in parse(problem)) > params.max_ents
-    )
+    return biggest > max(params.max_num, params.max_mult_num) or sum(len(t) for t in parse(problem)) > params.max_ents
 
 
 def sample_ood_problems(
@@ -312,9 +305,7 @@ def parse(expr: str) -> SumExpr:
 
 
 def to_text(tree: SumExpr) -> str:
-    return "+".join(
-        "*".join(str(f) if isinstance(f, int) else f"({to_text(f)})" for f in term) for term in tree
-    )
+    return "+".join("*".join(str(f) if isinstance(f, int) else f"({to_text(f)})" for f in term) for term in tree)
 
 
 def tree_value(tree: SumExpr) -> int:
@@ -446,9 +437,7 @@ def solve_problems(problems: Sequence[str], num_proc: int | None = None, desc: s
     ds = Dataset.from_dict({"problem": list(problems)})
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, max(1, len(ds) // 50_000)) or 1
-    return ds.map(
-        solve_batch, batched=True, batch_size=2000, num_proc=num_proc if num_proc > 1 else None, desc=desc
-    )
+    return ds.map(solve_batch, batched=True, batch_size=2000, num_proc=num_proc if num_proc > 1 else None, desc=desc)
 
 
 def build_splits(
@@ -467,9 +456,7 @@ def build_splits(
     # Validation first: its problems do not depend on n_train.
     splits = {"validation": problems[:n_val], "train": problems[n_val:]}
     if n_ood:
-        splits["ood"] = sample_ood_problems(
-            n_ood, params, np.random.default_rng([seed, 1]), ood_max_num, ood_max_ents
-        )
+        splits["ood"] = sample_ood_problems(n_ood, params, np.random.default_rng([seed, 1]), ood_max_num, ood_max_ents)
     return {name: solve_problems(p, num_proc, desc=f"solve {name}") for name, p in splits.items()}
 
 

@@ -40,9 +40,7 @@ class BlotchModelArguments:
         "blotch_p_min < blotch_p_max, else 0; 0: no blotch tokens.",
         lo=0,
     )
-    digit_embs: bool = field(
-        default=True, metadata={"help": "One token per digit (false is not implemented)."}
-    )
+    digit_embs: bool = field(default=True, metadata={"help": "One token per digit (false is not implemented)."})
 
 
 @dataclass
@@ -72,9 +70,7 @@ class BlotchDataArguments:
     )
     generation_seed: int = field(default=0, metadata={"help": "Seed of the generated problems."})
     blotch_p: float = prob(0.0, "Probability of dropping each intermediate step (1: problem -> answer).")
-    blotch_p_min: float | None = prob(
-        None, "Per-row blotch probability drawn from [blotch_p_min, blotch_p_max]."
-    )
+    blotch_p_min: float | None = prob(None, "Per-row blotch probability drawn from [blotch_p_min, blotch_p_max].")
     blotch_p_max: float | None = prob(None, "See blotch_p_min.")
     blotch_spacing: Literal["random", "even"] = field(
         default="random", metadata={"help": "Drop steps independently, or round(p*steps) evenly spaced."}
@@ -82,30 +78,37 @@ class BlotchDataArguments:
     contig_blotches: bool = field(default=True, metadata={"help": "false: never drop two adjacent steps."})
     bootstrap_blotch_p: float | None = prob(
         None,
-        "Blotch level of generated solutions for the headline metric (and bootstrapping); "
-        "default: blotch_p_min.",
+        "Blotch level of generated solutions for the headline metric (and bootstrapping); default: blotch_p_min.",
     )
     incl_intl_prob: bool = field(default=False, metadata={"help": "Also train on predicting the problem."})
     # ----- the data cache and its manipulations (docs/data_cache.md; all off by default) -----
     star_loops: int = bounded(
-        0, "STaR: per round, loops x manip_batch_size new problems solved at aug_temp; correct solutions "
-        "shorter than the ground truth are added (0: off).", lo=0
+        0,
+        "STaR: per round, loops x manip_batch_size new problems solved at aug_temp; correct solutions "
+        "shorter than the ground truth are added (0: off).",
+        lo=0,
     )
     star_rationalize: bool = field(
         default=False,
-        metadata={"help": "STaR rationalization: a wrong answer is retried with the answer as a hint; a "
-                  "rationale reaching it is kept."},
+        metadata={
+            "help": "STaR rationalization: a wrong answer is retried with the answer as a hint; a "
+            "rationale reaching it is kept."
+        },
     )
     aug_loops: int = bounded(
-        0, "Augmentation: per round, loops x manip_batch_size cached rows re-solved at aug_temp (-1: all); "
-        "correct, strictly shorter solutions kept (0: off).", lo=-1
+        0,
+        "Augmentation: per round, loops x manip_batch_size cached rows re-solved at aug_temp (-1: all); "
+        "correct, strictly shorter solutions kept (0: off).",
+        lo=-1,
     )
     in_place: bool = field(
         default=True, metadata={"help": "Augmentations replace their row (true) or are added as new rows."}
     )
     axe_loops: int = bounded(
-        0, "Axing: per round, loops x manip_batch_size cached rows (-1: all) lose their least-cost step when "
-        "the model solves them and the cost is within axe_tol (0: off).", lo=-1
+        0,
+        "Axing: per round, loops x manip_batch_size cached rows (-1: all) lose their least-cost step when "
+        "the model solves them and the cost is within axe_tol (0: off).",
+        lo=-1,
     )
     axe_tol: float = bounded(0.1, "Axing tolerance on the loss change of what follows the removed step.", lo=0.0)
     abs_axe_tol: bool = field(
@@ -113,18 +116,21 @@ class BlotchDataArguments:
     )
     axe_comp_steps: int = bounded(2, "Steps after an axed step whose loss is compared.", lo=1)
     internalize_steps: int = bounded(
-        0, "Stepwise-internalization baseline: every round drops this many more leading solution steps "
-        "(0: off).", lo=0
+        0, "Stepwise-internalization baseline: every round drops this many more leading solution steps (0: off).", lo=0
     )
     pre_epochs: int = bounded(0, "Epochs trained before the first manipulation round (at least 1).", lo=0)
     aug_mod: int = field(
         default=1,
-        metadata={"help": "Rounds every aug_mod epochs; negative: on a training-loss plateau (see "
-                  "plateau_patience, plateau_tol, min_aug_gap); 0: never."},
+        metadata={
+            "help": "Rounds every aug_mod epochs; negative: on a training-loss plateau (see "
+            "plateau_patience, plateau_tol, min_aug_gap); 0: never."
+        },
     )
     last_aug_epoch: int | None = bounded(
-        None, "No manipulation round after this many trained epochs (default: rounds until the end), so the "
-        "last epochs fit the final data.", lo=1
+        None,
+        "No manipulation round after this many trained epochs (default: rounds until the end), so the "
+        "last epochs fit the final data.",
+        lo=1,
     )
     min_aug_gap: int = bounded(1, "With aug_mod < 0: at least this many epochs between rounds.", lo=1)
     plateau_patience: int = bounded(
@@ -141,11 +147,14 @@ class BlotchDataArguments:
     )
     data_cache: bool = field(
         default=False,
-        metadata={"help": "Train through the data cache (per-epoch cache_history) even with every "
-                  "manipulation off; implied by any manipulation."},
+        metadata={
+            "help": "Train through the data cache (per-epoch cache_history) even with every "
+            "manipulation off; implied by any manipulation."
+        },
     )
     history_eval_samples: int = bounded(
-        200, "Validation problems whose greedy accuracy cache_history records every epoch (0: length only).",
+        200,
+        "Validation problems whose greedy accuracy cache_history records every epoch (0: length only).",
         lo=0,
     )
 
@@ -161,9 +170,7 @@ class BlotchTrainingArguments(ExperimentTrainingArguments):
         lo=0.0,
     )
     val_temp: float = bounded(0.0, "Sampling temperature of evaluation rollouts (0: greedy).", lo=0.0)
-    n_rollouts: int = bounded(
-        1, "Rollouts per problem; the majority answer counts (needs val_temp > 0).", lo=1
-    )
+    n_rollouts: int = bounded(1, "Rollouts per problem; the majority answer counts (needs val_temp > 0).", lo=1)
     gen_eval_samples: int = bounded(500, "Problems per split in the final generation evaluation.", lo=1)
 
     def __post_init__(self) -> None:

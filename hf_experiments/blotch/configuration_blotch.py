@@ -62,13 +62,13 @@ class BlotchConfig(GPT2Config):
             )
         if self.posenc_type not in POSENC_TYPES:
             raise ValueError(
-                f"BlotchConfig: posenc_type={self.posenc_type!r} is invalid; expected one of "
-                f"{', '.join(POSENC_TYPES)}"
+                f"BlotchConfig: posenc_type={self.posenc_type!r} is invalid; expected one of {', '.join(POSENC_TYPES)}"
             )
         for name in ("drop_p", "posenc_drop_p", "blotch_p_min", "blotch_p_max", "label_smoothing"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(
-                    f"BlotchConfig: {name}={getattr(self, name)!r} is invalid; expected a probability in [0, 1]")
+                    f"BlotchConfig: {name}={getattr(self, name)!r} is invalid; expected a probability in [0, 1]"
+                )
         if not 0 <= self.n_btokens < self.vocab_size:
             raise ValueError(f"BlotchConfig: n_btokens={self.n_btokens} is invalid; expected 0..vocab_size-1")
         self.n_inner = self.h_mult * self.n_embd

@@ -44,9 +44,7 @@ def btoken_id(model: Any, blotch_p: float | None) -> int | None:
     return cfg.btoken_offset + int((levels - float(p)).abs().argmin())
 
 
-def prompt_batch(
-    tokenizer: Any, problems: Sequence[str], btoken: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def prompt_batch(tokenizer: Any, problems: Sequence[str], btoken: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ``[btoken] BOS problem =`` prompts and their attention mask, both (B, T)."""
     rows = encode_rows(tokenizer, [f"{p}=" for p in problems], add_eos=False)
     if btoken is not None:
@@ -137,8 +135,15 @@ def generate_solutions(
     model.eval()
     eos = tokenizer.eos_token_id
     decoded, length, ends = continue_prompts(
-        model, tokenizer, problems, btoken_id(model, blotch_p), temperature=temperature, n=n_rollouts,
-        batch_size=batch_size, max_new_tokens=max_new_tokens, stop_ids=[eos],
+        model,
+        tokenizer,
+        problems,
+        btoken_id(model, blotch_p),
+        temperature=temperature,
+        n=n_rollouts,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        stop_ids=[eos],
     )
     done = ends == eos  # (N*R,)
     n_tok = length + done  # solution tokens, EOS included
@@ -170,10 +175,7 @@ def teacher_forced_token_acc(
     for start in range(0, len(problems), batch_size):
         rows = encode_rows(
             tokenizer,
-            [
-                f"{p}={s}"
-                for p, s in zip(problems[start : start + batch_size], solutions[start : start + batch_size])
-            ],
+            [f"{p}={s}" for p, s in zip(problems[start : start + batch_size], solutions[start : start + batch_size])],
         )
         ids = pad_rows(rows, tokenizer.pad_token_id)  # (B, T)
         _, n_eq = step_segments(ids, eq, tokenizer.pad_token_id)
@@ -219,9 +221,7 @@ def evaluate_split(
     )
     voted = [majority_answer(t) for t in rolls.texts]
     flat = [t for ts in rolls.texts for t in ts]
-    valid = (
-        np.array([final_answer(t) is not None for t in flat]).reshape(rolls.finished.shape) & rolls.finished
-    )
+    valid = np.array([final_answer(t) is not None for t in flat]).reshape(rolls.finished.shape) & rolls.finished
     gen_steps = np.array([t.count("=") + 1 for t in flat])
     return {
         "answer_acc": float(np.mean([v == a for v, a in zip(voted, answers)])),

@@ -87,10 +87,17 @@ def model_config_of(cfg: RunConfig, tok: CharTokenizer) -> BlotchConfig:
     m, d = cfg.model, cfg.data
     n_bt = resolved_n_btokens(m, d)
     return model_config(
-        BlotchConfig, m, drop=("digit_embs",), n_btokens=n_bt, vocab_size=len(tok) + n_bt,
-        blotch_p_min=d.blotch_p_min or 0.0, blotch_p_max=d.blotch_p_max or 0.0,
-        label_smoothing=cfg.training.label_smoothing_factor, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        BlotchConfig,
+        m,
+        drop=("digit_embs",),
+        n_btokens=n_bt,
+        vocab_size=len(tok) + n_bt,
+        blotch_p_min=d.blotch_p_min or 0.0,
+        blotch_p_max=d.blotch_p_max or 0.0,
+        label_smoothing=cfg.training.label_smoothing_factor,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
 
 
@@ -122,9 +129,7 @@ class BlotchExperiment(Experiment):
         if not m.digit_embs:
             raise ConfigError("digit_embs", False, "true (only digit embeddings are implemented)")
         if (d.blotch_p_min is None) != (d.blotch_p_max is None):
-            raise ConfigError(
-                "blotch_p_min", d.blotch_p_min, "set together with blotch_p_max (both or neither)"
-            )
+            raise ConfigError("blotch_p_min", d.blotch_p_min, "set together with blotch_p_max (both or neither)")
         if d.blotch_p_min is not None and d.blotch_p_min > d.blotch_p_max:
             raise ConfigError("blotch_p_min", d.blotch_p_min, f"at most blotch_p_max={d.blotch_p_max}")
         if m.n_btokens and d.blotch_p_min is None:
@@ -149,11 +154,7 @@ class BlotchExperiment(Experiment):
                     f"at most {size - d.val_samples}: the problem space "
                     f"holds {size} problems and val_samples={d.val_samples} of them are held out",
                 )
-            if (
-                d.ood_samples
-                and wider.max_num <= max(d.max_num, d.max_mult_num)
-                and wider.max_ents <= d.max_ents
-            ):
+            if d.ood_samples and wider.max_num <= max(d.max_num, d.max_mult_num) and wider.max_ents <= d.max_ents:
                 raise ConfigError(
                     "ood_max_num",
                     d.ood_max_num,
@@ -166,31 +167,40 @@ class BlotchExperiment(Experiment):
         if not uses_cache(d):
             return
         if t.dataloader_persistent_workers and t.dataloader_num_workers > 0:
-            raise ConfigError("dataloader_persistent_workers", True,
-                              "false with the data cache (persistent workers keep a stale copy of the rows)")
+            raise ConfigError(
+                "dataloader_persistent_workers",
+                True,
+                "false with the data cache (persistent workers keep a stale copy of the rows)",
+            )
         if d.star_rationalize and not d.star_loops:
             raise ConfigError("star_rationalize", True, "false unless star_loops > 0")
         grows = d.star_loops or (d.aug_loops and not d.in_place)
         cap = d.max_samples or n_train(d)
         if grows and cap <= n_train(d) and d.cache_full_policy == "drop_new":
             key, value = ("star_loops", d.star_loops) if d.star_loops else ("in_place", d.in_place)
-            raise ConfigError(key, value, f"a cache with room to grow: max_samples={cap} equals init_samples; "
-                              "raise max_samples or set cache_full_policy='replace_oldest'")
+            raise ConfigError(
+                key,
+                value,
+                f"a cache with room to grow: max_samples={cap} equals init_samples; "
+                "raise max_samples or set cache_full_policy='replace_oldest'",
+            )
         if d.last_aug_epoch is not None and d.last_aug_epoch < max(1, d.pre_epochs):
-            raise ConfigError("last_aug_epoch", d.last_aug_epoch,
-                              f"at least max(1, pre_epochs) = {max(1, d.pre_epochs)} (else no round ever runs)")
+            raise ConfigError(
+                "last_aug_epoch",
+                d.last_aug_epoch,
+                f"at least max(1, pre_epochs) = {max(1, d.pre_epochs)} (else no round ever runs)",
+            )
         if manipulations_on(d) and d.aug_mod < 0 and t.logging_strategy != "steps":
-            raise ConfigError("aug_mod", d.aug_mod, "non-negative unless logging_strategy='steps' (the "
-                              "plateau detector reads the logged training loss)")
+            raise ConfigError(
+                "aug_mod",
+                d.aug_mod,
+                "non-negative unless logging_strategy='steps' (the plateau detector reads the logged training loss)",
+            )
 
     # ----- data -----
     def dataset_dir(self) -> Path:
         d = self.cfg.data
-        return (
-            Path(d.dataset_path)
-            if d.dataset_path
-            else Path(self.cfg.run.save_root) / "data" / dataset_name(d)
-        )
+        return Path(d.dataset_path) if d.dataset_path else Path(self.cfg.run.save_root) / "data" / dataset_name(d)
 
     def build_data(self) -> DatasetDict:
         d, args = self.cfg.data, self.cfg.training
@@ -265,8 +275,9 @@ class BlotchExperiment(Experiment):
                 data_collator=self.collator(model),
                 processing_class=self.tokenizer,
             )
-        cache = DataCache.from_dataset(self.tokenizer, data["train"], n_train(d), d.max_samples or n_train(d),
-                                       d.cache_full_policy)
+        cache = DataCache.from_dataset(
+            self.tokenizer, data["train"], n_train(d), d.max_samples or n_train(d), d.cache_full_policy
+        )
         trainer = BlotchCacheTrainer(
             model=model,
             args=self.cfg.training,
@@ -288,20 +299,28 @@ class BlotchExperiment(Experiment):
         p = self.cfg.data.bootstrap_blotch_p
         return self.cfg.data.blotch_p_min if p is None else p
 
-    def cache_callbacks(self, trainer: BlotchTrainer, cache: DataCache, model: BlotchModel,
-                        data: DatasetDict) -> list:
+    def cache_callbacks(self, trainer: BlotchTrainer, cache: DataCache, model: BlotchModel, data: DatasetDict) -> list:
         """The schedule, the manipulations the config turns on (STaR, augmentation, axing,
         internalization, in this order) and the per-epoch history."""
         d, t = self.cfg.data, self.cfg.training
-        ctx = CacheContext(cache, trainer, self.tokenizer, self.cfg.run_dir, self.bootstrap_level(model),
-                              d.manip_batch_size or t.per_device_eval_batch_size, model.config.max_posencs)
-        schedule = ManipulationSchedule(cache, d.pre_epochs, d.aug_mod, d.min_aug_gap, d.plateau_patience,
-                                           d.plateau_tol, d.last_aug_epoch)
+        ctx = CacheContext(
+            cache,
+            trainer,
+            self.tokenizer,
+            self.cfg.run_dir,
+            self.bootstrap_level(model),
+            d.manip_batch_size or t.per_device_eval_batch_size,
+            model.config.max_posencs,
+        )
+        schedule = ManipulationSchedule(
+            cache, d.pre_epochs, d.aug_mod, d.min_aug_gap, d.plateau_patience, d.plateau_tol, d.last_aug_epoch
+        )
         out: list = [schedule]
         if d.star_loops:
             exclude = set(data["train"]["problem"]) | set(data["validation"]["problem"])
-            out.append(StarCallback(ctx, schedule, problem_params(d), exclude, d.star_loops, d.aug_temp,
-                                       d.star_rationalize))
+            out.append(
+                StarCallback(ctx, schedule, problem_params(d), exclude, d.star_loops, d.aug_temp, d.star_rationalize)
+            )
         if d.aug_loops:
             out.append(AugmentCallback(ctx, schedule, d.aug_loops, d.aug_temp, d.in_place))
         if d.axe_loops:
@@ -323,9 +342,7 @@ class BlotchExperiment(Experiment):
             for name in ("validation", "ood")
             if name in data and len(data[name])
         }
-        rows = blotch_eval.sweep(
-            model, self.tokenizer, splits, t.val_temp, t.n_rollouts, t.per_device_eval_batch_size
-        )
+        rows = blotch_eval.sweep(model, self.tokenizer, splits, t.val_temp, t.n_rollouts, t.per_device_eval_batch_size)
         headline = self.cfg.data.bootstrap_blotch_p
         if headline is None:
             headline = self.cfg.data.blotch_p_min if model.config.n_btokens else None
@@ -359,13 +376,27 @@ class BlotchExperiment(Experiment):
         history = list(cache.ledger.history)
         epochs = len(cache.ledger.epoch_starts)
         if not history or history[-1]["epoch"] != epochs:
-            history.append({"epoch": epochs, "step": trainer.state.global_step, "rows": len(cache),
-                            "mean_solution_length": cache.mean_solution_length(),
-                            "val_answer_acc": self.history.answer_acc()})
+            history.append(
+                {
+                    "epoch": epochs,
+                    "step": trainer.state.global_step,
+                    "rows": len(cache),
+                    "mean_solution_length": cache.mean_solution_length(),
+                    "val_answer_acc": self.history.answer_acc(),
+                }
+            )
         if trainer.is_world_process_zero():
-            write_history(history, self.cfg.run_dir / "cache_history.csv", self.cfg.run_dir / "cache_history.png",
-                          title=self.cfg.run.exp_name)
+            write_history(
+                history,
+                self.cfg.run_dir / "cache_history.csv",
+                self.cfg.run_dir / "cache_history.png",
+                title=self.cfg.run.exp_name,
+            )
         first, last = history[0], history[-1]
-        return {"cache_rows": len(cache), "cache_mean_solution_length": last["mean_solution_length"],
-                "cache_length_reduction": 1 - last["mean_solution_length"] / first["mean_solution_length"],
-                "manip_rounds": len(cache.ledger.round_epochs()), "manip_seconds": cache.ledger.manip_seconds}
+        return {
+            "cache_rows": len(cache),
+            "cache_mean_solution_length": last["mean_solution_length"],
+            "cache_length_reduction": 1 - last["mean_solution_length"] / first["mean_solution_length"],
+            "manip_rounds": len(cache.ledger.round_epochs()),
+            "manip_seconds": cache.ledger.manip_seconds,
+        }

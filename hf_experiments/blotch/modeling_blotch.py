@@ -63,9 +63,7 @@ class BlotchPositionalEncoding(nn.Module):
         super().__init__()
         # RMS of sin/cos is 1/sqrt(2): rescaled to the token embeddings' init scale (GPT-2's std), so that
         # neither signal drowns the other at the start of training.
-        table = sinusoidal_table(config.n_positions, config.n_embd) * (
-            config.initializer_range * math.sqrt(2)
-        )
+        table = sinusoidal_table(config.n_positions, config.n_embd) * (config.initializer_range * math.sqrt(2))
         if config.learnable_posencs:
             self.pe = nn.Parameter(table)
         else:
@@ -93,9 +91,7 @@ def causal_lm_loss(
     total = F.cross_entropy(
         shift_logits, shift_labels, ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
     )
-    denom = (
-        num_items_in_batch if num_items_in_batch is not None else (shift_labels != -100).sum().clamp(min=1)
-    )
+    denom = num_items_in_batch if num_items_in_batch is not None else (shift_labels != -100).sum().clamp(min=1)
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
     return total / denom
@@ -109,9 +105,7 @@ class BlotchModel(GPT2LMHeadModel):
 
     def __init__(self, config: BlotchConfig) -> None:
         if not isinstance(config, BlotchConfig):
-            raise ValueError(
-                f"BlotchModel: config={type(config).__name__} is not allowed; use a BlotchConfig"
-            )
+            raise ValueError(f"BlotchModel: config={type(config).__name__} is not allowed; use a BlotchConfig")
         super().__init__(config)
         self.transformer.wpe = BlotchPositionalEncoding(config)
         self.loss_type = "ForCausalLM"
@@ -133,8 +127,9 @@ class BlotchModel(GPT2LMHeadModel):
         fresh = cache is None or cache.get_seq_length() == 0
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and fresh:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        attention_mask = explicit_positions_mask("BlotchModel", input_ids, inputs_embeds, position_ids,
-                                                 attention_mask, kwargs)
+        attention_mask = explicit_positions_mask(
+            "BlotchModel", input_ids, inputs_embeds, position_ids, attention_mask, kwargs
+        )
         num_items = kwargs.pop("num_items_in_batch", None)
         out = super().forward(
             input_ids=input_ids,

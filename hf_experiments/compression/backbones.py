@@ -147,9 +147,7 @@ def build_builtin_backbone(
     spec = dataclasses.replace(BuiltinSpec(), **overrides)
     out_dir = Path(out_dir)
     if out_dir.exists():
-        raise ValueError(
-            f"out_dir={str(out_dir)!r} already exists; a builtin backbone is only built into a new folder"
-        )
+        raise ValueError(f"out_dir={str(out_dir)!r} already exists; a builtin backbone is only built into a new folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
@@ -254,14 +252,10 @@ def _is_built(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / INFO_FILE).is_file()
 
 
-def _build_in_child(
-    name: str, out_dir: Path, spec: BuiltinSpec, progress: bool, corpus_cache_dir: Path
-) -> None:
+def _build_in_child(name: str, out_dir: Path, spec: BuiltinSpec, progress: bool, corpus_cache_dir: Path) -> None:
     """Run `build_builtin_backbone` in a fresh single-process Python (see the module docstring for why)."""
     env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV and not k.startswith("ACCELERATE_")}
-    pkg_parent = str(
-        Path(__file__).resolve().parent.parent
-    )  # so `-m hf_experiments...` imports this very package
+    pkg_parent = str(Path(__file__).resolve().parent.parent)  # so `-m hf_experiments...` imports this very package
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
     payload = json.dumps(
         {
@@ -298,15 +292,9 @@ def _resolve_builtin(name: str, cache_dir: str | Path | None, progress: bool) ->
         lock.acquire()
     try:
         if not _is_built(out_dir):  # the process we waited for may have built it
-            if (
-                out_dir.exists()
-            ):  # not built but present: left by a foreign process; never ours (atomic rename)
-                raise RuntimeError(
-                    f"{out_dir} exists but is not a complete builtin backbone; delete it and retry"
-                )
-            for stale in out_dir.parent.glob(
-                f".{out_dir.name}.tmp-*"
-            ):  # from a killed build (we hold the lock)
+            if out_dir.exists():  # not built but present: left by a foreign process; never ours (atomic rename)
+                raise RuntimeError(f"{out_dir} exists but is not a complete builtin backbone; delete it and retry")
+            for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # from a killed build (we hold the lock)
                 shutil.rmtree(stale, ignore_errors=True)
             logger.warning(
                 "building builtin backbone %r (first use with this cache: trains a tokenizer and a "

@@ -16,12 +16,15 @@ class CompressionModelArguments:
 
     model_string: str = field(
         default="builtin:tiny-lm",
-        metadata={"help": "Backbone causal LM: hub id (gpt2, bigscience/bloomz-560m), local path, or builtin:tiny-lm "
-                  "(trained here once on the embedded corpus, ~3 min on 2 CPU cores, then cached)."},
+        metadata={
+            "help": "Backbone causal LM: hub id (gpt2, bigscience/bloomz-560m), local path, or builtin:tiny-lm "
+            "(trained here once on the embedded corpus, ~3 min on 2 CPU cores, then cached)."
+        },
     )
     n_cmps: int = bounded(1, "Compression vectors per context.", lo=1)
-    cmp_layer: str = field(default="half", metadata={"help": "Layer of the compressed states: an index "
-                                                     "(-1 = last) or 'half'."})
+    cmp_layer: str = field(
+        default="half", metadata={"help": "Layer of the compressed states: an index (-1 = last) or 'half'."}
+    )
     cmp_len: int = bounded(10, "Context tokens compressed.", lo=1)
     seq_len: int = bounded(20, "Tokens predicted after the compressed context.", lo=0)
     rmb_task: bool = field(default=False, metadata={"help": "Also reconstruct the context (autoencoding)."})
@@ -47,8 +50,8 @@ class CompressionDataArguments:
     """Which text, and how it is cut into windows."""
 
     dataset: Literal["embedded", "openwebtext", "glue"] = field(
-        default="embedded", metadata={"help": "embedded = offline corpus shipped with Python; hub datasets need "
-                                      "the network."}
+        default="embedded",
+        metadata={"help": "embedded = offline corpus shipped with Python; hub datasets need the network."},
     )
     data_files: list[str] | None = field(
         default=None, metadata={"help": "Local .txt/.parquet/.json/.jsonl/.csv files (override `dataset`)."}
@@ -58,8 +61,7 @@ class CompressionDataArguments:
     val_fraction: float = prob(0.05, "Documents held out for validation when the data has no split.")
     max_train_windows: int | None = bounded(None, "Use at most N training windows.", lo=1)
     max_val_windows: int | None = bounded(512, "Evaluate on at most N validation windows.", lo=1)
-    free_run_tokens: int | None = bounded(None, "Greedy tokens per free-running evaluation (None: seq_len - 1).",
-                                          lo=1)
+    free_run_tokens: int | None = bounded(None, "Greedy tokens per free-running evaluation (None: seq_len - 1).", lo=1)
     num_proc: int | None = bounded(None, "Processes for tokenisation (datasets.map num_proc).", lo=1)
 
 

@@ -91,7 +91,8 @@ class CompressionConfig(PreTrainedConfig):
         if self.seq_len < min_seq:
             raise ValueError(
                 f"CompressionConfig: seq_len={self.seq_len!r} is invalid; expected an integer >= {min_seq}"
-                + ("" if self.rmb_only else " unless rmb_only"))
+                + ("" if self.rmb_only else " unless rmb_only")
+            )
         if isinstance(self.cmp_layer, str) and self.cmp_layer != "half":
             raise ValueError(
                 f"CompressionConfig: cmp_layer={self.cmp_layer!r} is invalid; expected an integer layer index (-1 = "
@@ -110,7 +111,8 @@ class CompressionConfig(PreTrainedConfig):
             )
         if self.train_mode not in TRAIN_MODES:
             raise ValueError(
-                f"CompressionConfig: train_mode={self.train_mode!r} is invalid; expected one of {TRAIN_MODES}")
+                f"CompressionConfig: train_mode={self.train_mode!r} is invalid; expected one of {TRAIN_MODES}"
+            )
         if self.lora_r < 1:
             raise ValueError(f"CompressionConfig: lora_r={self.lora_r!r} is invalid; expected an integer >= 1")
 

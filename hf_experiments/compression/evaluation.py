@@ -48,11 +48,7 @@ def _token_stats(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
     nll = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, T)
     topk = logits.topk(min(5, logits.size(-1)), dim=-1).indices  # (B, T, k)
     hits = topk == targets[..., None]
-    return (
-        torch.stack([nll[mask].sum(), hits[..., 0][mask].sum(), hits.any(-1)[mask].sum(), mask.sum()])
-        .double()
-        .cpu()
-    )
+    return torch.stack([nll[mask].sum(), hits[..., 0][mask].sum(), hits.any(-1)[mask].sum(), mask.sum()]).double().cpu()
 
 
 def _as_strings(ids: torch.Tensor, tokenizer) -> list[str]:
@@ -113,12 +109,8 @@ def evaluate_compression(
             if n_free > 0:
                 truth, truth_mask = seq[:, 1 : 1 + n_free], seq_mask[:, 1 : 1 + n_free].bool()
                 for mode in MODES:
-                    generated = model.generate_from_context(
-                        ctx, seq[:, :1], n_free, mode=mode, ctx_mask=ctx_mask
-                    )
-                    free[mode] += torch.tensor(
-                        [(generated == truth)[truth_mask].sum().item(), truth_mask.sum().item()]
-                    )
+                    generated = model.generate_from_context(ctx, seq[:, :1], n_free, mode=mode, ctx_mask=ctx_mask)
+                    free[mode] += torch.tensor([(generated == truth)[truth_mask].sum().item(), truth_mask.sum().item()])
             if remember:
                 rmb_logits = model.task_logits(model.compress(ctx, ctx_mask), "remember", ctx, ctx_mask)
                 hits = rmb_logits.argmax(-1) == ctx  # (B, L)
@@ -148,9 +140,7 @@ def evaluate_compression(
                 f"{mode}_top5": top5.item() / count,
             }
         gap = metrics["low_loss"] - metrics["high_loss"]
-        metrics["gap_recovered"] = (
-            (metrics["low_loss"] - metrics["pred_loss"]) / gap if gap != 0 else math.nan
-        )
+        metrics["gap_recovered"] = (metrics["low_loss"] - metrics["pred_loss"]) / gap if gap != 0 else math.nan
     if n_free > 0:
         metrics |= {f"{mode}_free_match": (m / max(n.item(), 1.0)).item() for mode, (m, n) in free.items()}
     if remember:
@@ -162,15 +152,11 @@ def evaluate_compression(
 
 
 def plot_low_pred_high(metrics: dict[str, float], path: str | Path) -> Path:
-    """Bar chart of loss and top-1 accuracy for low / pred / high (the order of the gap) as a PNG.
-
-    """
+    """Bar chart of loss and top-1 accuracy for low / pred / high (the order of the gap) as a PNG."""
     modes = ("low", "pred", "high")
     missing = [f"{m}_{k}" for m in modes for k in ("loss", "top1") if f"{m}_{k}" not in metrics]
     if missing:
-        raise ValueError(
-            f"metrics lacks {missing}: pass the output of evaluate_compression with seq_len >= 2"
-        )
+        raise ValueError(f"metrics lacks {missing}: pass the output of evaluate_compression with seq_len >= 2")
     colors = ("tab:red", "tab:blue", "tab:green")
     with figure(path, 1, 2, figsize=(7, 3), dpi=100) as (fig, axes):
         for ax, key, label in zip(axes, ("loss", "top1"), ("teacher-forced loss", "top-1 accuracy")):

@@ -54,8 +54,12 @@ class CompressionExperiment(Experiment):
             from .text_data import hub_offline
 
             if hub_offline():
-                raise ConfigError("dataset", d.dataset, "needs the Hugging Face Hub, which is offline "
-                                  "(HF_HUB_OFFLINE=1); use dataset='embedded' or data_files=[...]")
+                raise ConfigError(
+                    "dataset",
+                    d.dataset,
+                    "needs the Hugging Face Hub, which is offline "
+                    "(HF_HUB_OFFLINE=1); use dataset='embedded' or data_files=[...]",
+                )
         if not m.model_string.startswith("builtin:") and not Path(m.model_string).exists():
             from .text_data import hub_offline
 
@@ -78,9 +82,19 @@ class CompressionExperiment(Experiment):
         cache = Path(self.cfg.run.save_root) / "data" / "windows"
         with args.main_process_first(desc="tokenise and window"):
             raw = load_text_dataset(d.dataset, d.data_files, d.text_column, d.val_fraction, seed=0)
-            out = DatasetDict({split: window_dataset(ds, self.tokenizer, window, stride=window - d.seq_overlap,
-                                                     num_proc=d.num_proc, cache_dir=str(cache))
-                               for split, ds in raw.items()})
+            out = DatasetDict(
+                {
+                    split: window_dataset(
+                        ds,
+                        self.tokenizer,
+                        window,
+                        stride=window - d.seq_overlap,
+                        num_proc=d.num_proc,
+                        cache_dir=str(cache),
+                    )
+                    for split, ds in raw.items()
+                }
+            )
         for split, limit in (("train", d.max_train_windows), ("validation", d.max_val_windows)):
             if limit is not None and len(out[split]) > limit:
                 out[split] = out[split].select(range(limit))
@@ -103,14 +117,21 @@ class CompressionExperiment(Experiment):
     def build_trainer(self, model: CompressionModel, data: DatasetDict) -> CompressionTrainer:
         # Batches carry no labels: the model computes its own loss; never gather (B, seq_len, V) eval logits.
         self.cfg.training.prediction_loss_only = True
-        return CompressionTrainer(model=model, args=self.cfg.training, train_dataset=data["train"],
-                                  eval_dataset=data["validation"], processing_class=self.tokenizer)
+        return CompressionTrainer(
+            model=model,
+            args=self.cfg.training,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            processing_class=self.tokenizer,
+        )
 
     def evaluate(self, trainer: CompressionTrainer, data: DatasetDict) -> dict[str, float]:
         metrics = trainer.evaluate()
         args = self.cfg.training
         extra = evaluate_compression(
-            trainer.model, data["validation"], batch_size=args.per_device_eval_batch_size,
+            trainer.model,
+            data["validation"],
+            batch_size=args.per_device_eval_batch_size,
             max_batches=args.max_eval_batches,
             free_run_tokens=self.cfg.data.free_run_tokens or max(1, self.cfg.model.seq_len - 1),
             tokenizer=self.tokenizer,

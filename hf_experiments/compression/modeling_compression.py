@@ -65,9 +65,7 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.LongTensor:
 def chunk_mean(hidden: torch.Tensor, mask: torch.Tensor, n_chunks: int) -> torch.Tensor:
     """Mean of the unmasked states in `n_chunks` contiguous near-equal chunks: (B, L, D) -> (B, n, D)."""
     length = hidden.size(1)
-    chunk_of = (
-        torch.arange(length, device=hidden.device) * n_chunks // length
-    )  # (L,) chunk index per position
+    chunk_of = torch.arange(length, device=hidden.device) * n_chunks // length  # (L,) chunk index per position
     weights = F.one_hot(chunk_of, n_chunks).T.to(hidden.dtype)  # (n, L)
     weights = weights[None] * mask[:, None, :].to(hidden.dtype)  # (B, n, L)
     weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
@@ -114,9 +112,7 @@ class CompressionModel(PreTrainedModel):
 
         embeddings = backbone.get_input_embeddings().weight
         dim, factory = embeddings.size(1), {"dtype": embeddings.dtype, "device": embeddings.device}
-        self.cmp_embs = (
-            nn.Parameter(torch.empty(config.n_cmps, dim, **factory)) if config.pooling == "tokens" else None
-        )
+        self.cmp_embs = nn.Parameter(torch.empty(config.n_cmps, dim, **factory)) if config.pooling == "tokens" else None
         self.task_embs = nn.Parameter(torch.empty(2, dim, **factory))
         self.cmp_proj = nn.Linear(dim, dim, **factory) if config.proj_cmps else None
 
@@ -230,9 +226,7 @@ class CompressionModel(PreTrainedModel):
             hidden = self._hidden_states(self._embed(ctx_ids), ctx_mask)[self.cmp_layer_index]  # (B, L, D)
             compressed = chunk_mean(hidden, ctx_mask, n_cmps)
         else:
-            embeds = torch.cat(
-                [self._embed(ctx_ids), self.cmp_embs.expand(batch, -1, -1)], dim=1
-            )  # (B, L+n, D)
+            embeds = torch.cat([self._embed(ctx_ids), self.cmp_embs.expand(batch, -1, -1)], dim=1)  # (B, L+n, D)
             mask = torch.cat([ctx_mask, ctx_mask.new_ones(batch, n_cmps)], dim=1)
             compressed = self._hidden_states(embeds, mask)[self.cmp_layer_index][:, -n_cmps:]  # (B, n, D)
         return compressed if self.cmp_proj is None else self.cmp_proj(compressed)
@@ -478,9 +472,7 @@ class CompressionModel(PreTrainedModel):
             backbone = AutoModelForCausalLM.from_pretrained(config.model_string, **backbone_kwargs)
         model = cls(config, backbone=backbone)
         result = model.load_state_dict(_load_weights(path), strict=False)
-        unexpected_missing = (
-            set(result.missing_keys) - model._keys_to_ignore_on_save - set(model.all_tied_weights_keys)
-        )
+        unexpected_missing = set(result.missing_keys) - model._keys_to_ignore_on_save - set(model.all_tied_weights_keys)
         if result.unexpected_keys or unexpected_missing:
             raise ValueError(
                 f"checkpoint {path} does not match the model: missing {sorted(unexpected_missing)}, "
@@ -492,11 +484,7 @@ class CompressionModel(PreTrainedModel):
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a saved folder, sharded (`model.safetensors.index.json`) or not."""
     index = path / SAFE_WEIGHTS_INDEX_NAME
-    files = (
-        sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        if index.exists()
-        else [SAFE_WEIGHTS_NAME]
-    )
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [SAFE_WEIGHTS_NAME]
     state: dict[str, torch.Tensor] = {}
     for name in files:
         state.update(load_file(path / name))

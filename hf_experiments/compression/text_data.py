@@ -124,8 +124,7 @@ def _split(ds: Dataset, val_fraction: float, seed: int) -> DatasetDict:
     """Random document-level train/validation split; validation gets at least one document."""
     if len(ds) < 2:
         raise ValueError(
-            f"the dataset has {len(ds)} non-empty documents; at least 2 are needed to split off "
-            "a validation set"
+            f"the dataset has {len(ds)} non-empty documents; at least 2 are needed to split off a validation set"
         )
     n_val = min(len(ds) - 1, max(1, round(len(ds) * val_fraction)))
     parts = ds.train_test_split(test_size=n_val, seed=seed, shuffle=True)
@@ -172,9 +171,7 @@ def load_text_dataset(
     out = {}
     for name, ds in loaded.items():
         if text_column not in ds.column_names:
-            raise ValueError(
-                f"text_column={text_column!r} is not a column of the data; available: {ds.column_names}"
-            )
+            raise ValueError(f"text_column={text_column!r} is not a column of the data; available: {ds.column_names}")
         ds = ds.select_columns([text_column])
         if text_column != "text":
             ds = ds.rename_column(text_column, "text")
@@ -191,9 +188,7 @@ def load_text_dataset(
     return _split(out["train"], val_fraction, seed)
 
 
-def _window_batch(
-    texts: list[str], tokenizer, eos_id: int, window_len: int, stride: int
-) -> dict[str, np.ndarray]:
+def _window_batch(texts: list[str], tokenizer, eos_id: int, window_len: int, stride: int) -> dict[str, np.ndarray]:
     """Tokenise a batch of documents, join them as `doc EOS doc EOS ...`, cut windows (numpy, no token loops).
 
     The tail of each batch shorter than a window is dropped (at most window_len - 1 tokens per map batch).
@@ -238,9 +233,7 @@ def window_dataset(
         raise ValueError(f"ds has columns {ds.column_names}; window_dataset needs a 'text' column")
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
-        raise ValueError(
-            f"tokenizer {type(tokenizer).__name__} has no eos_token; it is needed to separate documents"
-        )
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no eos_token; it is needed to separate documents")
 
     map_kwargs = {}
     if cache_dir is not None:

@@ -37,8 +37,9 @@ def dataset_lengths(dataset: Any, column: str = "length", input_column: str = "i
         return np.asarray(dataset.row_lengths(), dtype=np.int64)
     rows = (dataset[i] for i in range(len(dataset)))
     try:
-        return np.fromiter((r[column] if column in r else len(r[input_column]) for r in rows), np.int64,
-                           count=len(dataset))
+        return np.fromiter(
+            (r[column] if column in r else len(r[input_column]) for r in rows), np.int64, count=len(dataset)
+        )
     except (KeyError, TypeError):
         raise ValueError(
             f"length_bucketed_sampling needs rows with a {column!r} or {input_column!r} field, or a dataset "

@@ -58,4 +58,3 @@ class CurrentIntervalsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         state.compute_steps(args, state.max_steps)
-

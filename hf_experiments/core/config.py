@@ -53,26 +53,35 @@ class RunArguments:
     save_root: str = field(default="outputs", metadata={"help": "Parent folder of run folders."})
     fresh_start: bool = field(
         default=False,
-        metadata={"help": "Start over even if the run folder has checkpoints. The old folder is moved aside "
-                  "to <exp_name>.old-<time>, never deleted."},
+        metadata={
+            "help": "Start over even if the run folder has checkpoints. The old folder is moved aside "
+            "to <exp_name>.old-<time>, never deleted."
+        },
     )
     restore_from: str | None = field(
         default=None,
-        metadata={"help": "Resume from this checkpoint folder (weights, optimizer, RNG, data position).",
-                  "must_exist": True},
+        metadata={
+            "help": "Resume from this checkpoint folder (weights, optimizer, RNG, data position).",
+            "must_exist": True,
+        },
     )
     init_checkpt: str | None = field(
         default=None,
-        metadata={"help": "Load model weights only from this folder (a checkpoint or a saved model); "
-                  "optimizer and step start fresh.", "must_exist": True},
+        metadata={
+            "help": "Load model weights only from this folder (a checkpoint or a saved model); "
+            "optimizer and step start fresh.",
+            "must_exist": True,
+        },
     )
     torch_dtype: Literal["float32", "bfloat16", "float16"] = field(
         default="float32", metadata={"help": "Dtype the model is loaded in (mixed precision: use bf16/fp16)."}
     )
     multi_gpu: bool = field(
         default=False,
-        metadata={"help": "Seed name kept for compatibility: processes are chosen by `accelerate launch`; "
-                  "a warning is printed if true and only one process runs."},
+        metadata={
+            "help": "Seed name kept for compatibility: processes are chosen by `accelerate launch`; "
+            "a warning is printed if true and only one process runs."
+        },
     )
     requeue_on_preempt: bool = field(
         default=True,
@@ -111,13 +120,17 @@ class ExperimentTrainingArguments(TrainingArguments):
     )
     length_bucketed_sampling: bool = field(
         default=False,
-        metadata={"help": "Batch rows of similar length together (less padding); lengths from the "
-                  "length_column_name column, else from input_ids."},
+        metadata={
+            "help": "Batch rows of similar length together (less padding); lengths from the "
+            "length_column_name column, else from input_ids."
+        },
     )
     lr_sched_steps: list[int] | None = field(
         default=None,
-        metadata={"help": "Step schedule: multiply the learning rate by lr_sched_gamma at each of these "
-                  "steps (with lr_scheduler_type constant or constant_with_warmup; warmup_steps applies)."},
+        metadata={
+            "help": "Step schedule: multiply the learning rate by lr_sched_gamma at each of these "
+            "steps (with lr_scheduler_type constant or constant_with_warmup; warmup_steps applies)."
+        },
     )
     lr_sched_gamma: float = bounded(0.1, "Factor of the step schedule.", lo=0.0)
 
@@ -145,9 +158,11 @@ class ExperimentTrainingArguments(TrainingArguments):
         n_micro = len(microbatch_sizes(self.per_device_train_batch_size, cap))
         if self.gradient_accumulation_steps not in (1, n_micro):  # n_micro: set by an earlier __post_init__
             raise ConfigError(
-                "gradient_accumulation_steps", self.gradient_accumulation_steps,
+                "gradient_accumulation_steps",
+                self.gradient_accumulation_steps,
                 f"1 (unset) with per_device_batch_size={cap}: it is derived from it ({n_micro} micro-batches "
-                "here); the seed's n_microbatch and per_device_batch_size are likewise exclusive")
+                "here); the seed's n_microbatch and per_device_batch_size are likewise exclusive",
+            )
         self.gradient_accumulation_steps = n_micro
         self.per_device_eval_batch_size = min(self.per_device_eval_batch_size, cap)
 
@@ -156,12 +171,17 @@ class ExperimentTrainingArguments(TrainingArguments):
         if not steps:
             return
         if not isinstance(steps, (list, tuple)) or not all(
-                isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in steps):
+            isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in steps
+        ):
             raise ConfigError("lr_sched_steps", steps, "a list of optimizer steps >= 1")
         kind = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
         if kind not in ("constant", "constant_with_warmup"):
-            raise ConfigError("lr_sched_steps", steps, "only with lr_scheduler_type constant or "
-                              f"constant_with_warmup (got {kind}): the step schedule replaces it")
+            raise ConfigError(
+                "lr_sched_steps",
+                steps,
+                "only with lr_scheduler_type constant or "
+                f"constant_with_warmup (got {kind}): the step schedule replaces it",
+            )
         if not 0 <= self.lr_sched_gamma:
             raise ConfigError("lr_sched_gamma", self.lr_sched_gamma, "a factor >= 0")
 
@@ -189,13 +209,22 @@ class RunConfig:
         train = self.training.to_dict()
         # Keep only what differs from the field defaults (TrainingArguments has ~150 fields). Defaults come from
         # the dataclass fields: building a second TrainingArguments would reset accelerate's global state.
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    for f in dataclasses.fields(type(self.training))
-                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        defaults = {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(type(self.training))
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        }
         defaults = json.loads(json.dumps(defaults, default=str))
         derived = set(_DERIVED_TRAINING_KEYS)
         if self.training.per_device_batch_size is not None:
             derived.add("gradient_accumulation_steps")  # planned from per_device_batch_size on every parse
-        out.update({k: v for k, v in train.items() if k != "output_dir" and (k not in defaults or defaults[k] != v)
-                    and not (k.startswith("_") or k in derived)})
+        out.update(
+            {
+                k: v
+                for k, v in train.items()
+                if k != "output_dir"
+                and (k not in defaults or defaults[k] != v)
+                and not (k.startswith("_") or k in derived)
+            }
+        )
         return json.loads(json.dumps(out, default=str))

@@ -64,8 +64,7 @@ def _column_to_arrow(split: str, name: str, values: np.ndarray | list) -> pa.Arr
         return pa.array(values)
     if not isinstance(values, np.ndarray):
         raise ValueError(
-            f"splits[{split!r}][{name!r}] has type {type(values).__name__}; "
-            "allowed: numpy array, list, pyarrow array"
+            f"splits[{split!r}][{name!r}] has type {type(values).__name__}; allowed: numpy array, list, pyarrow array"
         )
     if values.dtype.kind == "S" and values.ndim == 1:
         return _fixed_bytes_to_arrow(values)
@@ -109,8 +108,7 @@ def _plain(value: Any, where: str) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
     raise ValueError(
-        f"card_params{where} has type {type(value).__name__}; "
-        "allowed: str, int, float, bool, None, list, dict"
+        f"card_params{where} has type {type(value).__name__}; allowed: str, int, float, bool, None, list, dict"
     )
 
 
@@ -154,8 +152,7 @@ def _card(
     data = DatasetCardData(
         pretty_name=title,
         size_categories=[_size_category(sum(num_rows.values()))],
-        configs=[{"config_name": "default",
-                  "data_files": [{"split": s, "path": f"data/{s}-*"} for s in num_rows]}],
+        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in num_rows]}],
         # `datasets` keys its local cache on this YAML, not on the files, when `configs` is present: without a
         # content fingerprint here, regenerating into the same folder would load the stale cached copy.
         dataset_info={"description": f"{title} (hf_experiments generated data, content sha256 {fingerprint})"},
@@ -181,9 +178,7 @@ def read_card_params(out_dir: str | Path) -> dict:
     """Return the generating parameters that :func:`write_dataset` stored in ``out_dir/README.md``."""
     card = Path(out_dir) / "README.md"
     if not card.is_file():
-        raise ValueError(
-            f"out_dir={str(out_dir)!r} has no README.md; expected a folder written by write_dataset"
-        )
+        raise ValueError(f"out_dir={str(out_dir)!r} has no README.md; expected a folder written by write_dataset")
     meta = DatasetCard.load(card).data.to_dict()
     if CARD_KEY not in meta:
         raise ValueError(f"{card} has no '{CARD_KEY}' key in its YAML front matter")
@@ -242,9 +237,7 @@ def write_dataset(
         if not out_dir.is_dir():
             raise ValueError(f"out_dir={str(out_dir)!r} exists and is not a directory")
         if any(out_dir.iterdir()) and not overwrite:
-            raise ValueError(
-                f"out_dir={str(out_dir)!r} exists and is not empty; pass overwrite=True to replace it"
-            )
+            raise ValueError(f"out_dir={str(out_dir)!r} exists and is not empty; pass overwrite=True to replace it")
     tables = {name: _to_table(name, data) for name, data in splits.items()}
     params = _plain(dict(card_params), "")
     extras = {str(_check_relative(k)): v for k, v in (extra_files or {}).items()}

@@ -195,9 +195,7 @@ class MicrobatchingMixin:
             batches = LengthBucketedBatches(lengths, global_batch, seed=seed)
         else:
             batches = RandomBatches(dataset, global_batch, seed=seed)
-        return MicrobatchSampler(
-            batches, sizes, rank=args.process_index, world_size=args.world_size, lengths=lengths
-        )
+        return MicrobatchSampler(batches, sizes, rank=args.process_index, world_size=args.world_size, lengths=lengths)
 
     def get_train_dataloader(self) -> DataLoader:
         if not self._uses_update_batches():
@@ -232,10 +230,18 @@ class MicrobatchingMixin:
         # across the ranks a second time.
         acc = self.accelerator
         return prepare_data_loader(
-            loader, acc.device, num_processes=1, process_index=0, split_batches=acc.split_batches,
-            put_on_device=acc.device_placement, rng_types=acc.rng_types.copy(), dispatch_batches=acc.dispatch_batches,
-            even_batches=acc.even_batches, use_seedable_sampler=acc.use_seedable_sampler,
-            data_seed=acc.dataloader_config.data_seed, non_blocking=acc.non_blocking,
+            loader,
+            acc.device,
+            num_processes=1,
+            process_index=0,
+            split_batches=acc.split_batches,
+            put_on_device=acc.device_placement,
+            rng_types=acc.rng_types.copy(),
+            dispatch_batches=acc.dispatch_batches,
+            even_batches=acc.even_batches,
+            use_seedable_sampler=acc.use_seedable_sampler,
+            data_seed=acc.dataloader_config.data_seed,
+            non_blocking=acc.non_blocking,
             use_stateful_dataloader=acc.use_stateful_dataloader,
         )
 
@@ -249,8 +255,11 @@ class MicrobatchingMixin:
         result = super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
-        if (not model.training or getattr(self.args, "per_device_batch_size", None) is None
-                or loss_is_scaled_for_accumulation(self, num_items_in_batch)):
+        if (
+            not model.training
+            or getattr(self.args, "per_device_batch_size", None) is None
+            or loss_is_scaled_for_accumulation(self, num_items_in_batch)
+        ):
             return result
         # A mean loss: weigh this micro-batch by its rows; Trainer then divides by the number of
         # micro-batches.

@@ -53,8 +53,9 @@ def model_config(config_cls: type, *arguments: Any, drop: tuple[str, ...] = (), 
         known = {f.name for f in dataclasses.fields(config_cls)} | set(getattr(config_cls, "attribute_map", {}))
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise TypeError(f"{config_cls.__name__} has no field {unknown}: drop it from the arguments or add it "
-                            "to the config")
+            raise TypeError(
+                f"{config_cls.__name__} has no field {unknown}: drop it from the arguments or add it to the config"
+            )
     try:
         return config_cls(**kwargs)
     except ValueError as e:

@@ -109,8 +109,11 @@ def _check_metadata(obj: Any) -> None:
             continue
         lo, hi = fld.metadata.get("range", (None, None))
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            what = "a probability in [0, 1]" if (lo, hi) == (0.0, 1.0) else (
-                f"a value in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+            what = (
+                "a probability in [0, 1]"
+                if (lo, hi) == (0.0, 1.0)
+                else (f"a value in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+            )
             raise ConfigError(fld.name, value, what)
         if fld.metadata.get("must_exist") and not Path(value).exists():
             raise ConfigError(fld.name, value, "an existing path (not found)")
@@ -162,8 +165,11 @@ def restored_config(checkpoint: str) -> dict[str, Any]:
         if path.is_file():
             cfg = _load_config_file(str(path))
             return {k: v for k, v in cfg.items() if k not in _NOT_RESTORED}
-    raise ConfigError("restore_from", checkpoint, "a checkpoint with run_config.json in it or in its run folder "
-                      "(or give --config too)")
+    raise ConfigError(
+        "restore_from",
+        checkpoint,
+        "a checkpoint with run_config.json in it or in its run folder (or give --config too)",
+    )
 
 
 def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
@@ -196,8 +202,9 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
         raise ConfigError("experiment", None, "required: one of " + ", ".join(names))
     if name not in names:
         close = difflib.get_close_matches(str(name), names, n=1)
-        raise ConfigError("experiment", name, "one of " + ", ".join(names) + (f" (did you mean {close[0]!r}?)"
-                                                                                if close else ""))
+        raise ConfigError(
+            "experiment", name, "one of " + ", ".join(names) + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
     exp_cls = get_experiment(name)
 
     dtypes = (RunArguments, exp_cls.model_args, exp_cls.data_args, exp_cls.training_args)
@@ -211,14 +218,14 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     for key, value in file_cfg.items():
         if key not in actions:
             raise ConfigError(key, value, _suggest(key, valid_keys))
-        defaults[key] = _convert_json_value(actions[key], key, value, key in nullable,
-                                            _admits_list(hints.get(key)))
+        defaults[key] = _convert_json_value(actions[key], key, value, key in nullable, _admits_list(hints.get(key)))
     parser.set_defaults(**defaults)
     for key in defaults:
         actions[key].required = False
     if "output_dir" in defaults or any(t.split("=")[0] in ("--output_dir", "--output-dir") for t in rest):
-        raise ConfigError("output_dir", defaults.get("output_dir"),
-                          "not settable: the run folder is save_root/exp_name")
+        raise ConfigError(
+            "output_dir", defaults.get("output_dir"), "not settable: the run folder is save_root/exp_name"
+        )
 
     try:
         namespace, unknown = parser.parse_known_args(rest)
@@ -226,9 +233,11 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
         msg = str(e)
         if msg.startswith("the following arguments are required"):
             keys = msg.split(":", 1)[1].strip()
-            raise ConfigError(keys.split(",")[0].strip().lstrip("-"), None,
-                              f"required: set it in the config file or pass {keys.split(',')[0].strip()} VALUE"
-                              ) from None
+            raise ConfigError(
+                keys.split(",")[0].strip().lstrip("-"),
+                None,
+                f"required: set it in the config file or pass {keys.split(',')[0].strip()} VALUE",
+            ) from None
         raise ConfigError("command line", " ".join(rest), msg) from None
     if unknown:
         tok = next((t for t in unknown if t.startswith("--")), unknown[0])
@@ -242,8 +251,9 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     values["output_dir"] = str(Path(run_vals["save_root"]) / run_vals["exp_name"])
     objs = []
     for dtype in dtypes:
-        inputs = {f.name: (run_vals if dtype is RunArguments else values)[f.name]
-                  for f in dataclasses.fields(dtype) if f.init}
+        inputs = {
+            f.name: (run_vals if dtype is RunArguments else values)[f.name] for f in dataclasses.fields(dtype) if f.init
+        }
         try:
             obj = dtype(**inputs)
         except ConfigError:
@@ -255,8 +265,12 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     cfg = RunConfig(*objs, experiment_cls=exp_cls, config_path=known.config)
     restore = cfg.run.restore_from
     if cfg.run.fresh_start and restore and cfg.run_dir.resolve() in Path(restore).resolve().parents:
-        raise ConfigError("fresh_start", True, f"not with restore_from inside the run folder {cfg.run_dir} "
-                          "(fresh_start moves it aside): restore into another exp_name")
+        raise ConfigError(
+            "fresh_start",
+            True,
+            f"not with restore_from inside the run folder {cfg.run_dir} "
+            "(fresh_start moves it aside): restore into another exp_name",
+        )
     exp_cls.validate(cfg)
     return cfg
 

@@ -26,8 +26,14 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], fields: S
 
 
 @contextmanager
-def figure(path: str | os.PathLike, nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6, 3.5),
-           dpi: int = 120, **subplots: Any) -> Iterator[tuple[Any, Any]]:
+def figure(
+    path: str | os.PathLike,
+    nrows: int = 1,
+    ncols: int = 1,
+    figsize: tuple[float, float] = (6, 3.5),
+    dpi: int = 120,
+    **subplots: Any,
+) -> Iterator[tuple[Any, Any]]:
     """`with figure(path, 1, 2) as (fig, axes): ...` draws on `axes` (as `plt.subplots` returns them); on leaving
     the block the figure is laid out tightly and saved to `path` (nothing is written if the block raised)."""
     from matplotlib.figure import Figure

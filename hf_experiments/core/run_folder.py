@@ -69,8 +69,13 @@ def unmark(checkpoint: str | os.PathLike) -> None:
     (Path(checkpoint) / COMPLETE_MARKER).unlink(missing_ok=True)
 
 
-def complete_checkpoint(checkpoint: str | os.PathLike, global_step: int, should_save: bool,
-                        save_total_limit: int | None, best: str | None = None) -> None:
+def complete_checkpoint(
+    checkpoint: str | os.PathLike,
+    global_step: int,
+    should_save: bool,
+    save_total_limit: int | None,
+    best: str | None = None,
+) -> None:
     """After every rank wrote its part of `checkpoint`: a barrier, the run's `run_config.json` copied in (so
     `--restore_from <checkpoint>` restores the config too), the completion marker, then the rotation of older
     complete checkpoints. A crash at any moment leaves at least one complete checkpoint."""

@@ -43,13 +43,16 @@ def prepare_run(cfg: RunConfig) -> str | None:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(cfg.run_dir / "run_config.json", cfg.to_dict())
     if cfg.run.multi_gpu and args.world_size == 1:
-        logger.warning("multi_gpu=true but one process runs: start with `accelerate launch --multi_gpu "
-                       "--num_processes N trainers/run.py ...`")
+        logger.warning(
+            "multi_gpu=true but one process runs: start with `accelerate launch --multi_gpu "
+            "--num_processes N trainers/run.py ...`"
+        )
     last = last_complete_checkpoint(cfg.run_dir)
     if cfg.run.restore_from:
         if last is not None and not is_within(cfg.run.restore_from, cfg.run_dir):
-            logger.warning(f"restore_from={cfg.run.restore_from} was applied by an earlier attempt: resuming "
-                           f"this run's own {last}")
+            logger.warning(
+                f"restore_from={cfg.run.restore_from} was applied by an earlier attempt: resuming this run's own {last}"
+            )
             return str(last)
         if not is_complete(cfg.run.restore_from):
             logger.warning(f"{cfg.run.restore_from} has no completion marker; restoring from it anyway")

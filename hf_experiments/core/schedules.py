@@ -31,7 +31,6 @@ def step_schedule(
     Both parts count from step 0, so a milestone inside the warm-up applies at once (as in the original)."""
     parts: list[Any] = []
     if warmup_steps > 1:
-        parts.append(LinearLR(optimizer, start_factor=1.0 / warmup_steps, end_factor=1.0,
-                              total_iters=warmup_steps - 1))
+        parts.append(LinearLR(optimizer, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps - 1))
     parts.append(MultiStepLR(optimizer, milestones=sorted(milestones), gamma=gamma))
     return StepSchedule(parts, optimizer=optimizer)

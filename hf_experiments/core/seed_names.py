@@ -13,8 +13,10 @@ from typing import Any
 # seed name -> (our name, note). The note is printed by the converter and shown in the docs table.
 SEED_ALIASES: dict[str, tuple[str, str]] = {
     "lr": ("learning_rate", ""),
-    "batch_size": ("per_device_train_batch_size", "the original's batch on one device; with N processes the "
-                   "global batch is N x this"),
+    "batch_size": (
+        "per_device_train_batch_size",
+        "the original's batch on one device; with N processes the global batch is N x this",
+    ),
     "n_epochs": ("num_train_epochs", ""),
     "l2": ("weight_decay", ""),
     "n_grad_loops": ("gradient_accumulation_steps", "loss averaging is exact, as in the original"),
@@ -37,8 +39,7 @@ SEED_ALIASES: dict[str, tuple[str, str]] = {
     "grad_clip": ("max_grad_norm", "none (or null, or 0) = no clipping"),
     "lr_warmup": ("warmup_steps", ""),
     "amp": ("bf16", "bfloat16 mixed precision (GPUs with bf16; on CPU torch's bf16 autocast)"),
-    "lr_sched.type": ("lr_scheduler_type", "cos -> cosine; step (with lr_sched.steps) / none -> "
-                      "constant_with_warmup"),
+    "lr_sched.type": ("lr_scheduler_type", "cos -> cosine; step (with lr_sched.steps) / none -> constant_with_warmup"),
     "lr_sched_type": ("lr_scheduler_type", "as lr_sched.type"),
     "lr_sched.steps": ("lr_sched_steps", "step schedule milestones"),
     "lr_sched.gamma": ("lr_sched_gamma", "step schedule factor"),

@@ -75,14 +75,11 @@ class CharTokenizer(PreTrainedTokenizer):
     def _build_vocab(characters: str | None, specials: list[str]) -> dict[str, int]:
         if not isinstance(characters, str) or not characters:
             raise ValueError(
-                f"CharTokenizer: characters={characters!r} is invalid; "
-                "expected a non-empty string (the alphabet)."
+                f"CharTokenizer: characters={characters!r} is invalid; expected a non-empty string (the alphabet)."
             )
         repeated = sorted({ch for ch in characters if characters.count(ch) > 1})
         if repeated:
-            raise ValueError(
-                f"CharTokenizer: characters={characters!r} repeats {repeated}; expected each once."
-            )
+            raise ValueError(f"CharTokenizer: characters={characters!r} repeats {repeated}; expected each once.")
         clashes = [ch for ch in characters if ch in specials]
         if clashes:
             raise ValueError(f"CharTokenizer: characters={characters!r} contains special tokens {clashes}.")
@@ -139,9 +136,7 @@ class CharTokenizer(PreTrainedTokenizer):
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
         if not os.path.isdir(save_directory):
-            raise ValueError(
-                f"CharTokenizer: save_directory={save_directory!r} is not an existing directory."
-            )
+            raise ValueError(f"CharTokenizer: save_directory={save_directory!r} is not an existing directory.")
         name = (f"{filename_prefix}-" if filename_prefix else "") + VOCAB_FILES_NAMES["vocab_file"]
         path = os.path.join(save_directory, name)
         with open(path, "w", encoding="utf-8") as handle:

@@ -25,7 +25,6 @@ from .trainer_internals import TrainerInternalsMixin, mark_scheduler_created
 logger = logging.get_logger(__name__)
 
 
-
 class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
     """`Trainer` with complete-marked checkpoints, preemption handling, bounded evaluation, micro-batching,
     length bucketing and the step schedule (see the module docstring)."""
@@ -41,7 +40,8 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
             raise ValueError(
                 f"per_device_batch_size={self.args.per_device_batch_size} / length_bucketed_sampling="
                 f"{self.args.length_bucketed_sampling} are not allowed with a streamed training set "
-                f"({type(self.train_dataset).__name__}); they need a map-style dataset of rows")
+                f"({type(self.train_dataset).__name__}); they need a map-style dataset of rows"
+            )
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """`lr_sched_steps` set: the step schedule (`step_schedule`); otherwise `lr_scheduler_type`'s."""
@@ -56,8 +56,9 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
             mark_scheduler_created(self)
         return super().create_scheduler(num_training_steps, optimizer)
 
-    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
-                 metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
         n = getattr(self.args, "max_eval_batches", None)
         ds = eval_dataset if eval_dataset is not None else self.eval_dataset
         if n is not None and ds is not None and hasattr(ds, "select"):

@@ -39,7 +39,8 @@ def loss_is_scaled_for_accumulation(trainer: Any, num_items_in_batch: Any) -> bo
     scaled = getattr(trainer, "loss_is_scaled_for_ga", None)
     if scaled is None:
         scaled = (trainer.model_accepts_loss_kwargs and num_items_in_batch is not None) or (
-            trainer.compute_loss_func is not None)
+            trainer.compute_loss_func is not None
+        )
     return bool(scaled)
 
 
@@ -85,8 +86,9 @@ class TrainerInternalsMixin:
             super()._save_checkpoint(model, trial)
         finally:
             self.args.save_total_limit = limit
-        complete_checkpoint(folder, self.state.global_step, self.args.should_save, limit,
-                            self.state.best_model_checkpoint)
+        complete_checkpoint(
+            folder, self.state.global_step, self.args.should_save, limit, self.state.best_model_checkpoint
+        )
 
     def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
         if callable(getattr(data_collator, "rewrap", None)):
@@ -145,10 +147,12 @@ class GrowingEpochsMixin:
             values[6] = math.ceil(args.num_train_epochs * self.epoch_ledger.epoch_updates[0])
         return tuple(values)
 
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
-                             resume_from_checkpoint, trial):
-        epochs, skip = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs,
-                                                    resume_from_checkpoint, trial)
+    def _init_training_state(
+        self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    ):
+        epochs, skip = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
         led = self.epoch_ledger
         if resume_from_checkpoint is not None and led.epoch_starts:
             epoch = len(led.epoch_starts) - 1
@@ -160,8 +164,7 @@ class GrowingEpochsMixin:
                 skip = 0 if self.args.ignore_data_skip else done * self.args.gradient_accumulation_steps
         return epochs, skip
 
-    def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *args,
-                   **kwargs):
+    def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *args, **kwargs):
         steps_in_epoch = len(train_dataloader)  # the training set as it is now (rows may have been added)
         ga = self.args.gradient_accumulation_steps
         num_update_steps_per_epoch = max(1, math.ceil(steps_in_epoch / ga))
@@ -175,5 +178,6 @@ class GrowingEpochsMixin:
             total = led.epoch_starts[epoch] + left
             self.state.max_steps = total
             stretch_schedule(self.lr_scheduler, total)
-        return super()._run_epoch(model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch,
-                                  *args, **kwargs)
+        return super()._run_epoch(
+            model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *args, **kwargs
+        )

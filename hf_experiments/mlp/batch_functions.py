@@ -45,9 +45,7 @@ def parse_monomial(spec: str) -> dict[int, int]:
             )
         dim, power = int(m.group(1)), int(m.group(2) or 1)
         if power < 1:
-            raise ValueError(
-                f"target_monomials: power {power} in {spec!r} is invalid; expected an integer >= 1"
-            )
+            raise ValueError(f"target_monomials: power {power} in {spec!r} is invalid; expected an integer >= 1")
         out[dim] = out.get(dim, 0) + power
     return out
 
@@ -80,8 +78,7 @@ def powerlaw_hermite(
     for mono in monomials:
         if max(mono) >= dim:
             raise ValueError(
-                f"target_monomials: input index {max(mono)} is invalid for dim={dim}; expected "
-                f"indices in 0..{dim - 1}"
+                f"target_monomials: input index {max(mono)} is invalid for dim={dim}; expected indices in 0..{dim - 1}"
             )
     lam = powerlaw_eigenvalues(dim, alpha, offset)
     z = rng.standard_normal((n, dim))  # (n, dim) whitened

@@ -231,7 +231,5 @@ class MLPExperiment(Experiment):
             if isinstance(value, (int, float)):
                 metrics[f"grab_{name}"] = value
             elif isinstance(value, dict):
-                metrics.update(
-                    {f"grab_{name}/{k}": v for k, v in value.items() if isinstance(v, (int, float))}
-                )
+                metrics.update({f"grab_{name}/{k}": v for k, v in value.items() if isinstance(v, (int, float))})
         return metrics

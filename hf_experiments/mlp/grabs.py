@@ -130,9 +130,7 @@ class GrabCallback(TrainerCallback):
         write: bool = True,
     ) -> None:
         if every < 0:
-            raise ValueError(
-                f"grab_every={every!r} is invalid; expected an integer >= 0 (0 = only at the end)"
-            )
+            raise ValueError(f"grab_every={every!r} is invalid; expected an integer >= 0 (0 = only at the end)")
         self.grabs, self.every, self.context = dict(grabs), every, context
         self.out_path, self.write = Path(out_path), write
         self.records: dict[str, list[dict[str, Any]]] = {name: [] for name in self.grabs}
@@ -147,9 +145,7 @@ class GrabCallback(TrainerCallback):
         model.eval()
         try:
             for name, fn in self.grabs.items():
-                self.records[name].append(
-                    {"step": step, "value": to_jsonable(call_with_accepted(fn, kwargs))}
-                )
+                self.records[name].append({"step": step, "value": to_jsonable(call_with_accepted(fn, kwargs))})
         finally:
             model.train(was_training)
 

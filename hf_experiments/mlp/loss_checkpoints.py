@@ -27,9 +27,7 @@ def threshold_key(threshold: float, relative: bool) -> str:
 class LossThresholds:
     """EMA of the training loss and the first step it falls below each threshold (framework-free logic)."""
 
-    def __init__(
-        self, thresholds: Sequence[float], relative: bool = False, ema_smoother: float = 0.9
-    ) -> None:
+    def __init__(self, thresholds: Sequence[float], relative: bool = False, ema_smoother: float = 0.9) -> None:
         if not 0.0 <= ema_smoother < 1.0:
             raise ValueError(f"ema_smoother={ema_smoother!r} is invalid; expected a number in [0, 1)")
         for t in thresholds:

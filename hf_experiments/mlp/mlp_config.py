@@ -37,35 +37,24 @@ class MLPModelArguments:
         default=1.0,
         metadata={"help": "Output rescale f -> f/gamma; lr -> lr*gamma^2 (gamma<1) or lr*gamma (gamma>1)."},
     )
-    centering: bool = field(
-        default=False, metadata={"help": "Subtract the output of the frozen initial network."}
-    )
-    init_gain: float = field(
-        default=1.0, metadata={"help": "Weight scale g: N(0, g^2/fan_in) (N(0, g^2) for ntk)."}
-    )
+    centering: bool = field(default=False, metadata={"help": "Subtract the output of the frozen initial network."})
+    init_gain: float = field(default=1.0, metadata={"help": "Weight scale g: N(0, g^2/fan_in) (N(0, g^2) for ntk)."})
     mup_base_width: int = bounded(64, "muP base width: muP equals standard at this width.", lo=1)
-    readout_zero_init: bool = field(
-        default=False, metadata={"help": "muP: start the readout weights at zero."}
-    )
+    readout_zero_init: bool = field(default=False, metadata={"help": "muP: start the readout weights at zero."})
 
 
 @dataclass
 class MLPDataArguments:
     """Where each step's samples come from (seed names ONLINE, N_SAMPLES, N_TEST lower-cased)."""
 
-    online: bool = field(
-        default=True, metadata={"help": "Fresh samples every step (else one fixed training set)."}
-    )
-    n_samples: int = bounded(
-        1024, "Samples per step (online) or training-set size (offline, full batch).", lo=1
-    )
+    online: bool = field(default=True, metadata={"help": "Fresh samples every step (else one fixed training set)."})
+    n_samples: int = bounded(1024, "Samples per step (online) or training-set size (offline, full batch).", lo=1)
     n_test: int = bounded(10_000, "Test-set size (drawn once from the batch function).", lo=1)
     trial: int = bounded(0, "Trial index: with seed, picks the data and the initial weights.", lo=0)
     batch_fn: str = field(
         default="powerlaw_hermite",
         metadata={
-            "help": "Built-in batch function name, or an import path 'package.module:function' / "
-            "'file.py:function'."
+            "help": "Built-in batch function name, or an import path 'package.module:function' / 'file.py:function'."
         },
     )
     batch_fn_kwargs: dict | str | None = field(
@@ -76,10 +65,7 @@ class MLPDataArguments:
     offset: float = bounded(3.0, "powerlaw_hermite: offset of the power law.", lo=0.0)
     target_monomials: list[str] = field(
         default_factory=lambda: ["0"],
-        metadata={
-            "help": "powerlaw_hermite: target = mean of Hermite monomials, each 'i^k*j' = "
-            "He_k(z_i) He_1(z_j)."
-        },
+        metadata={"help": "powerlaw_hermite: target = mean of Hermite monomials, each 'i^k*j' = He_k(z_i) He_1(z_j)."},
     )
     noise_std: float = bounded(0.0, "powerlaw_hermite: Gaussian label noise.", lo=0.0)
 
@@ -94,27 +80,20 @@ class MLPTrainingArguments(ExperimentTrainingArguments):
         metadata={"help": "Base learning rate (seed LR); rescaled by gamma and, under muP, per layer."},
     )
     optim: OptimizerNames | str = field(default="sgd", metadata={"help": "Optimizer (seed: SGD)."})
-    lr_scheduler_type: SchedulerType | str = field(
-        default="constant", metadata={"help": "Learning-rate schedule."}
-    )
+    lr_scheduler_type: SchedulerType | str = field(default="constant", metadata={"help": "Learning-rate schedule."})
     max_steps: int = field(default=100_000, metadata={"help": "Most optimizer steps (seed MAX_ITER)."})
-    per_device_eval_batch_size: int = field(
-        default=1024, metadata={"help": "Test samples per evaluation batch."}
-    )
+    per_device_eval_batch_size: int = field(default=1024, metadata={"help": "Test samples per evaluation batch."})
     loss_checkpoints: list[float] | None = field(
         default_factory=lambda: [0.15, 0.1],
         metadata={
-            "help": "Loss thresholds: record the first step the EMA training loss is below each; "
-            "stop when all are."
+            "help": "Loss thresholds: record the first step the EMA training loss is below each; stop when all are."
         },
     )
     loss_checkpoints_relative: bool = field(
         default=False, metadata={"help": "Read loss_checkpoints as fractions of the initial loss."}
     )
     ema_smoother: float = prob(0.9, "EMA constant of the training loss (0 = no smoothing).")
-    stop_at_loss_checkpoints: bool = field(
-        default=True, metadata={"help": "Stop once every threshold is crossed."}
-    )
+    stop_at_loss_checkpoints: bool = field(default=True, metadata={"help": "Stop once every threshold is crossed."})
     grabs: list[str] | None = field(
         default=None,
         metadata={
@@ -123,6 +102,4 @@ class MLPTrainingArguments(ExperimentTrainingArguments):
             "or 'alias=package.module:function'."
         },
     )
-    grab_every: int = bounded(
-        0, "Evaluate the grabs every N steps (and at step 0); 0 = only at the end.", lo=0
-    )
+    grab_every: int = bounded(0, "Evaluate the grabs every N steps (and at step 0); 0 = only at the end.", lo=0)

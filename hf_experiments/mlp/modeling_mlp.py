@@ -147,9 +147,7 @@ class MLP(PreTrainedModel):
                 net = MLPNetwork(cfg, width=width)
             return {f"net.{name}": p.shape for name, p in net.named_parameters()}
 
-        set_base_shapes(
-            self, shapes(cfg.mup_base_width), delta=shapes(cfg.mup_base_width + 1), rescale_params=False
-        )
+        set_base_shapes(self, shapes(cfg.mup_base_width), delta=shapes(cfg.mup_base_width + 1), rescale_params=False)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

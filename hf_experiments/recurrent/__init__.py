@@ -21,5 +21,12 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["InterventionConfig", "RecurrentConfig", "RecurrentIntervention", "RecurrentOutput", "RecurrentSeq2Seq",
-           "exact_match", "token_loss"]
+__all__ = [
+    "InterventionConfig",
+    "RecurrentConfig",
+    "RecurrentIntervention",
+    "RecurrentOutput",
+    "RecurrentSeq2Seq",
+    "exact_match",
+    "token_loss",
+]

@@ -47,11 +47,7 @@ class InterventionConfig(PreTrainedConfig):
         if self.n_positions < 1:
             raise ValueError(f"InterventionConfig: n_positions={self.n_positions} is invalid; expected >= 1")
         if not 0.0 <= self.swap_prob <= 1.0:
-            raise ValueError(
-                f"InterventionConfig: swap_prob={self.swap_prob} is invalid; expected a value in [0, 1]"
-            )
+            raise ValueError(f"InterventionConfig: swap_prob={self.swap_prob} is invalid; expected a value in [0, 1]")
         if self.probe_layers < 1:
-            raise ValueError(
-                f"InterventionConfig: probe_layers={self.probe_layers} is invalid; expected >= 1"
-            )
+            raise ValueError(f"InterventionConfig: probe_layers={self.probe_layers} is invalid; expected >= 1")
         super().__post_init__(**kwargs)

@@ -48,8 +48,7 @@ class RecurrentConfig(PreTrainedConfig):
                 raise ValueError(f"RecurrentConfig: {name}={value!r} is invalid; expected an integer >= 1")
         if self.embedding_size is not None and self.embedding_size < 1:
             raise ValueError(
-                f"RecurrentConfig: embedding_size={self.embedding_size!r} is invalid; "
-                "expected an integer >= 1 or None"
+                f"RecurrentConfig: embedding_size={self.embedding_size!r} is invalid; expected an integer >= 1 or None"
             )
         if self.cell not in CELLS:
             raise ValueError(f"RecurrentConfig: cell={self.cell!r} is invalid; expected one of {CELLS}")

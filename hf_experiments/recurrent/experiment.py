@@ -140,9 +140,7 @@ class InterventionExperiment(Experiment):
             )
         rc = RecurrentConfig.from_pretrained(str(path))
         if rc.n_symbols != cfg.data.n_symbols:
-            raise ConfigError(
-                "n_symbols", cfg.data.n_symbols, f"{rc.n_symbols}, the trained model's alphabet"
-            )
+            raise ConfigError("n_symbols", cfg.data.n_symbols, f"{rc.n_symbols}, the trained model's alphabet")
 
     def build_data(self) -> DatasetDict:
         return load_repeat_data(self.cfg, splits=("train", *EVAL_SETS))
@@ -151,8 +149,14 @@ class InterventionExperiment(Experiment):
         m, d = self.cfg.model, self.cfg.data
         rnn = RecurrentSeq2Seq.from_pretrained(m.gru_model)
         torch.manual_seed(self.cfg.training.seed)
-        config = model_config(InterventionConfig, m, drop=("gru_model", "intervention"), method=m.intervention,
-                              n_positions=d.max_len, recurrent=rnn.config.to_dict())
+        config = model_config(
+            InterventionConfig,
+            m,
+            drop=("gru_model", "intervention"),
+            method=m.intervention,
+            n_positions=d.max_len,
+            recurrent=rnn.config.to_dict(),
+        )
         model = RecurrentIntervention(config, rnn=rnn)  # the RNN keeps its trained weights; only the rest is new
         if self.cfg.run.init_checkpt:
             load_init_weights(model, self.cfg.run.init_checkpt)

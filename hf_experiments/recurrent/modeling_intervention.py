@@ -123,9 +123,7 @@ class LinearSwapIntervention(nn.Module):
 class OnionIntervention(nn.Module):
     """Adds back one position's symbol at that position's magnitude (module docstring)."""
 
-    def __init__(
-        self, state_size: int, n_symbols: int, linear_term: bool = True, fixed_scale: bool = False
-    ) -> None:
+    def __init__(self, state_size: int, n_symbols: int, linear_term: bool = True, fixed_scale: bool = False) -> None:
         super().__init__()
         self.embedding = nn.Embedding(n_symbols, state_size)
         self.g = nn.Parameter(torch.ones(state_size))
@@ -144,9 +142,7 @@ class OnionIntervention(nn.Module):
         p = pos.to(self.g.dtype)[:, None]
         return self.g * self.gamma.pow(p) + p * self.lin + self.b
 
-    def forward(
-        self, h: torch.Tensor, pos: torch.Tensor, old: torch.Tensor, new: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, pos: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """Repair `h` `(B, S)` whose input had `new` instead of `old` at `pos` (all `(B,)`)."""
         delta = self.embedding(old).tanh() - self.embedding(new).tanh()  # (B, S)
         return h + delta * self.scale(pos)
@@ -199,9 +195,7 @@ class RecurrentIntervention(PreTrainedModel):
         if config.method == "linear":
             self.intervention = LinearSwapIntervention(S, config.n_positions, config.mask_reg)
         elif config.method == "onion":
-            self.intervention = OnionIntervention(
-                S, rc.n_symbols, config.onion_linear_term, config.onion_fixed_scale
-            )
+            self.intervention = OnionIntervention(S, rc.n_symbols, config.onion_linear_term, config.onion_fixed_scale)
         elif config.method == "probe_mlp":
             self.intervention = MLPProbe(S, rc.n_symbols, config.n_positions, config.probe_layers)
         else:
@@ -212,9 +206,7 @@ class RecurrentIntervention(PreTrainedModel):
     @classmethod
     def around(cls, rnn: RecurrentSeq2Seq, method: str, n_positions: int, **options) -> RecurrentIntervention:
         """Wrap a trained RNN (its weights are kept; only the intervention is new)."""
-        config = InterventionConfig(
-            recurrent=rnn.config.to_dict(), method=method, n_positions=n_positions, **options
-        )
+        config = InterventionConfig(recurrent=rnn.config.to_dict(), method=method, n_positions=n_positions, **options)
         return cls(config, rnn=rnn)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -233,9 +225,7 @@ class RecurrentIntervention(PreTrainedModel):
         if self.training:
             return None
         g = torch.Generator(device=input_ids.device)
-        g.manual_seed(
-            self.config.eval_seed * 1_000_003 + int(input_ids.clamp(min=0).sum()) + input_ids.numel()
-        )
+        g.manual_seed(self.config.eval_seed * 1_000_003 + int(input_ids.clamp(min=0).sum()) + input_ids.numel())
         return g
 
     def forward(
@@ -259,9 +249,7 @@ class RecurrentIntervention(PreTrainedModel):
             if method == "linear":
                 corrupted, partner, swap = pair_swap_corruption(input_ids, length, self.config.swap_prob, gen)
             else:
-                corrupted, pos, old, new = replace_one_corruption(
-                    input_ids, length, self.rnn.config.n_symbols, gen
-                )
+                corrupted, pos, old, new = replace_one_corruption(input_ids, length, self.rnn.config.n_symbols, gen)
             with torch.no_grad():
                 state = self.rnn.encode(corrupted, length)
             if method == "linear":

@@ -36,9 +36,7 @@ def token_loss(
 ) -> torch.Tensor:
     """Cross-entropy over the labelled tokens (-100 = none): mean over this batch, or sum /
     `num_items_in_batch`."""
-    total = F.cross_entropy(
-        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
-    )
+    total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
     if num_items_in_batch is None:
         return total / labels.ne(-100).sum().clamp(min=1)
     return total / num_items_in_batch
@@ -83,9 +81,7 @@ class RecurrentSeq2Seq(RecurrentPreTrainedModel):
 
     def _unflatten_state(self, flat: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        parts = flat.view(flat.shape[0], -1, c.n_layers, c.state_size).permute(
-            1, 2, 0, 3
-        )  # (k, layers, B, H)
+        parts = flat.view(flat.shape[0], -1, c.n_layers, c.state_size).permute(1, 2, 0, 3)  # (k, layers, B, H)
         parts = [p.contiguous() for p in parts]
         return (parts[0], parts[1]) if c.cell == "lstm" else parts[0]
 

@@ -23,8 +23,7 @@ class RepeatModelArguments:
     no_input: bool = field(
         default=False,
         metadata={
-            "help": "Decoder reads a constant 'no input' token instead of the previous symbol "
-            "(teacher forcing)."
+            "help": "Decoder reads a constant 'no input' token instead of the previous symbol (teacher forcing)."
         },
     )
 
@@ -41,9 +40,7 @@ class RepeatDataArguments:
     n_valid: int = bounded(5000, "Sequences of the main validation set.", lo=1)
     n_valid_extra: int = bounded(1000, "Sequences of each extra validation set (longer / no repeats).", lo=0)
     heldout_fraction: float = prob(0.2, "Share of all sequences reserved for validation (never trained on).")
-    generation_seed: int = field(
-        default=0, metadata={"help": "Seed of the generated data (not of training)."}
-    )
+    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated data (not of training)."})
     dataset_path: str | None = field(
         default=None,
         metadata={
@@ -81,9 +78,7 @@ class InterventionModelArguments:
     )
     mask_reg: float = bounded(0.001, "linear: weight of the pull towards 'no position'.", lo=0.0)
     swap_prob: float = prob(0.5, "linear: probability that a position is swapped between partners.")
-    onion_linear_term: bool = field(
-        default=True, metadata={"help": "onion: add the p * lambda magnitude term."}
-    )
+    onion_linear_term: bool = field(default=True, metadata={"help": "onion: add the p * lambda magnitude term."})
     onion_fixed_scale: bool = field(default=False, metadata={"help": "onion: gamma fixed at 1, no lambda."})
     probe_layers: int = bounded(1, "probe_mlp: layers.", lo=1)
     eval_seed: int = field(default=0, metadata={"help": "Seed of the corruptions during evaluation."})

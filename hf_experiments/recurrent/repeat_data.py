@@ -50,9 +50,7 @@ class RepeatDataSpec:
                 f"repeated symbols are at most n_symbols={self.n_symbols} long"
             )
         if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(
-                f"heldout_fraction={self.heldout_fraction} is not allowed; use a value in (0, 1)"
-            )
+            raise ValueError(f"heldout_fraction={self.heldout_fraction} is not allowed; use a value in (0, 1)")
         for name in ("n_train", "n_valid", "n_valid_extra"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} is not allowed; use a count >= 0")
@@ -171,20 +169,14 @@ def to_list_array(tokens: np.ndarray, lengths: np.ndarray) -> pa.Array:
 def split_specs(spec: RepeatDataSpec) -> dict[str, dict]:
     """Name -> (count, lengths, repeats, heldout, seed offset) of every split the spec asks for."""
     out = {
-        "train": dict(
-            n=spec.n_train, lens=(spec.min_len, spec.max_len), rep=spec.with_repeats, heldout=False
-        ),
+        "train": dict(n=spec.n_train, lens=(spec.min_len, spec.max_len), rep=spec.with_repeats, heldout=False),
         "valid": dict(n=spec.n_valid, lens=(spec.min_len, spec.max_len), rep=spec.with_repeats, heldout=True),
     }
     if spec.with_repeats and spec.max_len <= spec.n_symbols:
-        out["valid_norepeat"] = dict(
-            n=spec.n_valid_extra, lens=(spec.min_len, spec.max_len), rep=False, heldout=True
-        )
+        out["valid_norepeat"] = dict(n=spec.n_valid_extra, lens=(spec.min_len, spec.max_len), rep=False, heldout=True)
     for extra in (1, 2):
         L = spec.max_len + extra
-        out[f"valid_longer_{extra}"] = dict(
-            n=spec.n_valid_extra, lens=(L, L), rep=spec.with_repeats, heldout=True
-        )
+        out[f"valid_longer_{extra}"] = dict(n=spec.n_valid_extra, lens=(L, L), rep=spec.with_repeats, heldout=True)
     if spec.with_repeats and spec.max_len + 1 <= spec.n_symbols:
         L = spec.max_len + 1
         out["valid_longer_1_norepeat"] = dict(n=spec.n_valid_extra, lens=(L, L), rep=False, heldout=True)

@@ -66,9 +66,7 @@ def run_sweep(
             else:
                 from .engines import get_engine
 
-                codes = get_engine(engine, sweep.dir, dict(engine_options or {})).run(
-                    todo, cwd=str(Path.cwd())
-                )
+                codes = get_engine(engine, sweep.dir, dict(engine_options or {})).run(todo, cwd=str(Path.cwd()))
     df = collect_results(sweep, codes)
     plots = plot_results(sweep, df)
     counts = df["status"].value_counts().to_dict()
@@ -130,9 +128,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Run finished jobs again too (their old folders are moved aside).",
     )
-    p.add_argument(
-        "--name", default=None, help="Sweep folder name (default: exp_name, else the config's stem)."
-    )
+    p.add_argument("--name", default=None, help="Sweep folder name (default: exp_name, else the config's stem).")
     return p
 
 

@@ -27,9 +27,7 @@ def _log(job: Job) -> str:
 class SubmititEngine:
     """Jobs as a submitit job array: SLURM (``cluster="slurm"``), or ``local``/``debug`` to try it here."""
 
-    def __init__(
-        self, folder: str | Path, cluster: str = "slurm", wait: bool = True, **parameters: Any
-    ) -> None:
+    def __init__(self, folder: str | Path, cluster: str = "slurm", wait: bool = True, **parameters: Any) -> None:
         import submitit
 
         self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
@@ -86,9 +84,7 @@ class RayEngine:
             )
         try:
             gpus = (
-                self.num_gpus
-                if self.num_gpus is not None
-                else (1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0)
+                self.num_gpus if self.num_gpus is not None else (1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0)
             )
             remote = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus)(run_job_subprocess)
             refs = {job.name: remote.remote(str(job.config_path), cwd, None, _log(job)) for job in jobs}
@@ -113,9 +109,7 @@ def get_engine(name: str, sweep_dir: str | Path, options: Mapping[str, Any]) -> 
         return SubmititEngine(Path(sweep_dir) / "submitit", cluster=cluster, **options)
     if name == "ray":
         return RayEngine(**options)
-    raise ValueError(
-        f"engine={name!r} is invalid; expected local, slurm, submitit_local, submitit_debug or ray"
-    )
+    raise ValueError(f"engine={name!r} is invalid; expected local, slurm, submitit_local, submitit_debug or ray")
 
 
 __all__ = ["RayEngine", "SubmititEngine", "get_engine"]

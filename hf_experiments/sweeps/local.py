@@ -57,9 +57,7 @@ def run_job_subprocess(
         return subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
-        return subprocess.run(
-            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
-        ).returncode
+        return subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
 
 
 def default_devices() -> list[str]:
@@ -85,9 +83,7 @@ def run_local(
         for job in jobs:
             print(f"[sweep] job {job.index}: {job.name}", flush=True)
             if devices and devices[0] != "cpu":
-                codes[job.name] = run_job_subprocess(
-                    str(job.config_path), cwd, devices[0], _log_path(log_dir, job)
-                )
+                codes[job.name] = run_job_subprocess(str(job.config_path), cwd, devices[0], _log_path(log_dir, job))
             else:
                 codes[job.name] = run_in_process(job)
         return codes

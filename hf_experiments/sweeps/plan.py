@@ -56,9 +56,7 @@ def _config_keys(experiment: str) -> set[str]:
 
     exp = get_experiment(experiment)
     return {
-        f.name
-        for d in (RunArguments, exp.model_args, exp.data_args, exp.training_args)
-        for f in dataclasses.fields(d)
+        f.name for d in (RunArguments, exp.model_args, exp.data_args, exp.training_args) for f in dataclasses.fields(d)
     }
 
 
@@ -163,9 +161,7 @@ def plan_sweep(config: Mapping[str, Any], name: str | None = None) -> Sweep:
             "save_root": str(save_root),
             "seed": seed,
         }
-        jobs.append(
-            Job(i, values, jname, seed, job_cfg, sweep_dir / "jobs" / f"{jname}.json", sweep_dir / jname)
-        )
+        jobs.append(Job(i, values, jname, seed, job_cfg, sweep_dir / "jobs" / f"{jname}.json", sweep_dir / jname))
     return Sweep(sweep_name, sweep_dir, grid, jobs, list(metrics), config)
 
 

@@ -42,9 +42,7 @@ def collect_results(sweep: Sweep, codes: Mapping[str, int] | None = None):
 
     rows = []
     for job in sweep.jobs:
-        row: dict[str, Any] = {
-            k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in job.values.items()
-        }
+        row: dict[str, Any] = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in job.values.items()}
         row.update(job=job.name, seed=job.seed, status=job_status(job, (codes or {}).get(job.name)))
         if job.finished:
             metrics = json.loads((job.run_dir / "metrics.json").read_text())
@@ -86,9 +84,7 @@ def plot_results(sweep: Sweep, df) -> list[Path]:
                     stats = sub.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
                     label = label if isinstance(label, tuple) else (label,)
                     text = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or metric
-                    ax.errorbar(
-                        stats[x], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=text
-                    )
+                    ax.errorbar(stats[x], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=text)
                 xs = done[x].to_numpy(dtype=float)
                 if (xs > 0).all() and xs.max() / xs.min() >= 10:
                     ax.set_xscale("log", base=2 if np.allclose(np.log2(xs), np.round(np.log2(xs))) else 10)

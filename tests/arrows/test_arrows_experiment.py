@@ -137,10 +137,7 @@ def _brute_force_weights(m: np.ndarray, backward: bool) -> list[int]:
         target = order[pos]
         seen = order[:pos]
         for size in range(1, len(seen) + 1):
-            if any(
-                (bits[:, list(s)].sum(1) % 2 == bits[:, target]).all()
-                for s in itertools.combinations(seen, size)
-            ):
+            if any((bits[:, list(s)].sum(1) % 2 == bits[:, target]).all() for s in itertools.combinations(seen, size)):
                 out[target % n] = size
                 break
     return [out[r] for r in range(n)]
@@ -165,9 +162,7 @@ def test_relative_gap_and_mean_std_curves():
     assert relative_gap(2.0, 3.0) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="forward"):
         relative_gap(0.0, 1.0)
-    c = mean_std_curves(
-        [(np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0])), (np.array([2, 3]), np.array([4.0, 5.0]))]
-    )
+    c = mean_std_curves([(np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0])), (np.array([2, 3]), np.array([4.0, 5.0]))])
     assert c["step"] == [2, 3] and c["mean"] == [3.0, 4.0] and c["std"] == [1.0, 1.0]
 
 
@@ -201,15 +196,9 @@ def test_per_position_file_has_one_entry_per_predicted_position(tiny_runs):
 
 def test_compare_script_reports_the_gap_of_two_real_runs(tiny_runs, tmp_path):
     compare = _script("arrows_compare")
-    assert (
-        compare.main([str(tiny_runs["forward"]), str(tiny_runs["backward"]), "--out", str(tmp_path / "c")])
-        == 0
-    )
+    assert compare.main([str(tiny_runs["forward"]), str(tiny_runs["backward"]), "--out", str(tmp_path / "c")]) == 0
     res = json.loads((tmp_path / "c.json").read_text())
-    f, b = (
-        json.loads((tiny_runs[d] / "metrics.json").read_text())["mean_token_loss"]
-        for d in ("forward", "backward")
-    )
+    f, b = (json.loads((tiny_runs[d] / "metrics.json").read_text())["mean_token_loss"] for d in ("forward", "backward"))
     assert res["forward_mean_loss"] == pytest.approx(f) and res["backward_mean_loss"] == pytest.approx(b)
     assert res["relative_gap"] == pytest.approx((b - f) / f)
     assert (tmp_path / "c.png").stat().st_size > 0
@@ -283,9 +272,7 @@ def test_sweep_trains_both_directions_per_matrix_and_skips_finished_jobs(tmp_pat
         assert int(m.sum()) - N == r["k"]
         other = next(o for o in rows if o["matrix"] == r["matrix"] and o["direction"] != r["direction"])
         f, b = (r, other) if r["direction"] == "forward" else (other, r)
-        assert r["relative_gap"] == pytest.approx(
-            (b["mean_token_loss"] - f["mean_token_loss"]) / f["mean_token_loss"]
-        )
+        assert r["relative_gap"] == pytest.approx((b["mean_token_loss"] - f["mean_token_loss"]) / f["mean_token_loss"])
     assert (tmp_path / "sw" / "sweep.csv").read_text().count("\n") == 5
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "sw").glob("*/metrics.json")}
     assert script.main(argv) == 0
@@ -307,8 +294,5 @@ def test_shipped_linear_configs_backward_is_harder(tmp_path):
     for proc in procs.values():
         out, _ = proc.communicate(timeout=3600)
         assert proc.returncode == 0, out[-3000:]
-    loss = {
-        d: json.loads((tmp_path / f"linear_{d}" / "metrics.json").read_text())["mean_token_loss"]
-        for d in procs
-    }
+    loss = {d: json.loads((tmp_path / f"linear_{d}" / "metrics.json").read_text())["mean_token_loss"] for d in procs}
     assert loss["backward"] > loss["forward"] * 1.05, loss

@@ -106,8 +106,7 @@ def test_presets():
         "embed_dim": 768,
     }
     sizes = {
-        name: (gpt_preset(name)["n_layers"], gpt_preset(name)["embed_dim"])
-        for name in ("tiny", "small", "medium")
+        name: (gpt_preset(name)["n_layers"], gpt_preset(name)["embed_dim"]) for name in ("tiny", "small", "medium")
     }
     assert sizes == {"tiny": (2, 64), "small": (4, 128), "medium": (6, 256)}
     for name in ("gpt1", "tiny", "small", "medium"):
@@ -196,9 +195,7 @@ def test_gradient_accumulation_matches_full_batch(model, batch):
     full = model(batch, labels=labels).loss
     full_grad = torch.autograd.grad(full, model.transformer.wpe.weight)[0]
     n_items = torch.tensor(int((labels[:, 1:] != -100).sum()))
-    parts = [
-        model(batch[s], labels=labels[s], num_items_in_batch=n_items).loss for s in (slice(0, 1), slice(1, 3))
-    ]
+    parts = [model(batch[s], labels=labels[s], num_items_in_batch=n_items).loss for s in (slice(0, 1), slice(1, 3))]
     accumulated = parts[0] + parts[1]
     torch.testing.assert_close(accumulated, full)
     torch.testing.assert_close(torch.autograd.grad(accumulated, model.transformer.wpe.weight)[0], full_grad)

@@ -227,8 +227,6 @@ def test_cli_names_dataset_after_matrix_and_stores_it(tmp_path):
     parquet = "data/train-00000-of-00001.parquet"
     assert (again / parquet).read_bytes() == (folder / parquet).read_bytes()
     flipped = tmp_path / "flipped"
-    make_linear.main(
-        ["--out", str(flipped), "--matrix", str(folder / "matrix.npy"), "--num_flips", "2", *args[4:]]
-    )
+    make_linear.main(["--out", str(flipped), "--matrix", str(folder / "matrix.npy"), "--num_flips", "2", *args[4:]])
     assert (np.load(flipped / "matrix.npy") != M).sum() == 2
     assert (flipped / parquet).read_bytes() != (folder / parquet).read_bytes()

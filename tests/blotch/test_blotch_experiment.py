@@ -156,5 +156,10 @@ def test_the_originals_schedule_excludes_the_step_schedule(tmp_path):
     from hf_experiments.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="lr_decay_power"):  # an experiment's own schedule: not both
-        BlotchTrainingArguments(output_dir=str(tmp_path), lr_decay_power=0.5, lr_sched_steps=[3],
-                                lr_scheduler_type="constant", report_to="none")
+        BlotchTrainingArguments(
+            output_dir=str(tmp_path),
+            lr_decay_power=0.5,
+            lr_sched_steps=[3],
+            lr_scheduler_type="constant",
+            report_to="none",
+        )

@@ -110,9 +110,7 @@ def test_positions_default_to_the_attention_mask_and_dropout_on_posencs():
             model(padded, attention_mask=mask).logits[:, 3:], model(row).logits, rtol=1e-5, atol=1e-5
         )
     drop = tiny(posenc_drop_p=0.5).train()
-    assert not torch.equal(
-        drop.transformer.wpe(torch.arange(8)[None]), drop.transformer.wpe(torch.arange(8)[None])
-    )
+    assert not torch.equal(drop.transformer.wpe(torch.arange(8)[None]), drop.transformer.wpe(torch.arange(8)[None]))
 
 
 @torch.no_grad()
@@ -123,15 +121,11 @@ def test_loss_label_smoothing_and_token_normalisation():
     labels[:, :6] = -100
     logits = model(ids).logits[..., : len(TOK)]
     plain = F.cross_entropy(logits[:, :-1].reshape(-1, len(TOK)), labels[:, 1:].reshape(-1))
-    assert float(model(ids, labels=labels).loss) == pytest.approx(
-        float(plain), rel=1e-5
-    )  # eval: no smoothing
+    assert float(model(ids, labels=labels).loss) == pytest.approx(float(plain), rel=1e-5)  # eval: no smoothing
     model.train()
     model.transformer.drop.p = 0.0
     smoothed = model(ids, labels=labels).loss
-    expected = F.cross_entropy(
-        logits[:, :-1].reshape(-1, len(TOK)), labels[:, 1:].reshape(-1), label_smoothing=0.1
-    )
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, len(TOK)), labels[:, 1:].reshape(-1), label_smoothing=0.1)
     assert float(smoothed) == pytest.approx(float(expected), rel=1e-5)
     n = int((labels[:, 1:] != -100).sum())
     summed = causal_lm_loss(logits, labels, num_items_in_batch=torch.tensor(2 * n))

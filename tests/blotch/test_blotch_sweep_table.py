@@ -20,8 +20,10 @@ def _table_module():
 
 
 def _history(run: Path, lengths: list[float]) -> None:
-    rows = [{"epoch": i, "step": 10 * i, "rows": 8, "mean_solution_length": x, "val_answer_acc": None}
-            for i, x in enumerate(lengths)]
+    rows = [
+        {"epoch": i, "step": 10 * i, "rows": 8, "mean_solution_length": x, "val_answer_acc": None}
+        for i, x in enumerate(lengths)
+    ]
     write_history(rows, run / "cache_history.csv")
 
 

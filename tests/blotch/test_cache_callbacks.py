@@ -102,8 +102,14 @@ def test_plateau_schedule_counts_only_epochs_since_the_last_round_and_keeps_the_
 
 
 def test_epoch_means_come_from_the_logged_losses_of_each_epoch():
-    history = [{"step": 2, "loss": 4.0}, {"step": 4, "loss": 2.0}, {"step": 4, "eval_loss": 9.0},
-               {"step": 6, "loss": 1.0}, {"step": 8, "loss": 3.0}, {"step": 9, "aug/kept": 3}]
+    history = [
+        {"step": 2, "loss": 4.0},
+        {"step": 4, "loss": 2.0},
+        {"step": 4, "eval_loss": 9.0},
+        {"step": 6, "loss": 1.0},
+        {"step": 8, "loss": 3.0},
+        {"step": 9, "aug/kept": 3},
+    ]
     assert epoch_mean_losses(history, [0, 4, 9], [4, 5, 2]) == [3.0, 2.0, None]
 
 
@@ -159,11 +165,32 @@ def trained(tmp_path_factory):
     shorter solutions at higher blotch levels, so the callbacks have something to keep."""
     tmp = tmp_path_factory.mktemp("trained")
     cfg = write_config(
-        tmp / "m.json", experiment="blotch", max_num=9, max_ents=3, init_samples=800, val_samples=50,
-        ood_samples=0, d_model=32, n_heads=4, n_layers=2, h_mult=2, max_posencs=64, blotch_p_min=0.0,
-        blotch_p_max=0.6, n_btokens=4, batch_size=32, max_steps=400, logging_steps=100, save_steps=1000,
-        report_to="none", lr=0.003, warmup_steps=20, gen_eval_samples=8, max_eval_batches=1,
-        save_root=str(tmp / "out"))
+        tmp / "m.json",
+        experiment="blotch",
+        max_num=9,
+        max_ents=3,
+        init_samples=800,
+        val_samples=50,
+        ood_samples=0,
+        d_model=32,
+        n_heads=4,
+        n_layers=2,
+        h_mult=2,
+        max_posencs=64,
+        blotch_p_min=0.0,
+        blotch_p_max=0.6,
+        n_btokens=4,
+        batch_size=32,
+        max_steps=400,
+        logging_steps=100,
+        save_steps=1000,
+        report_to="none",
+        lr=0.003,
+        warmup_steps=20,
+        gen_eval_samples=8,
+        max_eval_batches=1,
+        save_root=str(tmp / "out"),
+    )
     res = run("--config", str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     from transformers import AutoModelForCausalLM
@@ -179,8 +206,7 @@ def test_star_adds_only_correct_shorter_new_rows(tmp_path, trained):
     problems, solutions = _rows(100, 1)
     cache = DataCache(TOK, problems, solutions, max_samples=1000)
     ctx = _context(tmp_path, model, cache, blotch_p=0.6, batch=64)
-    star = StarCallback(ctx, ManipulationSchedule(cache), PARAMS, exclude=set(problems), loops=4,
-                           temperature=0.7)
+    star = StarCallback(ctx, ManipulationSchedule(cache), PARAMS, exclude=set(problems), loops=4, temperature=0.7)
     merged, table, counts = star.apply(0, None)
     new = list(zip(cache.problems[100:], cache.solutions[100:]))
     assert merged.tried == 256 and len(new) == merged.kept == counts["added"] == len(table) > 0
@@ -228,7 +254,7 @@ def test_axing_removes_one_intermediate_step_never_problem_or_answer(tmp_path, t
         if cache.solutions[i] == solutions[i]:
             continue
         assert new[-1] == old[-1] and correct(problems[i], cache.solutions[i])
-        assert len(new) == len(old) - 1 and any(old[:j] + old[j + 1:] == new for j in range(len(old) - 1))
+        assert len(new) == len(old) - 1 and any(old[:j] + old[j + 1 :] == new for j in range(len(old) - 1))
     assert {r["problem"] for r in table} <= set(problems)
 
 
@@ -258,13 +284,43 @@ def test_bad_cache_configs_are_rejected(tmp_path, bad, key):
 # --------------------------------------------------------------------------------------------
 def _run_config(tmp_path: Path, name: str, **extra) -> Path:
     cfg = dict(
-        experiment="blotch", max_num=9, max_ents=3, init_samples=64, max_samples=96, val_samples=16,
-        ood_samples=0, d_model=16, n_heads=2, n_layers=1, h_mult=2, max_posencs=64, blotch_p_min=0.0,
-        blotch_p_max=0.4, n_btokens=3, drop_p=0.1, batch_size=16, per_device_eval_batch_size=16,
-        num_train_epochs=3, logging_steps=1, save_steps=4, save_total_limit=None, report_to="none", lr=0.01,
-        gen_eval_samples=4, max_eval_batches=1, axe_loops=1, axe_tol=10.0, abs_axe_tol=True, internalize_steps=1,
-        star_loops=1, aug_temp=1.0, manip_batch_size=8, history_eval_samples=8, dataloader_num_workers=0,
-        save_root=str(tmp_path / "out"))
+        experiment="blotch",
+        max_num=9,
+        max_ents=3,
+        init_samples=64,
+        max_samples=96,
+        val_samples=16,
+        ood_samples=0,
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        h_mult=2,
+        max_posencs=64,
+        blotch_p_min=0.0,
+        blotch_p_max=0.4,
+        n_btokens=3,
+        drop_p=0.1,
+        batch_size=16,
+        per_device_eval_batch_size=16,
+        num_train_epochs=3,
+        logging_steps=1,
+        save_steps=4,
+        save_total_limit=None,
+        report_to="none",
+        lr=0.01,
+        gen_eval_samples=4,
+        max_eval_batches=1,
+        axe_loops=1,
+        axe_tol=10.0,
+        abs_axe_tol=True,
+        internalize_steps=1,
+        star_loops=1,
+        aug_temp=1.0,
+        manip_batch_size=8,
+        history_eval_samples=8,
+        dataloader_num_workers=0,
+        save_root=str(tmp_path / "out"),
+    )
     return write_config(tmp_path / f"{name}.json", **{**cfg, **extra})
 
 
@@ -304,8 +360,10 @@ def test_killed_after_a_manipulation_and_resumed_equals_uninterrupted(tmp_path):
         assert list(csv.DictReader(f)) == list(csv.DictReader(g))
 
 
-@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
-                    reason="accelerate CLI not installed in this environment")
+@pytest.mark.skipif(
+    shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
+    reason="accelerate CLI not installed in this environment",
+)
 def test_two_ranks_end_every_round_with_the_same_cache(tmp_path):
     """Each round splits its rows over the two ranks (STaR samples with a per-rank seed); the run checks a
     digest of the cache on both ranks after every round and stops on a mismatch."""

@@ -114,22 +114,42 @@ class Recording(BlotchCacheTrainer):
 
 def tiny_model() -> BlotchModel:
     torch.manual_seed(0)
-    cfg = BlotchConfig(vocab_size=len(TOK), d_model=16, n_heads=2, h_mult=2, n_layers=1, max_posencs=64,
-                       drop_p=0.1, bos_token_id=TOK.bos_token_id, eos_token_id=TOK.eos_token_id,
-                       pad_token_id=TOK.pad_token_id)
+    cfg = BlotchConfig(
+        vocab_size=len(TOK),
+        d_model=16,
+        n_heads=2,
+        h_mult=2,
+        n_layers=1,
+        max_posencs=64,
+        drop_p=0.1,
+        bos_token_id=TOK.bos_token_id,
+        eos_token_id=TOK.eos_token_id,
+        pad_token_id=TOK.pad_token_id,
+    )
     return BlotchModel(cfg)
 
 
-def make_trainer(tmp_path, name: str, grow: int = 8, workers: int = 0, blotch_p: float = 0.3,
-                 **kw) -> tuple[Recording, DataCache]:
+def make_trainer(
+    tmp_path, name: str, grow: int = 8, workers: int = 0, blotch_p: float = 0.3, **kw
+) -> tuple[Recording, DataCache]:
     cache = DataCache(TOK, *rows(24), max_samples=200)
     args = BlotchTrainingArguments(
-        output_dir=str(tmp_path / name), per_device_train_batch_size=8, learning_rate=1e-2, report_to="none",
-        logging_steps=1, save_strategy="steps", save_steps=kw.pop("save_steps", 100), seed=0,
-        dataloader_num_workers=workers, save_total_limit=None, **kw)
+        output_dir=str(tmp_path / name),
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=kw.pop("save_steps", 100),
+        seed=0,
+        dataloader_num_workers=workers,
+        save_total_limit=None,
+        **kw,
+    )
     collator = BlotchCollator(pad_id=TOK.pad_token_id, eq_id=TOK.convert_tokens_to_ids("="), blotch_p=blotch_p)
-    trainer = Recording(model=tiny_model(), args=args, train_dataset=CacheView(cache), data_collator=collator,
-                        processing_class=TOK)
+    trainer = Recording(
+        model=tiny_model(), args=args, train_dataset=CacheView(cache), data_collator=collator, processing_class=TOK
+    )
     trainer.attach_cache(cache)
     trainer.seen = []
     trainer.add_callback(Mutate(cache, grow))

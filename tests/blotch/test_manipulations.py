@@ -127,8 +127,16 @@ def scripted(scripts: dict[str, list[tuple[str, float]] | str]) -> ScriptedLM:
 
 def tiny_blotch() -> BlotchModel:
     torch.manual_seed(0)
-    cfg = BlotchConfig(vocab_size=len(TOK) + N_BT, n_btokens=N_BT, blotch_p_min=0.0, blotch_p_max=0.4,
-                       d_model=32, n_heads=2, n_layers=2, max_posencs=128)
+    cfg = BlotchConfig(
+        vocab_size=len(TOK) + N_BT,
+        n_btokens=N_BT,
+        blotch_p_min=0.0,
+        blotch_p_max=0.4,
+        d_model=32,
+        n_heads=2,
+        n_layers=2,
+        max_posencs=128,
+    )
     return BlotchModel(cfg).eval()
 
 
@@ -254,8 +262,15 @@ def test_rationalization_recovers_wrong_rows_without_leaking_the_hint():
 
 
 def test_malformed_output_is_never_kept_and_never_raises():
-    garbage = {"3+4": "=+*(", "8+15": "((((((((", "12+16": "9" * 80, "40+2": "42=", "27+75": "1*2*3*0+(9",
-               "19+23": "4^2", "9+9": "9+9^=18"}  # '^': a BOS inside, which decoding would silently drop
+    garbage = {
+        "3+4": "=+*(",
+        "8+15": "((((((((",
+        "12+16": "9" * 80,
+        "40+2": "42=",
+        "27+75": "1*2*3*0+(9",
+        "19+23": "4^2",
+        "9+9": "9+9^=18",
+    }  # '^': a BOS inside, which decoding would silently drop
     model = scripted(garbage)
     problems = list(garbage)
     for res in (
@@ -329,14 +344,17 @@ def test_removal_costs_equal_a_brute_force_loop(comp_steps):
     expected = [(i, *c) for i, (p, s) in enumerate(ROWS) for c in brute_force_costs(model, p, s, comp_steps, btok)]
     assert len(rc.row) == len(expected) == sum(s.count("=") for s in solutions)
     assert rc.row.tolist() == [e[0] for e in expected] and rc.step.tolist() == [e[1] for e in expected]
-    torch.testing.assert_close(torch.tensor(rc.loss_with), torch.tensor([e[2] for e in expected]), atol=1e-4,
-                               rtol=1e-4, check_dtype=False)
-    torch.testing.assert_close(torch.tensor(rc.loss_without), torch.tensor([e[3] for e in expected]), atol=1e-4,
-                               rtol=1e-4, check_dtype=False)
+    torch.testing.assert_close(
+        torch.tensor(rc.loss_with), torch.tensor([e[2] for e in expected]), atol=1e-4, rtol=1e-4, check_dtype=False
+    )
+    torch.testing.assert_close(
+        torch.tensor(rc.loss_without), torch.tensor([e[3] for e in expected]), atol=1e-4, rtol=1e-4, check_dtype=False
+    )
     assert rc.answer_ok.tolist() == [e[4] for e in expected]
     whole = removal_costs(model, TOK, problems, solutions, comp_steps=comp_steps, blotch_p=0.4, batch_size=64)
-    torch.testing.assert_close(torch.tensor(whole.loss_without), torch.tensor(rc.loss_without), atol=1e-5,
-                               rtol=1e-5)  # batching does not change the numbers
+    torch.testing.assert_close(
+        torch.tensor(whole.loss_without), torch.tensor(rc.loss_without), atol=1e-5, rtol=1e-5
+    )  # batching does not change the numbers
 
 
 AXE_SCRIPTS = {
@@ -365,8 +383,10 @@ def brute_force_axe(model, problem, solution, tol, abs_tol, comp_steps, btok):
     return "=".join(steps[: best[1] - 1] + steps[best[1] :])
 
 
-@pytest.mark.parametrize(("tol", "abs_tol", "comp_steps"), [(0.5, True, 1), (0.1, True, 1), (1e9, True, 1),
-                                                            (50.0, False, 2), (1e9, False, -1)])
+@pytest.mark.parametrize(
+    ("tol", "abs_tol", "comp_steps"),
+    [(0.5, True, 1), (0.1, True, 1), (1e9, True, 1), (50.0, False, 2), (1e9, False, -1)],
+)
 def test_axe_removes_one_least_cost_step_of_solved_rows(tol, abs_tol, comp_steps):
     model = scripted(AXE_SCRIPTS)
     problems = list(AXE_SCRIPTS)
@@ -451,12 +471,20 @@ def test_an_empty_shard_gives_an_empty_result():
     ("call", "match"),
     [
         (lambda m: removal_costs(m, TOK, ["3+4"], ["7"], comp_steps=0), "comp_steps=0"),
-        (lambda m: axe(m, TOK, ["3+4"], [], tol=0.1, abs_tol=True, comp_steps=1, blotch_p=None, batch_size=2,
-                         max_new_tokens=4), "solutions has 0 rows"),
-        (lambda m: star(m, TOK, ["3+4"], temperature=-1.0, blotch_p=None, batch_size=2, max_new_tokens=4),
-         "temperature=-1.0"),
-        (lambda m: augment(m, TOK, ["3+4"], ["7"], temperature=0.0, blotch_p=None, batch_size=0,
-                             max_new_tokens=4), "batch_size=0"),
+        (
+            lambda m: axe(
+                m, TOK, ["3+4"], [], tol=0.1, abs_tol=True, comp_steps=1, blotch_p=None, batch_size=2, max_new_tokens=4
+            ),
+            "solutions has 0 rows",
+        ),
+        (
+            lambda m: star(m, TOK, ["3+4"], temperature=-1.0, blotch_p=None, batch_size=2, max_new_tokens=4),
+            "temperature=-1.0",
+        ),
+        (
+            lambda m: augment(m, TOK, ["3+4"], ["7"], temperature=0.0, blotch_p=None, batch_size=0, max_new_tokens=4),
+            "batch_size=0",
+        ),
         (lambda m: rationalize(m, TOK, ["3+4"], temperature=0.0), "temperature=0"),
     ],
 )

@@ -94,9 +94,7 @@ def test_builtin_loads_with_auto_classes_and_learned(built):
     tok = AutoTokenizer.from_pretrained(path)
     assert model.config.model_type == "gpt2" and model.config.n_layer == TINY.n_layer
     assert model.config.vocab_size == len(tok) <= TINY.vocab_size
-    assert (
-        tok.eos_token_id is not None and tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
-    )
+    assert tok.eos_token_id is not None and tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
     assert tok.bos_token_id == tok.eos_token_id == model.config.eos_token_id
     record = json.loads((Path(path) / INFO_FILE).read_text())
     assert record["spec"]["n_layer"] == TINY.n_layer
@@ -104,9 +102,9 @@ def test_builtin_loads_with_auto_classes_and_learned(built):
     assert len(losses) >= 5 and losses[-1] < losses[0] - 0.5  # training reduced the loss
     assert record["eval_loss"] < math.log(len(tok))  # better than uniform guessing on held-out windows
     # the reloaded weights are the trained ones: they predict held-out-like text better than chance
-    ids = tok(
-        "Return a new list containing all items from the iterable in ascending order.", return_tensors="pt"
-    )["input_ids"]
+    ids = tok("Return a new list containing all items from the iterable in ascending order.", return_tensors="pt")[
+        "input_ids"
+    ]
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss.item()
     assert loss < math.log(len(tok))

@@ -76,10 +76,7 @@ def bleu():
 
 
 def test_bleu_is_one_on_identical_and_zero_on_disjoint(bleu):
-    assert (
-        bleu.compute(predictions=["1 2 3 4 5", "7 8 9 10"], references=[["1 2 3 4 5"], ["7 8 9 10"]])["bleu"]
-        == 1.0
-    )
+    assert bleu.compute(predictions=["1 2 3 4 5", "7 8 9 10"], references=[["1 2 3 4 5"], ["7 8 9 10"]])["bleu"] == 1.0
     assert bleu.compute(predictions=["1 2 3 4 5"], references=[["6 7 8 9 10"]])["bleu"] == 0.0
 
 
@@ -92,9 +89,7 @@ def test_bleu_matches_hand_computed_values(bleu):
     assert partial["precisions"] == pytest.approx([4 / 5, 3 / 4, 2 / 3, 1 / 2])
     assert partial["bleu"] == pytest.approx((4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** 0.25)
     # corpus BLEU pools counts over sentences (it is not the mean of sentence scores)
-    corpus = bleu.compute(
-        predictions=["a b c d e", "a b c d x"], references=[["a b c d e f g h"], ["a b c d e"]]
-    )
+    corpus = bleu.compute(predictions=["a b c d e", "a b c d x"], references=[["a b c d e f g h"], ["a b c d e"]])
     pooled = (9 / 10 * 7 / 8 * 5 / 6 * 3 / 4) ** 0.25 * math.exp(1 - 13 / 10)
     assert corpus["bleu"] == pytest.approx(pooled)
     # repeated words are clipped by their count in the reference
@@ -141,9 +136,7 @@ def test_metrics_are_present_rates_and_tensor_equals_dataset_input(gpt2_dir):
     assert metrics["num_windows"] == 10
     assert all(metrics[f"{m}_top1"] <= metrics[f"{m}_top5"] for m in ("low", "high", "pred"))
     as_dataset = datasets.Dataset.from_dict({"input_ids": ids.tolist()})
-    assert evaluate_compression(model, as_dataset, batch_size=3, free_run_tokens=3) == pytest.approx(
-        metrics, rel=1e-4
-    )
+    assert evaluate_compression(model, as_dataset, batch_size=3, free_run_tokens=3) == pytest.approx(metrics, rel=1e-4)
     assert evaluate_compression(model, ids, batch_size=4, max_batches=2)["num_windows"] == 8
     assert "rmb_bleu" not in evaluate_compression(make_model(gpt2_dir), ids, batch_size=4)
 
@@ -192,9 +185,7 @@ def test_teacher_forced_losses_equal_the_plain_backbone_when_compression_is_exac
     assert torch.equal(pred, high)
     assert metrics["pred_free_match"] == pytest.approx((pred == seq[:, 1:5]).float().mean().item())
     rebuilt = model.reconstruct(ctx)
-    assert torch.equal(
-        rebuilt, model.generate_from_context(ctx, torch.full((5, 1), rmb_sep), CMP_LEN, mode="high")
-    )
+    assert torch.equal(rebuilt, model.generate_from_context(ctx, torch.full((5, 1), rmb_sep), CMP_LEN, mode="high"))
     assert metrics["rmb_exact_match"] == pytest.approx((rebuilt == ctx).all(-1).float().mean().item())
 
 

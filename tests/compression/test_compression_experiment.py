@@ -23,16 +23,41 @@ from tests.helpers import run, write_config
 @pytest.fixture(scope="module")
 def tiny_backbone(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("backbone") / "tiny"
-    build_builtin_backbone(out, progress=False, n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=300,
-                           max_steps=30, batch_size=8, max_chars=200_000)
+    build_builtin_backbone(
+        out,
+        progress=False,
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        n_positions=64,
+        vocab_size=300,
+        max_steps=30,
+        batch_size=8,
+        max_chars=200_000,
+    )
     return str(out)
 
 
 def _cmp_config(tmp_path: Path, backbone: str, **over) -> Path:
-    cfg = dict(experiment="cmp", model_string=backbone, n_cmps=2, cmp_len=8, seq_len=8, rmb_task=True,
-               max_steps=12, per_device_train_batch_size=8, learning_rate=0.05, save_steps=6, logging_steps=3,
-               report_to="tensorboard", max_train_windows=400, max_val_windows=32, per_device_eval_batch_size=16,
-               free_run_tokens=4, save_root=str(tmp_path / "out"))
+    cfg = dict(
+        experiment="cmp",
+        model_string=backbone,
+        n_cmps=2,
+        cmp_len=8,
+        seq_len=8,
+        rmb_task=True,
+        max_steps=12,
+        per_device_train_batch_size=8,
+        learning_rate=0.05,
+        save_steps=6,
+        logging_steps=3,
+        report_to="tensorboard",
+        max_train_windows=400,
+        max_val_windows=32,
+        per_device_eval_batch_size=16,
+        free_run_tokens=4,
+        save_root=str(tmp_path / "out"),
+    )
     cfg.update(over)
     return write_config(tmp_path / "cmp_tiny.json", **cfg)
 
@@ -64,12 +89,21 @@ def _windows(n: int = 8, t: int = 16) -> Dataset:
 
 def _one_update(tmp_path: Path, backbone: str, batch: int, accum: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    model = CompressionModel(CompressionConfig(model_string=backbone, n_cmps=2, cmp_len=8, seq_len=8,
-                                               rmb_task=True, proj_cmps=True))
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path / f"b{batch}"), per_device_train_batch_size=batch,
-                                       gradient_accumulation_steps=accum, max_steps=1, optim="sgd",
-                                       learning_rate=1.0, lr_scheduler_type="constant", report_to="none",
-                                       save_strategy="no", disable_tqdm=True)
+    model = CompressionModel(
+        CompressionConfig(model_string=backbone, n_cmps=2, cmp_len=8, seq_len=8, rmb_task=True, proj_cmps=True)
+    )
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path / f"b{batch}"),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        max_steps=1,
+        optim="sgd",
+        learning_rate=1.0,
+        lr_scheduler_type="constant",
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+    )
     ExperimentTrainer(model=model, args=args, train_dataset=_windows()).train()
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 

@@ -24,15 +24,11 @@ from hf_experiments.compression.modeling_compression import CompressionModel
 
 VOCAB = 99
 BACKBONES = {
-    "gpt2": lambda: GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0
-    ),
+    "gpt2": lambda: GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0),
     "llama": lambda: LlamaConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=VOCAB
     ),
-    "bloom": lambda: BloomConfig(
-        hidden_size=32, n_layer=2, n_head=2, vocab_size=VOCAB
-    ),  # ALiBi: no position ids
+    "bloom": lambda: BloomConfig(hidden_size=32, n_layer=2, n_head=2, vocab_size=VOCAB),  # ALiBi: no position ids
 }
 CMP_LEN, SEQ_LEN, N_CMPS = 6, 5, 2
 
@@ -159,9 +155,7 @@ TRAINED = {
 @pytest.mark.parametrize("train_mode", list(TRAINED))
 def test_only_the_chosen_parameters_receive_gradients_and_change(backbone_dirs, arch, train_mode):
     # kl_weight > 0 also checks that switching adapters off for the KL target leaves them trainable
-    model = make_model(
-        backbone_dirs[arch], train_mode=train_mode, rmb_task=True, kl_weight=0.5, proj_cmps=True
-    )
+    model = make_model(backbone_dirs[arch], train_mode=train_mode, rmb_task=True, kl_weight=0.5, proj_cmps=True)
     model.train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trained = {name for name in before if TRAINED[train_mode](name)}
@@ -279,8 +273,15 @@ def _plain_generate(model: CompressionModel, embeds, mask, n: int, do_sample: bo
     """transformers' own decoding of the same prefix, every logits processor off (top_k=0: not its 50)."""
     from transformers import GenerationConfig
 
-    config = GenerationConfig(max_new_tokens=n, do_sample=do_sample, temperature=temperature if do_sample else 1.0,
-                              top_k=0, top_p=1.0, eos_token_id=[], pad_token_id=0)
+    config = GenerationConfig(
+        max_new_tokens=n,
+        do_sample=do_sample,
+        temperature=temperature if do_sample else 1.0,
+        top_k=0,
+        top_p=1.0,
+        eos_token_id=[],
+        pad_token_id=0,
+    )
     with torch.no_grad():
         return model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
 
@@ -313,8 +314,9 @@ def test_generate_would_follow_the_backbones_generation_config(backbone_dirs):
     ours = model.decode(embeds, 8, mask)
     model.backbone.generation_config.eos_token_id = int(ours[0, 0])
     with torch.no_grad():
-        theirs = model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=8, do_sample=False,
-                                         pad_token_id=VOCAB - 1)
+        theirs = model.backbone.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=VOCAB - 1
+        )
     assert not torch.equal(ours, theirs) and torch.equal(model.decode(embeds, 8, mask), ours)
 
 
@@ -324,9 +326,7 @@ def test_greedy_generation_follows_the_teacher_forced_argmax(backbone_dirs):
     ctx, seq = ids[:, :CMP_LEN], ids[:, CMP_LEN:]
     generated = model.generate_from_context(ctx, seq[:, :1], 1)
     first = model.comparison_logits(torch.cat([ctx, seq[:, :1], generated], dim=1)[:, : CMP_LEN + 2], "pred")
-    assert torch.equal(
-        first.argmax(-1)[:, 0], generated[:, 0]
-    )  # pred logits after seq[0] give the greedy token
+    assert torch.equal(first.argmax(-1)[:, 0], generated[:, 0])  # pred logits after seq[0] give the greedy token
 
 
 def test_sampling_is_reproducible_and_rejects_non_positive_temperature(backbone_dirs):
@@ -363,18 +363,14 @@ def _saved_keys(path) -> set[str]:
 @pytest.mark.parametrize("arch", list(BACKBONES))
 @pytest.mark.parametrize("train_mode", ["embeddings", "lora", "full"])
 def test_save_and_load_give_identical_logits(backbone_dirs, tmp_path, arch, train_mode):
-    model = _train_a_little(
-        make_model(backbone_dirs[arch], train_mode=train_mode, proj_cmps=True, rmb_task=True)
-    )
+    model = _train_a_little(make_model(backbone_dirs[arch], train_mode=train_mode, proj_cmps=True, rmb_task=True))
     model.save_pretrained(tmp_path)
     loaded = CompressionModel.from_pretrained(tmp_path)
     ids = windows(seed=99)
     with torch.no_grad():
         expected, got = model(ids), loaded(ids)
     assert torch.equal(expected.logits, got.logits) and torch.equal(expected.rmb_logits, got.rmb_logits)
-    assert isinstance(
-        AutoModel.from_pretrained(tmp_path), CompressionModel
-    )  # registered with the Auto classes
+    assert isinstance(AutoModel.from_pretrained(tmp_path), CompressionModel)  # registered with the Auto classes
     keys = _saved_keys(tmp_path)
     backbone_weights = {k for k in keys if k.startswith("backbone.") and "lora_" not in k}
     assert bool(backbone_weights) == (train_mode == "full")

@@ -91,9 +91,7 @@ def test_corpus_max_chars_is_a_prefix(corpus):
 @pytest.mark.parametrize("window_len,stride", [(32, None), (32, 8), (17, 17), (16, 40)])
 def test_windows_are_consecutive_spans_of_the_document_stream(corpus, tokenizer, window_len, stride):
     texts = corpus[:150]
-    windows = np.array(
-        window_dataset(Dataset.from_dict({"text": texts}), tokenizer, window_len, stride)["input_ids"]
-    )
+    windows = np.array(window_dataset(Dataset.from_dict({"text": texts}), tokenizer, window_len, stride)["input_ids"])
     ref = _reference_stream(texts, tokenizer)
     step = stride or window_len
     n_expected = (len(ref) - window_len) // step + 1
@@ -178,9 +176,7 @@ def test_local_jsonl_with_text_column(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows))
     dd = load_text_dataset("embedded", [str(path)], text_column="body", cache_dir=str(tmp_path / "hf"))
     assert dd["train"].column_names == ["text"]
-    assert sorted(list(dd["train"]["text"]) + list(dd["validation"]["text"])) == sorted(
-        r["body"] for r in rows[:20]
-    )
+    assert sorted(list(dd["train"]["text"]) + list(dd["validation"]["text"])) == sorted(r["body"] for r in rows[:20])
     with pytest.raises(ValueError, match=r"text_column='content'.*available"):
         load_text_dataset("embedded", [str(path)], text_column="content", cache_dir=str(tmp_path / "hf"))
 
@@ -200,9 +196,7 @@ def test_local_file_errors(tmp_path):
 
 @pytest.mark.parametrize("name", ["openwebtext", "glue"])
 def test_hub_datasets_offline_error(name, tmp_path):
-    with pytest.raises(
-        ConnectionError, match=f"dataset='{name}' needs the Hugging Face Hub, which is unreachable"
-    ):
+    with pytest.raises(ConnectionError, match=f"dataset='{name}' needs the Hugging Face Hub, which is unreachable"):
         load_text_dataset(name, None, cache_dir=str(tmp_path))
 
 

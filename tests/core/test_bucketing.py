@@ -40,9 +40,7 @@ def test_batch_order_is_shuffled_not_sorted():
 
 
 def test_lengths_from_column_or_from_input_ids():
-    ds = Dataset.from_dict(
-        {"input_ids": [[1] * int(L) for L in LENGTHS[:50]], "length": LENGTHS[:50].tolist()}
-    )
+    ds = Dataset.from_dict({"input_ids": [[1] * int(L) for L in LENGTHS[:50]], "length": LENGTHS[:50].tolist()})
     np.testing.assert_array_equal(dataset_lengths(ds), LENGTHS[:50])
     np.testing.assert_array_equal(dataset_lengths(ds.remove_columns("length")), LENGTHS[:50])
 

@@ -27,5 +27,7 @@ def test_dataset_card_loads_with_huggingface_hub_and_keeps_the_parameters(tmp_pa
 def test_a_card_in_the_earlier_hand_written_format_still_reads(tmp_path):
     (tmp_path / "README.md").write_text(
         "---\npretty_name: old\nhf_experiments:\n  params:\n    task: linear\n    n: 3\n  num_rows:\n"
-        "    train: 3\n---\n\n# old\n", encoding="utf-8")
+        "    train: 3\n---\n\n# old\n",
+        encoding="utf-8",
+    )
     assert read_card_params(tmp_path) == {"task": "linear", "n": 3}

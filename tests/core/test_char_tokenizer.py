@@ -80,9 +80,7 @@ def test_encode_lines_eos_reverse_and_dtype():
     np.testing.assert_array_equal(tok.encode_lines(LINES), _per_line(tok, LINES))
     backward = tok.encode_lines(LINES, reverse=True, add_eos=False, dtype=np.uint8)
     assert backward.dtype == np.uint8
-    np.testing.assert_array_equal(
-        backward, _per_line(CharTokenizer(characters=ALPHABET), [s[::-1] for s in LINES])
-    )
+    np.testing.assert_array_equal(backward, _per_line(CharTokenizer(characters=ALPHABET), [s[::-1] for s in LINES]))
 
 
 def test_encode_lines_wide_unicode_is_unk(tok):
@@ -131,9 +129,7 @@ def test_save_load_round_trip(tmp_path):
 def test_auto_tokenizer_next_to_gpt_config(tmp_path):
     tok = CharTokenizer(characters=ALPHABET)
     tok.save_pretrained(tmp_path)
-    GPTConfig(vocab_size=len(tok), n_layers=1, n_heads=1, embed_dim=8, attn_length=8).save_pretrained(
-        tmp_path
-    )
+    GPTConfig(vocab_size=len(tok), n_layers=1, n_heads=1, embed_dim=8, attn_length=8).save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert isinstance(loaded, CharTokenizer)
     np.testing.assert_array_equal(loaded.encode_lines(LINES), tok.encode_lines(LINES))

@@ -53,8 +53,9 @@ class _Witness(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        self.seen.append((state.global_step, is_complete(ckpt), (ckpt / RUN_CONFIG).is_file(),
-                          (ckpt / "extra.txt").is_file()))
+        self.seen.append(
+            (state.global_step, is_complete(ckpt), (ckpt / RUN_CONFIG).is_file(), (ckpt / "extra.txt").is_file())
+        )
 
 
 class _ExtrasTrainer(ExperimentTrainer):
@@ -79,8 +80,15 @@ def _trainer(tmp_path, **over):
             pred = self.lin(x).squeeze(-1)
             return {"loss": torch.nn.functional.mse_loss(pred, labels)}
 
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path), report_to="none", per_device_train_batch_size=4,
-                                       max_steps=4, save_steps=2, logging_steps=1, **over)
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path),
+        report_to="none",
+        per_device_train_batch_size=4,
+        max_steps=4,
+        save_steps=2,
+        logging_steps=1,
+        **over,
+    )
     return _ExtrasTrainer(model=Toy(), args=args, train_dataset=data, callbacks=[_Witness()])
 
 

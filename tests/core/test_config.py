@@ -12,8 +12,17 @@ from hf_experiments import cli as run_script
 from hf_experiments.core.parsing import parse_config_strict
 from hf_experiments.core.seed_names import translate_seed_names
 
-GOOD = {"experiment": "arrows", "task": "linear", "matrix_n": 4, "matrix_k": 2, "num_vectors": 64, "n_val": 16,
-        "model_preset": "tiny", "max_steps": 2, "report_to": "none"}
+GOOD = {
+    "experiment": "arrows",
+    "task": "linear",
+    "matrix_n": 4,
+    "matrix_k": 2,
+    "num_vectors": 64,
+    "n_val": 16,
+    "model_preset": "tiny",
+    "max_steps": 2,
+    "report_to": "none",
+}
 
 # (config overrides or None to delete, extra command-line args, key that must be named, words in the message)
 BAD = [
@@ -70,8 +79,7 @@ def _files(root: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(("overrides", "cli", "key", "words"), BAD, ids=[b[2] + str(i) for i, b in enumerate(BAD)])
-def test_bad_config_exits_2_with_one_clear_line_and_no_files(tmp_path, monkeypatch, capsys, overrides, cli, key,
-                                                             words):
+def test_bad_config_exits_2_with_one_clear_line_and_no_files(tmp_path, monkeypatch, capsys, overrides, cli, key, words):
     path = _write_config(tmp_path, overrides)
     monkeypatch.chdir(tmp_path)
     before = _files(tmp_path)
@@ -119,25 +127,44 @@ def test_resolved_config_reparses_to_the_same_values(tmp_path):
 
 
 def test_seed_hyperparameters_translate_including_nested_arrows_format():
-    flat, notes = translate_seed_names({"model_params": {"n_layers": 2, "embed_dim": 64},
-                                        "training_params": {"batch_size": 180, "aggregate": 2, "backwards": True},
-                                        "optim_params": {"lr": 1e-4}})
-    assert flat == {"n_layers": 2, "embed_dim": 64, "per_device_train_batch_size": 180,
-                    "gradient_accumulation_steps": 2, "direction": "backward", "learning_rate": 1e-4}
+    flat, notes = translate_seed_names(
+        {
+            "model_params": {"n_layers": 2, "embed_dim": 64},
+            "training_params": {"batch_size": 180, "aggregate": 2, "backwards": True},
+            "optim_params": {"lr": 1e-4},
+        }
+    )
+    assert flat == {
+        "n_layers": 2,
+        "embed_dim": 64,
+        "per_device_train_batch_size": 180,
+        "gradient_accumulation_steps": 2,
+        "direction": "backward",
+        "learning_rate": 1e-4,
+    }
     assert any("lr -> learning_rate" in n for n in notes)
 
 
 def test_seed_framework_spellings_of_values_translate(tmp_path):
-    path = _write_config(tmp_path, {"grad_clip": "none", "lr_sched.type": "step", "lr_sched.steps": [5, 9],
-                                    "lr_sched.gamma": 0.5, "lr_warmup": 3, "amp": 1})
+    path = _write_config(
+        tmp_path,
+        {
+            "grad_clip": "none",
+            "lr_sched.type": "step",
+            "lr_sched.steps": [5, 9],
+            "lr_sched.gamma": 0.5,
+            "lr_warmup": 3,
+            "amp": 1,
+        },
+    )
     t = parse_config_strict(["--config", str(path)]).training
-    assert (t.max_grad_norm, t.lr_sched_steps, t.lr_sched_gamma, t.warmup_steps, t.bf16) == (
-        0.0, [5, 9], 0.5, 3, True)
+    assert (t.max_grad_norm, t.lr_sched_steps, t.lr_sched_gamma, t.warmup_steps, t.bf16) == (0.0, [5, 9], 0.5, 3, True)
     assert str(t.lr_scheduler_type.value) == "constant_with_warmup"
     (tmp_path / "cli").mkdir()
     path = _write_config(tmp_path / "cli", {})
-    cli = parse_config_strict(["--config", str(path), "--lr_sched.type", "cos", "--grad_clip=0.5", "--log", "tb"]
-                              ).training
+    cli = parse_config_strict(
+        ["--config", str(path), "--lr_sched.type", "cos", "--grad_clip=0.5", "--log", "tb"]
+    ).training
     assert str(cli.lr_scheduler_type.value) == "cosine" and cli.max_grad_norm == 0.5
     assert cli.report_to == ["tensorboard"]
 

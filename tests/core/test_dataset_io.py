@@ -64,9 +64,7 @@ def test_nul_padded_bytes_keep_numpy_semantics(tmp_path):
 def test_same_input_gives_same_bytes_and_other_input_differs(tmp_path):
     def write(name: str, seed: int) -> dict[str, bytes]:
         return _files(
-            write_dataset(
-                tmp_path / name, _splits(seed), {"seed": 0}, "d", title="t", extra_files={"m.bin": b"\x01"}
-            )
+            write_dataset(tmp_path / name, _splits(seed), {"seed": 0}, "d", title="t", extra_files={"m.bin": b"\x01"})
         )
 
     a, b, c = write("a", 0), write("b", 0), write("c", 1)
@@ -126,9 +124,7 @@ def test_failed_write_leaves_previous_dataset_and_no_debris(tmp_path):
     write_dataset(out, {"train": {"x": np.arange(3)}}, {"v": 1}, "d")
     before = _files(out)
     with pytest.raises(TypeError):  # fails after the temp folder exists: the payload is not bytes
-        write_dataset(
-            out, {"train": {"x": np.arange(4)}}, {"v": 2}, "d", extra_files={"m.npy": 123}, overwrite=True
-        )
+        write_dataset(out, {"train": {"x": np.arange(4)}}, {"v": 2}, "d", extra_files={"m.npy": 123}, overwrite=True)
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 

@@ -17,15 +17,30 @@ from tests.helpers import final_weights, launch_two_ranks, run, write_config
 
 def _config(tmp_path: Path, name: str, batch: int, **extra) -> Path:
     cfg = dict(
-        experiment="arrows", task="primes", max_n_digits=2, n_pairs=1000, n_val=64, model_preset="tiny",
-        dropout=0.0, max_steps=6, save_steps=3, logging_steps=1, optim="sgd", per_device_train_batch_size=batch,
-        learning_rate=0.5, report_to="none", save_root=str(tmp_path / "out"), dataloader_num_workers=0,
+        experiment="arrows",
+        task="primes",
+        max_n_digits=2,
+        n_pairs=1000,
+        n_val=64,
+        model_preset="tiny",
+        dropout=0.0,
+        max_steps=6,
+        save_steps=3,
+        logging_steps=1,
+        optim="sgd",
+        per_device_train_batch_size=batch,
+        learning_rate=0.5,
+        report_to="none",
+        save_root=str(tmp_path / "out"),
+        dataloader_num_workers=0,
     )
     return write_config(tmp_path / f"{name}.json", **{**cfg, **extra})
 
 
-needs_accelerate = pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
-                                      reason="accelerate CLI not installed in this environment")
+needs_accelerate = pytest.mark.skipif(
+    shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
+    reason="accelerate CLI not installed in this environment",
+)
 
 
 def _launch_two_ranks(cfg: Path) -> subprocess.CompletedProcess:

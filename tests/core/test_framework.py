@@ -25,10 +25,24 @@ from tests.helpers import final_weights, logged_losses, write_config
 
 def _arrows(tmp_path: Path, name: str, **over) -> Path:
     cfg = dict(
-        experiment="arrows", task="primes", max_n_digits=2, n_pairs=600, n_val=32, model_preset="tiny",
-        dropout=0.0, max_steps=4, save_steps=2, logging_steps=1, optim="sgd", learning_rate=0.5,
-        per_device_train_batch_size=10, report_to="none", save_root=str(tmp_path / "out"),
-        dataloader_num_workers=0, disable_tqdm=True, save_total_limit=None,
+        experiment="arrows",
+        task="primes",
+        max_n_digits=2,
+        n_pairs=600,
+        n_val=32,
+        model_preset="tiny",
+        dropout=0.0,
+        max_steps=4,
+        save_steps=2,
+        logging_steps=1,
+        optim="sgd",
+        learning_rate=0.5,
+        per_device_train_batch_size=10,
+        report_to="none",
+        save_root=str(tmp_path / "out"),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        save_total_limit=None,
     )
     cfg.update(over)
     return write_config(tmp_path / f"{name}.json", **cfg)
@@ -55,8 +69,7 @@ def _assert_same_weights(a: dict, b: dict, exact: bool = False) -> None:
 
 def _tiny_gpt(vocab: int = 20) -> GPTForCausalLM:
     torch.manual_seed(0)
-    return GPTForCausalLM(GPTConfig(vocab_size=vocab, n_layers=2, n_heads=2, embed_dim=32, attn_length=64,
-                                    dropout=0.0))
+    return GPTForCausalLM(GPTConfig(vocab_size=vocab, n_layers=2, n_heads=2, embed_dim=32, attn_length=64, dropout=0.0))
 
 
 # --- per_device_batch_size ------------------------------------------------------------------------------
@@ -80,8 +93,7 @@ def test_streamed_training_set_rejects_micro_batching(tmp_path):
         def __iter__(self):
             yield {"input_ids": torch.zeros(4, 8, dtype=torch.long)}
 
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path), per_device_batch_size=2, max_steps=3,
-                                       report_to="none")
+    args = ExperimentTrainingArguments(output_dir=str(tmp_path), per_device_batch_size=2, max_steps=3, report_to="none")
     with pytest.raises(ValueError, match="per_device_batch_size=2"):
         ExperimentTrainer(model=_tiny_gpt(), args=args, train_dataset=Stream())
 
@@ -102,10 +114,19 @@ def _arithmetic_rows(n: int = 768) -> tuple[Dataset, object]:
 def _padding_of_epoch(tmp_path: Path, data: Dataset, tok, bucketed: bool) -> float:
     from transformers import DataCollatorForLanguageModeling
 
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path / str(bucketed)), per_device_train_batch_size=32,
-                                       length_bucketed_sampling=bucketed, report_to="none", seed=0)
-    trainer = ExperimentTrainer(model=_tiny_gpt(len(tok)), args=args, train_dataset=data,
-                                data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path / str(bucketed)),
+        per_device_train_batch_size=32,
+        length_bucketed_sampling=bucketed,
+        report_to="none",
+        seed=0,
+    )
+    trainer = ExperimentTrainer(
+        model=_tiny_gpt(len(tok)),
+        args=args,
+        train_dataset=data,
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+    )
     masks = [b["attention_mask"] for b in trainer.get_train_dataloader()]
     assert sum(int(m.sum()) for m in masks) == sum(len(r) for r in data["input_ids"])  # every row once
     return 1.0 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
@@ -153,9 +174,14 @@ def _first_tokens(rows: list[dict]) -> dict:
 @pytest.mark.parametrize("bucketed", [False, True])
 def test_samplers_read_the_training_set_size_every_epoch(tmp_path, bucketed):
     data = _Growing(40)
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8,
-                                       per_device_batch_size=3, length_bucketed_sampling=bucketed,
-                                       report_to="none", seed=0)
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        per_device_batch_size=3,
+        length_bucketed_sampling=bucketed,
+        report_to="none",
+        seed=0,
+    )
     trainer = ExperimentTrainer(model=_tiny_gpt(200), args=args, train_dataset=data, data_collator=_first_tokens)
     loader = trainer.get_train_dataloader()
 
@@ -177,8 +203,15 @@ def test_samplers_read_the_training_set_size_every_epoch(tmp_path, bucketed):
 def test_step_schedule_from_seed_names_gives_the_logged_learning_rates(tmp_path):
     """The seed's `lr_sched.type step` with milestones [3, 5], gamma 0.5, 2 warm-up steps: step s (1-based)
     trains with lr * min(1, s/2) * 0.5^#{m <= s-1}."""
-    cfg = _arrows(tmp_path, "sched", max_steps=7, save_steps=7, learning_rate=0.1, lr_warmup=2,
-                  **{"lr_sched.type": "step", "lr_sched.steps": [3, 5], "lr_sched.gamma": 0.5})
+    cfg = _arrows(
+        tmp_path,
+        "sched",
+        max_steps=7,
+        save_steps=7,
+        learning_rate=0.1,
+        lr_warmup=2,
+        **{"lr_sched.type": "step", "lr_sched.steps": [3, 5], "lr_sched.gamma": 0.5},
+    )
     assert _run_here("--config", str(cfg)) == 0
     state = json.loads((tmp_path / "out" / "sched" / "checkpoint-7" / "trainer_state.json").read_text())
     lrs = [h["learning_rate"] for h in state["log_history"] if "learning_rate" in h]
@@ -189,17 +222,26 @@ def test_step_schedule_rejects_other_schedules_and_bad_milestones(tmp_path):
     with pytest.raises(ConfigError, match="lr_sched_steps"):
         parse_config_strict(["--config", str(_arrows(tmp_path, "c", lr_sched_steps=[3]))])  # linear default
     with pytest.raises(ConfigError, match="lr_sched_steps"):
-        parse_config_strict(["--config", str(_arrows(tmp_path, "c", lr_sched_steps=[0],
-                                                     lr_scheduler_type="constant"))])
+        parse_config_strict(["--config", str(_arrows(tmp_path, "c", lr_sched_steps=[0], lr_scheduler_type="constant"))])
     with pytest.raises(ConfigError, match="gradient_accumulation_steps"):
-        parse_config_strict(["--config", str(_arrows(tmp_path, "c", per_device_batch_size=3,
-                                                     gradient_accumulation_steps=2))])
+        parse_config_strict(
+            ["--config", str(_arrows(tmp_path, "c", per_device_batch_size=3, gradient_accumulation_steps=2))]
+        )
     with pytest.raises(ConfigError, match="per_device_batch_size"):
         parse_config_strict(["--config", str(_arrows(tmp_path, "c", per_device_batch_size=0))])
 
 
-@pytest.mark.parametrize("spelling", [{"grad_clip": "none"}, {"grad_clip": None}, {"max_grad_norm": None},
-                                      {"grad_clip": "None"}, "--grad_clip none", "--grad_clip=none"])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        {"grad_clip": "none"},
+        {"grad_clip": None},
+        {"max_grad_norm": None},
+        {"grad_clip": "None"},
+        "--grad_clip none",
+        "--grad_clip=none",
+    ],
+)
 def test_grad_clip_none_in_every_spelling_means_no_clipping(tmp_path, spelling):
     over = spelling if isinstance(spelling, dict) else {}
     cli = spelling.split() if isinstance(spelling, str) else []
@@ -214,10 +256,18 @@ def _one_sgd_step(tmp_path: Path, max_grad_norm: float) -> tuple[float, float]:
     data = data.add_column("labels", data["input_ids"])
     model = _tiny_gpt()
     before = [p.detach().clone() for p in model.parameters()]
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path / str(max_grad_norm)), max_steps=1, optim="sgd",
-                                       learning_rate=1.0, lr_scheduler_type="constant", logging_steps=1,
-                                       per_device_train_batch_size=8, max_grad_norm=max_grad_norm,
-                                       report_to="none", save_strategy="no")
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path / str(max_grad_norm)),
+        max_steps=1,
+        optim="sgd",
+        learning_rate=1.0,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        per_device_train_batch_size=8,
+        max_grad_norm=max_grad_norm,
+        report_to="none",
+        save_strategy="no",
+    )
     trainer = ExperimentTrainer(model=model, args=args, train_dataset=data)
     trainer.train()
     step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
@@ -247,8 +297,14 @@ def test_bf16_trains_under_bf16_autocast_with_float32_weights(tmp_path, bf16):
     seen: list[torch.dtype] = []
     linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     linear.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8,
-                                       bf16=bf16, report_to="none", save_strategy="no")
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=8,
+        bf16=bf16,
+        report_to="none",
+        save_strategy="no",
+    )
     ExperimentTrainer(model=model, args=args, train_dataset=data).train()
     assert set(seen) == {torch.bfloat16 if bf16 else torch.float32}
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -279,16 +335,16 @@ def test_restore_from_a_moved_checkpoint_restores_its_config_with_overrides(tmp_
     from step 4 into another run folder ends exactly where the original run did."""
     moved = tmp_path / "elsewhere" / "checkpoint-4"
     shutil.copytree(finished / "checkpoint-4", moved)  # the checkpoint alone, away from its run folder
-    code = _run_here("--restore_from", str(moved), "--exp_name", "b", "--save_root", str(tmp_path),
-                     "--logging_steps", "2")
+    code = _run_here(
+        "--restore_from", str(moved), "--exp_name", "b", "--save_root", str(tmp_path), "--logging_steps", "2"
+    )
     assert code == 0
     b = tmp_path / "b"
     _assert_same_weights(final_weights(finished), final_weights(b), exact=True)
     old, new = (json.loads((d / "run_config.json").read_text()) for d in (finished, b))
     assert new.pop("logging_steps") == 2 and new.pop("exp_name") == "b" and new.pop("restore_from") == str(moved)
     assert new.pop("save_root") == str(tmp_path)
-    assert {k: v for k, v in old.items() if k not in ("logging_steps", "exp_name", "restore_from",
-                                                      "save_root")} == new
+    assert {k: v for k, v in old.items() if k not in ("logging_steps", "exp_name", "restore_from", "save_root")} == new
     state = json.loads((b / "checkpoint-8" / "trainer_state.json").read_text())
     assert [h["step"] for h in state["log_history"] if "loss" in h and h["step"] > 4] == [6, 8]
     # Rerunning the same command (after a crash, say) resumes b's own progress, not the restore point again.
@@ -327,8 +383,11 @@ def test_init_checkpt_loads_weights_only(tmp_path, finished):
     assert _run_here("--config", str(cfg), "--init_checkpt", str(finished / "checkpoint-4")) == 0
     from safetensors.torch import load_file
 
-    _assert_same_weights(final_weights(tmp_path / "out" / "c"),
-                         load_file(str(finished / "checkpoint-4" / "model.safetensors")), exact=True)
+    _assert_same_weights(
+        final_weights(tmp_path / "out" / "c"),
+        load_file(str(finished / "checkpoint-4" / "model.safetensors")),
+        exact=True,
+    )
     state = json.loads((tmp_path / "out" / "c" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
 
@@ -352,13 +411,23 @@ def test_tensorboard_has_loss_and_accuracy_of_every_validation_set(tmp_path):
         ids = rng.integers(0, 20, size=(n, 12)).tolist()
         return Dataset.from_dict({"input_ids": ids, "labels": ids})
 
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8,
-                                       report_to="tensorboard", save_strategy="no", eval_strategy="steps",
-                                       eval_steps=2)
-    trainer = ExperimentTrainer(model=_tiny_gpt(), args=args, train_dataset=split(32),
-                                eval_dataset={"near": split(16), "far": split(8)},
-                                compute_metrics=_token_accuracy,
-                                preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=8,
+        report_to="tensorboard",
+        save_strategy="no",
+        eval_strategy="steps",
+        eval_steps=2,
+    )
+    trainer = ExperimentTrainer(
+        model=_tiny_gpt(),
+        args=args,
+        train_dataset=split(32),
+        eval_dataset={"near": split(16), "far": split(8)},
+        compute_metrics=_token_accuracy,
+        preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
+    )
     trainer.train()  # evaluates at step 2, then closes (flushes) the writer
     metrics = {k: v for h in trainer.state.log_history for k, v in h.items() if k.startswith("eval_")}
     scalars: dict[str, float] = {}

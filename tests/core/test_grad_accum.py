@@ -24,14 +24,21 @@ def _data(n: int = 8, t: int = 12) -> Dataset:
 
 def _step(tmp_path, batch: int, accum: int, accepts_loss_kwargs: bool = True) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    model = GPTForCausalLM(GPTConfig(vocab_size=20, n_layers=2, n_heads=2, embed_dim=32, attn_length=16,
-                                     dropout=0.0))
+    model = GPTForCausalLM(GPTConfig(vocab_size=20, n_layers=2, n_heads=2, embed_dim=32, attn_length=16, dropout=0.0))
     model.accepts_loss_kwargs = accepts_loss_kwargs
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path / f"b{batch}a{accum}{accepts_loss_kwargs}"),
-                                       per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
-                                       max_steps=1, optim="sgd", learning_rate=1.0, report_to="none",
-                                       save_strategy="no", lr_scheduler_type="constant", seed=0,
-                                       disable_tqdm=True)
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path / f"b{batch}a{accum}{accepts_loss_kwargs}"),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        max_steps=1,
+        optim="sgd",
+        learning_rate=1.0,
+        report_to="none",
+        save_strategy="no",
+        lr_scheduler_type="constant",
+        seed=0,
+        disable_tqdm=True,
+    )
     trainer = ExperimentTrainer(model=model, args=args, train_dataset=_data())
     trainer.train()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -52,7 +59,8 @@ def test_negative_control_per_micro_batch_means_differ(tmp_path):
 def test_needed_columns_survive_remove_unused_columns(tmp_path):
     model = GPTForCausalLM(GPTConfig(vocab_size=20, n_layers=1, n_heads=2, embed_dim=16, attn_length=16))
     data = _data().add_column("notes", ["x"] * 8)  # an extra column the model does not take
-    args = ExperimentTrainingArguments(output_dir=str(tmp_path / "cols"), per_device_train_batch_size=4,
-                                       report_to="none", remove_unused_columns=True)
+    args = ExperimentTrainingArguments(
+        output_dir=str(tmp_path / "cols"), per_device_train_batch_size=4, report_to="none", remove_unused_columns=True
+    )
     batch = next(iter(ExperimentTrainer(model=model, args=args, train_dataset=data).get_train_dataloader()))
     assert set(batch) == {"input_ids", "labels"}

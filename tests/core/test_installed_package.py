@@ -24,19 +24,44 @@ def _venv_with_installed_package(tmp: Path) -> Path:
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
     (Path(purelib) / "zz_deps.pth").write_text("\n".join(deps) + "\n")
     offline = {**os.environ, "PIP_NO_INDEX": "1"}
     src = tmp / "src"  # a copy: building in the checkout would leave build/ and *.egg-info behind
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "outputs", "build", "dist", "tests",
-                                                             "*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp / "dist"), str(src)], check=True, cwd=tmp, env=offline)
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "outputs", "build", "dist", "tests", "*.egg-info", "__pycache__"
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        check=True,
+        cwd=tmp,
+        env=offline,
+    )
     wheel = next((tmp / "dist").glob("hf_experiments-*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, cwd=tmp,
-                   env=offline)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, cwd=tmp, env=offline
+    )
     return python
 
 
@@ -47,26 +72,66 @@ def test_a_run_and_a_sweep_from_an_installed_package_and_another_folder(tmp_path
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
-    where = subprocess.run([str(python), "-c", "import hf_experiments, pathlib; print(hf_experiments.__file__)"],
-                           capture_output=True, text=True, cwd=work, env=env, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "import hf_experiments, pathlib; print(hf_experiments.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+        check=True,
+    ).stdout.strip()
     assert "site-packages" in where and not where.startswith(str(ROOT))
-    bleu = subprocess.run([str(python), "-c", "from hf_experiments.compression.metrics import load_local_metric; "
-                           "print(load_local_metric('bleu').name)"], capture_output=True, text=True, cwd=work, env=env)
+    bleu = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from hf_experiments.compression.metrics import load_local_metric; print(load_local_metric('bleu').name)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+    )
     assert bleu.returncode == 0, bleu.stderr[-2000:]  # package data shipped in the wheel
 
-    base = {"experiment": "gru_repeat", "state_size": 8, "n_symbols": 6, "min_len": 2, "max_len": 3, "n_train": 100,
-            "n_valid": 20, "n_valid_extra": 10, "per_device_train_batch_size": 16, "max_steps": 4, "save_steps": 4,
-            "logging_steps": 2, "report_to": "none", "save_root": str(work / "runs")}
+    base = {
+        "experiment": "gru_repeat",
+        "state_size": 8,
+        "n_symbols": 6,
+        "min_len": 2,
+        "max_len": 3,
+        "n_train": 100,
+        "n_valid": 20,
+        "n_valid_extra": 10,
+        "per_device_train_batch_size": 16,
+        "max_steps": 4,
+        "save_steps": 4,
+        "logging_steps": 2,
+        "report_to": "none",
+        "save_root": str(work / "runs"),
+    }
     (work / "run.json").write_text(json.dumps({**base, "exp_name": "one"}))
-    res = subprocess.run([str(python), "-m", "hf_experiments", "--config", "run.json"], capture_output=True,
-                         text=True, cwd=work, env=env, timeout=600)
+    res = subprocess.run(
+        [str(python), "-m", "hf_experiments", "--config", "run.json"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (work / "runs" / "one" / "metrics.json").is_file()
 
     sweep = {**base, "exp_name": "sw", "sweep": {"state_size": [4, 8]}}
     (work / "sweep.json").write_text(json.dumps(sweep))
-    res = subprocess.run([str(python), "-m", "hf_experiments", "--config", "sweep.json", "--devices", "cpu,cpu"],
-                         capture_output=True, text=True, cwd=work, env=env, timeout=600)
+    res = subprocess.run(
+        [str(python), "-m", "hf_experiments", "--config", "sweep.json", "--devices", "cpu,cpu"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+        timeout=600,
+    )
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     for job in ("state_size=4", "state_size=8"):  # each job ran as its own subprocess
         assert (work / "runs" / "sw" / job / "metrics.json").is_file()

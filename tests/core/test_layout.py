@@ -84,15 +84,25 @@ def group(mod: str, package: str = PACKAGE) -> str | None:
 
 def framework_violations(graph: dict[str, set[str]], package: str = PACKAGE) -> list[str]:
     """Framework modules importing an experiment, or the root package (whose `__init__` imports them all)."""
-    return [f"{m} imports {t}" for m, ts in graph.items() for t in sorted(ts)
-            if group(m, package) in FRAMEWORK and (group(t, package) in EXPERIMENTS or t == package)
-            and m != REGISTRY.replace(PACKAGE, package)]
+    return [
+        f"{m} imports {t}"
+        for m, ts in graph.items()
+        for t in sorted(ts)
+        if group(m, package) in FRAMEWORK
+        and (group(t, package) in EXPERIMENTS or t == package)
+        and m != REGISTRY.replace(PACKAGE, package)
+    ]
 
 
 def cross_experiment_violations(graph: dict[str, set[str]], package: str = PACKAGE) -> list[str]:
-    return [f"{m} imports {t}" for m, ts in graph.items() for t in sorted(ts)
-            if group(m, package) in EXPERIMENTS and group(t, package) in EXPERIMENTS
-            and group(t, package) != group(m, package)]
+    return [
+        f"{m} imports {t}"
+        for m, ts in graph.items()
+        for t in sorted(ts)
+        if group(m, package) in EXPERIMENTS
+        and group(t, package) in EXPERIMENTS
+        and group(t, package) != group(m, package)
+    ]
 
 
 def cycles(graph: dict[str, set[str]], package: str = PACKAGE) -> list[list[str]]:
@@ -220,7 +230,7 @@ def test_planted_framework_import_of_an_experiment_is_caught(tmp_path, where):
         "module level": "from pkg.blotch.arithmetic import solve\n",
         "inside a function": "def f():\n    from ..blotch import arithmetic\n    return arithmetic\n",
         "type checking": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                         "    from pkg.blotch.arithmetic import x\n",
+        "    from pkg.blotch.arithmetic import x\n",
         "importlib string": "import importlib\nm = importlib.import_module('pkg.blotch.arithmetic')\n",
     }[where]
     root = _plant(tmp_path, {"core/runner.py": body, "blotch/arithmetic.py": "x = 1\n"})
@@ -228,8 +238,13 @@ def test_planted_framework_import_of_an_experiment_is_caught(tmp_path, where):
 
 
 def test_planted_cross_experiment_import_is_caught(tmp_path):
-    root = _plant(tmp_path, {"blotch/modeling_blotch.py": "from pkg.arrows.modeling_gpt import mask\n",
-                             "arrows/modeling_gpt.py": "mask = 1\n"})
+    root = _plant(
+        tmp_path,
+        {
+            "blotch/modeling_blotch.py": "from pkg.arrows.modeling_gpt import mask\n",
+            "arrows/modeling_gpt.py": "mask = 1\n",
+        },
+    )
     graph = import_graph(root, "pkg")
     assert cross_experiment_violations(graph, "pkg") == ["pkg.blotch.modeling_blotch imports pkg.arrows.modeling_gpt"]
     assert model_code_violations(root, "pkg") == ["pkg.blotch.modeling_blotch imports pkg.arrows.modeling_gpt"]
@@ -247,15 +262,27 @@ def test_planted_framework_import_of_the_root_package_is_caught(tmp_path):
 
 
 def test_planted_model_code_import_of_a_non_model_sibling_is_caught(tmp_path):
-    root = _plant(tmp_path, {"arrows/modeling_gpt.py": "from .experiment import thing\n",
-                             "arrows/experiment.py": "from pkg.core.config import X\nthing = 1\n"})
+    root = _plant(
+        tmp_path,
+        {
+            "arrows/modeling_gpt.py": "from .experiment import thing\n",
+            "arrows/experiment.py": "from pkg.core.config import X\nthing = 1\n",
+        },
+    )
     assert model_code_violations(root, "pkg") == ["pkg.arrows.modeling_gpt imports pkg.arrows.experiment"]
 
 
 def test_planted_model_code_import_of_the_framework_is_caught(tmp_path):
-    root = _plant(tmp_path, {"mlp/modeling_mlp.py": "import torch\nfrom pkg.core.config import ConfigError\n"
-                                                    "from .configuration_mlp import C\n",
-                             "mlp/configuration_mlp.py": "import pandas\nC = 1\n",
-                             "core/config.py": "ConfigError = 1\n"})
-    assert sorted(model_code_violations(root, "pkg")) == ["pkg.mlp.configuration_mlp imports pandas",
-                                                          "pkg.mlp.modeling_mlp imports pkg.core.config"]
+    root = _plant(
+        tmp_path,
+        {
+            "mlp/modeling_mlp.py": "import torch\nfrom pkg.core.config import ConfigError\n"
+            "from .configuration_mlp import C\n",
+            "mlp/configuration_mlp.py": "import pandas\nC = 1\n",
+            "core/config.py": "ConfigError = 1\n",
+        },
+    )
+    assert sorted(model_code_violations(root, "pkg")) == [
+        "pkg.mlp.configuration_mlp imports pandas",
+        "pkg.mlp.modeling_mlp imports pkg.core.config",
+    ]

@@ -41,9 +41,7 @@ def test_plan_rejects_bad_values_and_explicit_accumulation():
 def test_sampler_splits_each_update_batch_across_ranks_and_micro_batches():
     lengths = np.random.default_rng(0).integers(1, 9, size=50)
     per_rank = [
-        list(
-            MicrobatchSampler(RandomBatches(50, 12, seed=1), [2, 2, 2], rank=r, world_size=2, lengths=lengths)
-        )
+        list(MicrobatchSampler(RandomBatches(50, 12, seed=1), [2, 2, 2], rank=r, world_size=2, lengths=lengths))
         for r in range(2)
     ]
     updates = list(RandomBatches(50, 12, seed=1))

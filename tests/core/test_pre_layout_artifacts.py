@@ -23,16 +23,21 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pre_layout"
 # The fixtures' run_config.json records every non-default TrainingArguments field of the transformers that wrote
 # them (5.24); an older release lacks some of those fields and rightly rejects them as unknown keys.
 WRITTEN_BY = json.loads((FIXTURES / "gru_tiny" / "checkpoint-3" / "config.json").read_text())["transformers_version"]
-needs_writer_version = pytest.mark.skipif(Version(transformers.__version__) < Version(WRITTEN_BY),
-                                          reason=f"run_config.json written by transformers {WRITTEN_BY}")
+needs_writer_version = pytest.mark.skipif(
+    Version(transformers.__version__) < Version(WRITTEN_BY),
+    reason=f"run_config.json written by transformers {WRITTEN_BY}",
+)
 
 
-@pytest.mark.parametrize(("run_name", "auto", "cls_name", "has_tokenizer"), [
-    ("blotch_cache_tiny", AutoModelForCausalLM, "BlotchModel", True),
-    ("arrows_tiny", AutoModelForCausalLM, "GPTForCausalLM", True),
-    ("gru_tiny", AutoModel, "RecurrentSeq2Seq", False),
-    ("mlp_tiny", AutoModel, "MLP", False),
-])
+@pytest.mark.parametrize(
+    ("run_name", "auto", "cls_name", "has_tokenizer"),
+    [
+        ("blotch_cache_tiny", AutoModelForCausalLM, "BlotchModel", True),
+        ("arrows_tiny", AutoModelForCausalLM, "GPTForCausalLM", True),
+        ("gru_tiny", AutoModel, "RecurrentSeq2Seq", False),
+        ("mlp_tiny", AutoModel, "MLP", False),
+    ],
+)
 def test_old_models_load_through_the_auto_classes(run_name, auto, cls_name, has_tokenizer):
     folder = FIXTURES / run_name / "model"
     model = auto.from_pretrained(folder)

@@ -19,9 +19,21 @@ STEPS, SAVE = 36, 12
 def _config(tmp_path: Path, name: str, **extra) -> Path:
     # dropout > 0 so that a resume which did not restore the RNG state would diverge.
     cfg = dict(
-        experiment="arrows", task="primes", max_n_digits=2, n_pairs=1500, n_val=64, model_preset="tiny",
-        dropout=0.1, max_steps=STEPS, save_steps=SAVE, logging_steps=1, per_device_train_batch_size=32,
-        learning_rate=3e-3, report_to="none", save_root=str(tmp_path / "out"), save_total_limit=None,
+        experiment="arrows",
+        task="primes",
+        max_n_digits=2,
+        n_pairs=1500,
+        n_val=64,
+        model_preset="tiny",
+        dropout=0.1,
+        max_steps=STEPS,
+        save_steps=SAVE,
+        logging_steps=1,
+        per_device_train_batch_size=32,
+        learning_rate=3e-3,
+        report_to="none",
+        save_root=str(tmp_path / "out"),
+        save_total_limit=None,
         dataloader_num_workers=0,
     )
     return write_config(tmp_path / f"{name}.json", **{**cfg, **extra})

@@ -28,11 +28,28 @@ PRIVATE_METHODS = {
     "_save_checkpoint": ["self", "model", "trial"],
     "_get_collator_with_removed_columns": ["self", "data_collator", "description"],
     "_remove_unused_columns": ["self", "dataset", "description"],
-    "_init_training_state": ["self", "max_steps", "num_update_steps_per_epoch", "num_train_epochs",
-                             "resume_from_checkpoint", "trial"],
-    "_run_epoch": ["self", "model", "epoch", "train_dataloader", "steps_in_epoch", "num_update_steps_per_epoch",
-                   "trial", "ignore_keys_for_eval", "start_time", "resume_from_checkpoint", "epochs_trained",
-                   "steps_trained_in_current_epoch"],
+    "_init_training_state": [
+        "self",
+        "max_steps",
+        "num_update_steps_per_epoch",
+        "num_train_epochs",
+        "resume_from_checkpoint",
+        "trial",
+    ],
+    "_run_epoch": [
+        "self",
+        "model",
+        "epoch",
+        "train_dataloader",
+        "steps_in_epoch",
+        "num_update_steps_per_epoch",
+        "trial",
+        "ignore_keys_for_eval",
+        "start_time",
+        "resume_from_checkpoint",
+        "epochs_trained",
+        "steps_trained_in_current_epoch",
+    ],
     "set_initial_training_values": ["self", "args", "dataloader"],
 }
 
@@ -50,11 +67,18 @@ def _source(name: str) -> str:
 
 def test_the_training_loop_calls_them_in_the_order_we_assume():
     loop = _source("_inner_training_loop")
-    order = [loop.index(s) for s in ("self.get_train_dataloader()", "self.set_initial_training_values(",
-                                     "self._init_training_state(", "self._run_epoch(")]
+    order = [
+        loop.index(s)
+        for s in (
+            "self.get_train_dataloader()",
+            "self.set_initial_training_values(",
+            "self._init_training_state(",
+            "self._run_epoch(",
+        )
+    ]
     assert order == sorted(order)
     # `_run_epoch` gets the epoch's step counts by keyword (our override re-measures them)
-    call = loop[loop.index("self._run_epoch("):]
+    call = loop[loop.index("self._run_epoch(") :]
     for kw in ("steps_in_epoch=", "num_update_steps_per_epoch=", "epoch="):
         assert kw in call[: call.index(")\n")]
     assert re.search(r"for epoch in range\(epochs_trained, num_train_epochs\)", loop)
@@ -83,8 +107,11 @@ def test_training_step_divides_exactly_the_losses_the_fence_calls_unscaled(tmp_p
             return {"loss": 6.0 * self.w}
 
     loss_func = (lambda outputs, labels, num_items_in_batch=None: outputs["loss"]) if with_loss_func else None
-    trainer = Trainer(model=Constant(), compute_loss_func=loss_func, args=TrainingArguments(
-        output_dir=str(tmp_path), report_to="none", use_cpu=True, gradient_accumulation_steps=3))
+    trainer = Trainer(
+        model=Constant(),
+        compute_loss_func=loss_func,
+        args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, gradient_accumulation_steps=3),
+    )
     trainer.current_gradient_accumulation_steps = 3  # what `_run_epoch` sets for an update of 3 micro-batches
     assert micro_batches_in_this_update(trainer) == 3
     loss = trainer.training_step(trainer.model, {"x": torch.zeros(2, 1), "labels": torch.zeros(2)}, 6)
@@ -100,19 +127,22 @@ def test_the_scheduler_flag_is_what_create_scheduler_sets():
 
 def _tiny_trainer(tmp_path, **kw) -> Trainer:
     model = torch.nn.Linear(2, 1)
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True,
-                             per_device_train_batch_size=2, **kw)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, per_device_train_batch_size=2, **kw
+    )
     return Trainer(model=model, args=args)
 
 
 def test_set_initial_training_values_tuple_layout(tmp_path):
     loader = DataLoader(list(range(10)), batch_size=2)  # 5 batches
     steps = _tiny_trainer(tmp_path, max_steps=7).set_initial_training_values(
-        TrainingArguments(output_dir=str(tmp_path), max_steps=7, report_to="none", use_cpu=True), loader)
+        TrainingArguments(output_dir=str(tmp_path), max_steps=7, report_to="none", use_cpu=True), loader
+    )
     assert len(steps) == 7
     assert steps[0] == 2 and steps[1] == 5 and steps[5] == 5 and steps[6] == 7  # epochs, updates/epoch, max_steps
     epochs = _tiny_trainer(tmp_path).set_initial_training_values(
-        TrainingArguments(output_dir=str(tmp_path), num_train_epochs=3, report_to="none", use_cpu=True), loader)
+        TrainingArguments(output_dir=str(tmp_path), num_train_epochs=3, report_to="none", use_cpu=True), loader
+    )
     assert epochs[0] == 3 and epochs[6] == 15
 
 
@@ -138,8 +168,12 @@ def test_the_stretched_horizon_changes_the_schedule():
 
 # Trainer attributes without a leading underscore that are internals all the same (set by the training loop or
 # read by its loss normalisation); the fence wraps them too.
-PUBLIC_LOOKING_INTERNALS = {"current_gradient_accumulation_steps", "model_accepts_loss_kwargs", "compute_loss_func",
-                            "loss_is_scaled_for_ga"}
+PUBLIC_LOOKING_INTERNALS = {
+    "current_gradient_accumulation_steps",
+    "model_accepts_loss_kwargs",
+    "compute_loss_func",
+    "loss_is_scaled_for_ga",
+}
 
 
 def _private_trainer_names() -> set[str]:
@@ -158,9 +192,18 @@ def _private_trainer_names() -> set[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Dataset.from_dict({"x": [[0.0, 1.0]] * 4, "labels": [1.0] * 4})
-        trainer = Trainer(model=Toy(), train_dataset=data, args=TrainingArguments(
-            output_dir=tmp, max_steps=1, report_to="none", use_cpu=True, per_device_train_batch_size=2,
-            save_strategy="no"))
+        trainer = Trainer(
+            model=Toy(),
+            train_dataset=data,
+            args=TrainingArguments(
+                output_dir=tmp,
+                max_steps=1,
+                report_to="none",
+                use_cpu=True,
+                per_device_train_batch_size=2,
+                save_strategy="no",
+            ),
+        )
         trainer.train()
         names = set(dir(Trainer)) | set(vars(trainer))
     return {n for n in names if n.startswith("_") and not n.startswith("__")} | PUBLIC_LOOKING_INTERNALS
@@ -204,11 +247,19 @@ def private_uses(source: str, classes: set[str], where: str = "") -> list[str]:
     for node in ast.walk(tree):
         if id(node) in inside:
             continue
-        if isinstance(node, ast.Attribute) and node.attr in PRIVATE and not (
-                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in PRIVATE
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
             out.append(f"{where}:{node.lineno} .{node.attr}")
-        elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("getattr", "setattr", "hasattr")
-              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value in PRIVATE):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", "") in ("getattr", "setattr", "hasattr")
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in PRIVATE
+        ):
             out.append(f"{where}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
     return sorted(set(out))
 
@@ -216,16 +267,27 @@ def private_uses(source: str, classes: set[str], where: str = "") -> list[str]:
 def test_no_file_but_the_fence_touches_private_trainer_api():
     classes = trainer_classes()
     assert {"ExperimentTrainer", "BlotchCacheTrainer", "MLPTrainer", "CompressionTrainer"} <= classes
-    offenders = [u for path in (ROOT / "hf_experiments").rglob("*.py") if path != FENCE
-                 for u in private_uses(path.read_text(encoding="utf-8"), classes, str(path.relative_to(ROOT)))]
+    offenders = [
+        u
+        for path in (ROOT / "hf_experiments").rglob("*.py")
+        if path != FENCE
+        for u in private_uses(path.read_text(encoding="utf-8"), classes, str(path.relative_to(ROOT)))
+    ]
     assert offenders == []
 
 
 def test_the_fence_check_sees_a_planted_use():
-    code = ("class T:\n    def _run_epoch(self):\n        return self._remove_unused_columns(1)\n"
-            "def f(trainer, tr, kw):\n    return trainer._created_lr_scheduler, tr._memory_tracker, "
-            "kw['t']._tr_loss, getattr(tr, '_train_batch_size'), tr.current_gradient_accumulation_steps\n")
+    code = (
+        "class T:\n    def _run_epoch(self):\n        return self._remove_unused_columns(1)\n"
+        "def f(trainer, tr, kw):\n    return trainer._created_lr_scheduler, tr._memory_tracker, "
+        "kw['t']._tr_loss, getattr(tr, '_train_batch_size'), tr.current_gradient_accumulation_steps\n"
+    )
     assert private_uses(code, {"T"}, "x") == [
-        "x:2 def T._run_epoch", "x:3 T ._remove_unused_columns", "x:5 ._created_lr_scheduler",
-        "x:5 ._memory_tracker", "x:5 ._tr_loss", "x:5 .current_gradient_accumulation_steps",
-        "x:5 getattr(..., '_train_batch_size')"]
+        "x:2 def T._run_epoch",
+        "x:3 T ._remove_unused_columns",
+        "x:5 ._created_lr_scheduler",
+        "x:5 ._memory_tracker",
+        "x:5 ._tr_loss",
+        "x:5 .current_gradient_accumulation_steps",
+        "x:5 getattr(..., '_train_batch_size')",
+    ]

@@ -34,74 +34,243 @@ TIMING = re.compile(r"runtime|per_second|seconds|_time|time_share")
 
 # name -> (entry script or "two_ranks", config file, overrides); {backbone}, {gru_model} and {matrix20} are
 # filled in at run time.
-_BLOTCH_SMALL = ["--max_steps", "30", "--init_samples", "500", "--val_samples", "100", "--ood_samples", "40",
-                 "--gen_eval_samples", "40", "--eval_steps", "15", "--save_steps", "15",
-                 "--per_device_eval_batch_size", "40", "--logging_steps", "5"]
-_CACHE_SMALL = ["--init_samples", "600", "--val_samples", "100", "--ood_samples", "40", "--gen_eval_samples", "40",
-                "--max_steps", "60", "--eval_steps", "30", "--save_steps", "20", "--logging_steps", "5",
-                "--per_device_eval_batch_size", "40", "--manip_batch_size", "100", "--history_eval_samples", "20"]
-_ARROWS_SMALL = ["--max_steps", "30", "--n_val", "200", "--eval_steps", "15", "--save_steps", "15",
-                 "--logging_steps", "5", "--per_device_eval_batch_size", "100", "--warmup_steps", "5"]
-_GRU_SMALL = ["--state_size", "32", "--n_train", "5000", "--n_valid", "200", "--n_valid_extra", "100",
-              "--max_steps", "40", "--eval_steps", "20", "--save_steps", "20", "--logging_steps", "5",
-              "--per_device_eval_batch_size", "100"]
-_INTERVENTION_SMALL = ["--gru_model", "{gru_model}", "--n_train", "5000", "--n_valid", "200",
-                       "--n_valid_extra", "100", "--max_steps", "20", "--eval_steps", "10", "--save_steps", "10",
-                       "--logging_steps", "5", "--per_device_train_batch_size", "64",
-                       "--per_device_eval_batch_size", "100"]
-_CMP_SMALL = ["--model_string", "{backbone}", "--cmp_len", "8", "--seq_len", "8", "--max_steps", "12",
-              "--per_device_train_batch_size", "8", "--save_steps", "6", "--logging_steps", "3",
-              "--max_train_windows", "400", "--max_val_windows", "32", "--per_device_eval_batch_size", "16",
-              "--free_run_tokens", "4", "--warmup_steps", "2"]
-_MLP_SMALL = ["--max_steps", "30", "--width", "64", "--n_test", "256", "--grab_every", "10", "--save_steps", "15",
-              "--logging_steps", "5"]
+_BLOTCH_SMALL = [
+    "--max_steps",
+    "30",
+    "--init_samples",
+    "500",
+    "--val_samples",
+    "100",
+    "--ood_samples",
+    "40",
+    "--gen_eval_samples",
+    "40",
+    "--eval_steps",
+    "15",
+    "--save_steps",
+    "15",
+    "--per_device_eval_batch_size",
+    "40",
+    "--logging_steps",
+    "5",
+]
+_CACHE_SMALL = [
+    "--init_samples",
+    "600",
+    "--val_samples",
+    "100",
+    "--ood_samples",
+    "40",
+    "--gen_eval_samples",
+    "40",
+    "--max_steps",
+    "60",
+    "--eval_steps",
+    "30",
+    "--save_steps",
+    "20",
+    "--logging_steps",
+    "5",
+    "--per_device_eval_batch_size",
+    "40",
+    "--manip_batch_size",
+    "100",
+    "--history_eval_samples",
+    "20",
+]
+_ARROWS_SMALL = [
+    "--max_steps",
+    "30",
+    "--n_val",
+    "200",
+    "--eval_steps",
+    "15",
+    "--save_steps",
+    "15",
+    "--logging_steps",
+    "5",
+    "--per_device_eval_batch_size",
+    "100",
+    "--warmup_steps",
+    "5",
+]
+_GRU_SMALL = [
+    "--state_size",
+    "32",
+    "--n_train",
+    "5000",
+    "--n_valid",
+    "200",
+    "--n_valid_extra",
+    "100",
+    "--max_steps",
+    "40",
+    "--eval_steps",
+    "20",
+    "--save_steps",
+    "20",
+    "--logging_steps",
+    "5",
+    "--per_device_eval_batch_size",
+    "100",
+]
+_INTERVENTION_SMALL = [
+    "--gru_model",
+    "{gru_model}",
+    "--n_train",
+    "5000",
+    "--n_valid",
+    "200",
+    "--n_valid_extra",
+    "100",
+    "--max_steps",
+    "20",
+    "--eval_steps",
+    "10",
+    "--save_steps",
+    "10",
+    "--logging_steps",
+    "5",
+    "--per_device_train_batch_size",
+    "64",
+    "--per_device_eval_batch_size",
+    "100",
+]
+_CMP_SMALL = [
+    "--model_string",
+    "{backbone}",
+    "--cmp_len",
+    "8",
+    "--seq_len",
+    "8",
+    "--max_steps",
+    "12",
+    "--per_device_train_batch_size",
+    "8",
+    "--save_steps",
+    "6",
+    "--logging_steps",
+    "3",
+    "--max_train_windows",
+    "400",
+    "--max_val_windows",
+    "32",
+    "--per_device_eval_batch_size",
+    "16",
+    "--free_run_tokens",
+    "4",
+    "--warmup_steps",
+    "2",
+]
+_MLP_SMALL = [
+    "--max_steps",
+    "30",
+    "--width",
+    "64",
+    "--n_test",
+    "256",
+    "--grab_every",
+    "10",
+    "--save_steps",
+    "15",
+    "--logging_steps",
+    "5",
+]
 
 CASES: dict[str, tuple[str, str, list[str]]] = {
     "cmp": ("run", "cmp.json", _CMP_SMALL),
     "cmp_rmb": ("run", "cmp.json", [*_CMP_SMALL, "--n_cmps", "2", "--rmb_task", "true", "--proj_cmps", "true"]),
     "linear_forward": ("run", "linear_forward.json", [*_ARROWS_SMALL, "--num_vectors", "2000"]),
     "linear_backward": ("run", "linear_backward.json", [*_ARROWS_SMALL, "--num_vectors", "2000"]),
-    "linear_gpt1_forward": ("run", "linear_gpt1_forward.json",
-                            [*_ARROWS_SMALL, "--num_vectors", "1000", "--model_preset", "tiny",
-                             "--dataloader_num_workers", "0", "--per_device_train_batch_size", "32",
-                             "--max_eval_batches", "2"]),
+    "linear_gpt1_forward": (
+        "run",
+        "linear_gpt1_forward.json",
+        [
+            *_ARROWS_SMALL,
+            "--num_vectors",
+            "1000",
+            "--model_preset",
+            "tiny",
+            "--dataloader_num_workers",
+            "0",
+            "--per_device_train_batch_size",
+            "32",
+            "--max_eval_batches",
+            "2",
+        ],
+    ),
     "primes_forward": ("run", "primes_forward.json", [*_ARROWS_SMALL, "--n_pairs", "2000"]),
     "primes_backward": ("run", "primes_backward.json", [*_ARROWS_SMALL, "--n_pairs", "2000"]),
     "blotch_vanilla": ("run", "blotch_vanilla.json", _BLOTCH_SMALL),
-    "blotch_vanilla_microbatch": ("run", "blotch_vanilla.json",
-                                  [*_BLOTCH_SMALL, "--per_device_batch_size", "24",
-                                   "--length_bucketed_sampling", "true"]),
+    "blotch_vanilla_microbatch": (
+        "run",
+        "blotch_vanilla.json",
+        [*_BLOTCH_SMALL, "--per_device_batch_size", "24", "--length_bucketed_sampling", "true"],
+    ),
     "blotch": ("run", "blotch.json", _BLOTCH_SMALL),
     "direct": ("run", "direct.json", _BLOTCH_SMALL),
     "blotch_axe": ("run", "blotch_axe.json", [*_CACHE_SMALL, "--pre_epochs", "2", "--last_aug_epoch", "4"]),
     "blotch_axe_twin": ("run", "blotch_axe_twin.json", [*_CACHE_SMALL, "--pre_epochs", "2", "--aug_mod", "2"]),
-    "blotch_star": ("run", "blotch_star.json", [*_CACHE_SMALL, "--max_samples", "900", "--star_loops", "1",
-                                                "--pre_epochs", "1"]),
-    "blotch_internalize": ("run", "blotch_axe.json", [*_CACHE_SMALL, "--axe_loops", "0", "--internalize_steps", "1",
-                                                      "--pre_epochs", "1", "--last_aug_epoch", "3"]),
-    "blotch_axe_2ranks": ("two_ranks", "blotch_axe.json",
-                          [*_CACHE_SMALL, "--pre_epochs", "2", "--last_aug_epoch", "4",
-                           "--per_device_train_batch_size", "32"]),
+    "blotch_star": (
+        "run",
+        "blotch_star.json",
+        [*_CACHE_SMALL, "--max_samples", "900", "--star_loops", "1", "--pre_epochs", "1"],
+    ),
+    "blotch_internalize": (
+        "run",
+        "blotch_axe.json",
+        [*_CACHE_SMALL, "--axe_loops", "0", "--internalize_steps", "1", "--pre_epochs", "1", "--last_aug_epoch", "3"],
+    ),
+    "blotch_axe_2ranks": (
+        "two_ranks",
+        "blotch_axe.json",
+        [*_CACHE_SMALL, "--pre_epochs", "2", "--last_aug_epoch", "4", "--per_device_train_batch_size", "32"],
+    ),
     "gru_repeat": ("run", "gru_repeat.json", _GRU_SMALL),
-    "gru_repeat_microbatch_2ranks": ("two_ranks", "gru_repeat.json",
-                                     [*_GRU_SMALL, "--per_device_batch_size", "12",
-                                      "--length_bucketed_sampling", "true", "--min_len", "5"]),
+    "gru_repeat_microbatch_2ranks": (
+        "two_ranks",
+        "gru_repeat.json",
+        [*_GRU_SMALL, "--per_device_batch_size", "12", "--length_bucketed_sampling", "true", "--min_len", "5"],
+    ),
     "gru_onion": ("run", "gru_onion.json", _INTERVENTION_SMALL),
     "gru_linear": ("run", "gru_linear.json", _INTERVENTION_SMALL),
     "mlp": ("run", "mlp.json", _MLP_SMALL),
-    "mlp_offline_ntk": ("run", "mlp.json", [*_MLP_SMALL, "--online", "false", "--parameterization", "ntk",
-                                            "--lr_sched_steps", "10", "20", "--lr_scheduler_type", "constant"]),
-    "mlp_mup_sweep": ("sweep", "mlp_mup_sweep.json",
-                      ["--sweep", '{"width": [64, 128], "trial": [0, 1]}', "--max_steps", "20", "--n_test", "256"]),
+    "mlp_offline_ntk": (
+        "run",
+        "mlp.json",
+        [
+            *_MLP_SMALL,
+            "--online",
+            "false",
+            "--parameterization",
+            "ntk",
+            "--lr_sched_steps",
+            "10",
+            "20",
+            "--lr_scheduler_type",
+            "constant",
+        ],
+    ),
+    "mlp_mup_sweep": (
+        "sweep",
+        "mlp_mup_sweep.json",
+        ["--sweep", '{"width": [64, 128], "trial": [0, 1]}', "--max_steps", "20", "--n_test", "256"],
+    ),
 }
 DEPENDS = {"gru_onion": "gru_repeat", "gru_linear": "gru_repeat"}
 
 
 def env(workdir: Path) -> dict[str, str]:
     e = dict(os.environ)
-    e.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
-             HF_EXPERIMENTS_CACHE=str(workdir / "cache"), HF_DATASETS_CACHE=str(workdir / "cache" / "datasets"),
-             PYTHONPATH=str(ROOT) + os.pathsep + e.get("PYTHONPATH", ""))
+    e.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        HF_EXPERIMENTS_CACHE=str(workdir / "cache"),
+        HF_DATASETS_CACHE=str(workdir / "cache" / "datasets"),
+        PYTHONPATH=str(ROOT) + os.pathsep + e.get("PYTHONPATH", ""),
+    )
     return e
 
 
@@ -136,14 +305,28 @@ def _fill(text: str, fill: dict[str, str]) -> str:
 
 
 def command(kind: str, config: str, overrides: list[str], save_root: Path, fill: dict[str, str]) -> list[str]:
-    args = ["--config", str(ROOT / "configs" / config), "--save_root", str(save_root),
-            *[_fill(o, fill) for o in overrides]]
+    args = [
+        "--config",
+        str(ROOT / "configs" / config),
+        "--save_root",
+        str(save_root),
+        *[_fill(o, fill) for o in overrides],
+    ]
     if kind == "sweep":
         return [sys.executable, str(ROOT / "trainers" / "sweep.py"), *args]
     if kind == "two_ranks":
         launcher = str(Path(sys.executable).parent / "accelerate")
-        return [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
-                str(ROOT / "trainers" / "run.py"), *args]
+        return [
+            launcher,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            str(free_port()),
+            str(ROOT / "trainers" / "run.py"),
+            *args,
+        ]
     return [sys.executable, str(ROOT / "trainers" / "run.py"), *args]
 
 
@@ -231,10 +414,16 @@ def record(names: list[str], workdir: Path, jobs: int) -> dict[str, Any]:
             results[futures[fut]] = fut.result()
             print(f"done {futures[fut]}", flush=True)
     backbone = tensor_hashes(Path(fill["backbone"]) / "model.safetensors")
-    return {"platform": {"torch": torch.__version__, "machine": platform.machine(), "python": platform.python_version(),
-                         "processor": _cpu_model()},
-            "backbone": hashlib.sha256(json.dumps(backbone, sort_keys=True).encode()).hexdigest(),
-            "cases": {n: results[n] for n in names}}
+    return {
+        "platform": {
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "processor": _cpu_model(),
+        },
+        "backbone": hashlib.sha256(json.dumps(backbone, sort_keys=True).encode()).hexdigest(),
+        "cases": {n: results[n] for n in names},
+    }
 
 
 def _cpu_model() -> str:

@@ -78,6 +78,5 @@ def test_grabs_run_every_k_steps_and_receive_the_job_values(tmp_path):
     assert len({s[0] for s in sums}) == 1 and len({s[1] for s in sums}) == len(sums)
     metrics = json.loads((tmp_path / "grabs" / "metrics.json").read_text())
     assert (
-        metrics["grab_weight_norms/output_layer.weight"]
-        == records["weight_norms"][-1]["value"]["output_layer.weight"]
+        metrics["grab_weight_norms/output_layer.weight"] == records["weight_norms"][-1]["value"]["output_layer.weight"]
     )

@@ -52,9 +52,7 @@ def test_gamma_divides_output_and_rescales_lr():
         x = torch.randn(4, 3)
         torch.testing.assert_close(scaled(x).predictions * gamma, base(x).predictions)
         assert gamma_lr(0.1, gamma) == pytest.approx(0.1 * lr_factor)
-        args = TrainingArguments(
-            output_dir="unused", optim="sgd", learning_rate=0.1, report_to="none", use_cpu=True
-        )
+        args = TrainingArguments(output_dir="unused", optim="sgd", learning_rate=0.1, report_to="none", use_cpu=True)
         opt = build_optimizer(scaled, args)
         assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1 * lr_factor] * len(opt.param_groups))
 
@@ -122,9 +120,7 @@ def test_user_batch_functions_by_import_path(tmp_path):
 
 
 def test_config_names_a_user_batch_function_and_its_kwargs(tmp_path):
-    cfg = tiny_mlp_config(
-        tmp_path, batch_fn="tests.mlp.helpers:linear_target", dim=3, batch_fn_kwargs={"slope": 2.0}
-    )
+    cfg = tiny_mlp_config(tmp_path, batch_fn="tests.mlp.helpers:linear_target", dim=3, batch_fn_kwargs={"slope": 2.0})
     exp, _ = build_experiment(cfg, tmp_path)
     x, y = exp.source.batch(0)
     assert x.shape == (32, 3) and torch.allclose(y, 2.0 * x[:, 0])  # config value dim, kwarg slope

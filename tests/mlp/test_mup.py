@@ -16,19 +16,13 @@ WIDTHS = (64, 256, 1024)
 BASE = 64
 
 
-def update_sizes(
-    parameterization: str, width: int, optim: str, lr: float, steps: int = 3
-) -> tuple[float, float]:
+def update_sizes(parameterization: str, width: int, optim: str, lr: float, steps: int = 3) -> tuple[float, float]:
     """Mean |change| of the output and of the last hidden layer after `steps` full-batch steps."""
     torch.manual_seed(0)
     x, y = torch.randn(64, 8), torch.randn(64)
     torch.manual_seed(1)
-    model = MLP(
-        MLPConfig(d_in=8, width=width, depth=2, parameterization=parameterization, mup_base_width=BASE)
-    )
-    args = TrainingArguments(
-        output_dir="unused", optim=optim, learning_rate=lr, report_to="none", use_cpu=True
-    )
+    model = MLP(MLPConfig(d_in=8, width=width, depth=2, parameterization=parameterization, mup_base_width=BASE))
+    args = TrainingArguments(output_dir="unused", optim=optim, learning_rate=lr, report_to="none", use_cpu=True)
     opt = build_optimizer(model, args)
     with torch.no_grad():
         f0, h0 = model(x).predictions.clone(), model.hidden_states(x)[-1].clone()
@@ -61,9 +55,7 @@ def test_mup_keeps_update_size_constant_across_widths_and_standard_does_not(opti
 
 def test_mup_layers_get_the_mup_package_learning_rates():
     model = MLP(MLPConfig(d_in=8, width=256, depth=3, parameterization="mup", mup_base_width=64))
-    args = TrainingArguments(
-        output_dir="unused", optim="sgd", learning_rate=0.1, report_to="none", use_cpu=True
-    )
+    args = TrainingArguments(output_dir="unused", optim="sgd", learning_rate=0.1, report_to="none", use_cpu=True)
     opt = build_optimizer(model, args)
     lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     net = model.net

@@ -59,9 +59,7 @@ def _linear_state(ids: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
 
 def test_linear_swap_repairs_a_linearly_stored_state_exactly():
     S = P * V
-    code = torch.linalg.qr(torch.randn(S, S, generator=torch.Generator().manual_seed(0)))[
-        0
-    ]  # rotated storage
+    code = torch.linalg.qr(torch.randn(S, S, generator=torch.Generator().manual_seed(0)))[0]  # rotated storage
     lin = LinearSwapIntervention(S, P).eval()
     with torch.no_grad():
         lin.rotation.base.copy_(code.T)  # undo the rotation...
@@ -75,9 +73,7 @@ def test_linear_swap_repairs_a_linearly_stored_state_exactly():
     with torch.no_grad():
         lin.assign_logits.fill_(-10.0)
         lin.assign_logits[torch.arange(S), (torch.arange(S) // V + 1) % P] = 10.0
-    assert not torch.allclose(
-        lin(_linear_state(corrupted, code), partner, swap), _linear_state(ids, code), atol=1e-3
-    )
+    assert not torch.allclose(lin(_linear_state(corrupted, code), partner, swap), _linear_state(ids, code), atol=1e-3)
 
 
 def test_onion_repairs_a_magnitude_stored_state_exactly():
@@ -172,6 +168,4 @@ def test_gru_intervention_run_and_its_config_checks(tmp_path):
     assert {"eval_valid_accuracy", "eval_valid_norepeat_accuracy"} <= set(metrics)
     saved = AutoModel.from_pretrained(tmp_path / "int" / "model")  # registered like every other model
     assert isinstance(saved, RecurrentIntervention) and saved.config.method == "linear"
-    torch.testing.assert_close(
-        saved.rnn.readout.weight, _rnn().readout.weight
-    )  # the frozen RNN was saved as is
+    torch.testing.assert_close(saved.rnn.readout.weight, _rnn().readout.weight)  # the frozen RNN was saved as is

@@ -62,9 +62,7 @@ def test_loss_split_with_num_items_sums_to_the_full_batch_loss():
     ids, length, labels = _batch()
     full = model(ids, length, labels).loss
     n = labels.ne(-100).sum()
-    parts = sum(
-        model(ids[s], length[s], labels[s], num_items_in_batch=n).loss for s in (slice(0, 1), slice(1, 3))
-    )
+    parts = sum(model(ids[s], length[s], labels[s], num_items_in_batch=n).loss for s in (slice(0, 1), slice(1, 3)))
     torch.testing.assert_close(parts, full)
     logits = model(ids, length).logits
     torch.testing.assert_close(token_loss(logits, labels), full)
@@ -130,9 +128,7 @@ def test_config_checks_happen_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match="min_len"):
         parse_config_strict(["--config", str(_tiny_config(tmp_path, min_len=4, max_len=3))])
     with pytest.raises(ConfigError, match="lr_sched_steps"):
-        parse_config_strict(
-            ["--config", str(_tiny_config(tmp_path, lr_sched_steps=[3], lr_scheduler_type="cosine"))]
-        )
+        parse_config_strict(["--config", str(_tiny_config(tmp_path, lr_sched_steps=[3], lr_scheduler_type="cosine"))])
     with pytest.raises(ConfigError, match="gradient_accumulation_steps"):
         parse_config_strict(
             ["--config", str(_tiny_config(tmp_path, per_device_batch_size=4, gradient_accumulation_steps=2))]
@@ -203,10 +199,7 @@ def test_grid_runs_each_model_before_its_interventions_and_skips_finished_runs(t
     names = [d.name for d, _ in todo]
     assert len(names) == 12 and names[:3] == ["gru_s48_seed1", "gru_s48_seed1_linear", "gru_s48_seed1_onion"]
     argv = dict(zip(todo[1][1][::2], todo[1][1][1::2]))
-    assert (
-        argv["--gru_model"] == str(tmp_path / "gru_s48_seed1" / "model")
-        and argv["--intervention"] == "linear"
-    )
+    assert argv["--gru_model"] == str(tmp_path / "gru_s48_seed1" / "model") and argv["--intervention"] == "linear"
     assert dict(zip(todo[0][1][::2], todo[0][1][1::2]))["--max_steps"] == "7"  # overrides beat the paper's
     (tmp_path / "gru_s48_seed1").mkdir()
     (tmp_path / "gru_s48_seed1" / "metrics.json").write_text("{}")

@@ -139,9 +139,7 @@ def test_make_repeat_script(tmp_path):
     )
     ds = load_dataset(str(tmp_path / "d"))
     assert all(len(set(r)) == len(r) for r in ds["train"]["input_ids"])
-    assert (
-        mod.main(["--out", str(tmp_path / "e"), "--n_symbols", "2", "--max_len", "2", "--min_len", "1"]) == 2
-    )
+    assert mod.main(["--out", str(tmp_path / "e"), "--n_symbols", "2", "--max_len", "2", "--min_len", "1"]) == 2
 
 
 def test_collator_pads_and_labels():

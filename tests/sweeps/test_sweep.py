@@ -113,9 +113,7 @@ def test_local_sweep_collects_results_and_skips_finished_jobs(tmp_path, capsys):
     assert "3 already finished, 1 to run" in capsys.readouterr().out
     assert set(df["status"]) == {"finished"}
     after = {j.name: (j.run_dir / "metrics.json").stat().st_mtime_ns for j in sweep.jobs}
-    assert {k: v for k, v in after.items() if k != redo.name} == {
-        k: v for k, v in mtimes.items() if k != redo.name
-    }
+    assert {k: v for k, v in after.items() if k != redo.name} == {k: v for k, v in mtimes.items() if k != redo.name}
 
 
 def test_one_subprocess_per_device(tmp_path):
@@ -127,10 +125,7 @@ def test_one_subprocess_per_device(tmp_path):
 
 def test_cli_dry_run_overrides_and_config_errors(tmp_path, capsys):
     path = write(tmp_path / "s.json", sweep_config(tmp_path, {"width": [8, 16]}))
-    assert (
-        main(["--config", str(path), "--dry_run", "--max_steps", "5", "--sweep", '{"width": [4, 8, 12]}'])
-        == 0
-    )
+    assert main(["--config", str(path), "--dry_run", "--max_steps", "5", "--sweep", '{"width": [4, 8, 12]}']) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "\tto run\t" in ln]
     assert [ln.split("\t")[2] for ln in lines] == ["width=4", "width=8", "width=12"]
     assert not (tmp_path / "sw").exists()  # a dry run writes nothing
@@ -160,9 +155,7 @@ def test_command_line_overrides_and_sweep_detection(tmp_path):
 @pytest.mark.parametrize("engine", ["submitit_debug", pytest.param("submitit_local", marks=pytest.mark.slow)])
 def test_submitit_executors_run_the_jobs(tmp_path, engine):
     pytest.importorskip("submitit")
-    sweep, df = run_sweep(
-        sweep_config(tmp_path, {"trial": [0]}), engine=engine, engine_options={"timeout_min": 10}
-    )
+    sweep, df = run_sweep(sweep_config(tmp_path, {"trial": [0]}), engine=engine, engine_options={"timeout_min": 10})
     assert list(df["status"]) == ["finished"]
     assert (sweep.dir / "submitit").is_dir()
 

@@ -72,9 +72,11 @@ def _segment_stats(
         lengths = torch.tensor([len(rows[i]) for i in idx])
         mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()  # (B, T)
         positions = torch.arange(ids.shape[1]).expand_as(ids)  # contiguous: the row as trained
-        logits = model(
-            input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
-        ).logits[:, :-1, :n_real].float()  # (B, T-1, V)
+        logits = (
+            model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device))
+            .logits[:, :-1, :n_real]
+            .float()
+        )  # (B, T-1, V)
         target = ids[:, 1:].to(device)  # (B, T-1)
         valid = mask[:, 1:].to(device).bool()
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * valid  # (B, T-1)
@@ -102,8 +104,10 @@ def removal_costs(
     turned into window means with prefix sums, with no loop over candidates.
     """
     _check_pairs(problems, solutions)
-    if isinstance(comp_steps, bool) or not isinstance(comp_steps, (int, np.integer)) or not (
-        comp_steps >= 1 or comp_steps == -1
+    if (
+        isinstance(comp_steps, bool)
+        or not isinstance(comp_steps, (int, np.integer))
+        or not (comp_steps >= 1 or comp_steps == -1)
     ):
         raise ValueError(f"comp_steps={comp_steps!r} is not allowed; use an integer >= 1, or -1 for all steps")
     split = [s.split("=") for s in solutions]
@@ -114,9 +118,7 @@ def removal_costs(
     if len(cand_row) == 0:
         return RemovalCosts(cand_row, cand_step.astype(int), empty, empty, np.zeros(0, bool))
     full = [f"{p}={s}" for p, s in zip(problems, solutions)]
-    short = [
-        problems[i] + "=" + "=".join(split[i][: j - 1] + split[i][j:]) for i, j in zip(cand_row, cand_step)
-    ]
+    short = [problems[i] + "=" + "=".join(split[i][: j - 1] + split[i][j:]) for i, j in zip(cand_row, cand_step)]
     width = int(n_seg.max()) + 1
     with _inference(model) as inner:
         btok = btoken_id(inner, blotch_p)
@@ -175,8 +177,13 @@ def axe(
     stats: dict[str, float] = {"solved": float(solved.sum()), "candidates": 0.0}
     if sel:
         rc = removal_costs(
-            model, tokenizer, [problems[i] for i in sel], [solutions[i] for i in sel],
-            comp_steps=comp_steps, blotch_p=blotch_p, batch_size=batch_size,
+            model,
+            tokenizer,
+            [problems[i] for i in sel],
+            [solutions[i] for i in sel],
+            comp_steps=comp_steps,
+            blotch_p=blotch_p,
+            batch_size=batch_size,
         )
         cost = np.where(rc.answer_ok, rc.cost(abs_tol), np.inf)
         order = np.lexsort((rc.step, cost, rc.row))  # per row: least cost first, ties -> earliest step

@@ -59,8 +59,10 @@ class CacheTrainerMixin(GrowingEpochsMixin):
 
     def attach_cache(self, cache: DataCache) -> None:
         if self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0:
-            raise ValueError("dataloader_persistent_workers=True is not allowed with a data cache: persistent "
-                             "workers keep the first epoch's copy of the rows; use false")
+            raise ValueError(
+                "dataloader_persistent_workers=True is not allowed with a data cache: persistent "
+                "workers keep the first epoch's copy of the rows; use false"
+            )
         self.data_cache = cache
         self.train_dataset = CacheView(cache)
         if not isinstance(self.data_collator, RowSeededCollator):
@@ -85,7 +87,9 @@ class CacheTrainerMixin(GrowingEpochsMixin):
         if resume_from_checkpoint:
             saved = Path(resume_from_checkpoint) / CACHE_DIR
             if not saved.is_dir():
-                raise ValueError(f"resume_from_checkpoint={str(resume_from_checkpoint)!r} has no {CACHE_DIR}/: it "
-                                 "was not written by a data-cache run, so the cache cannot be restored")
+                raise ValueError(
+                    f"resume_from_checkpoint={str(resume_from_checkpoint)!r} has no {CACHE_DIR}/: it "
+                    "was not written by a data-cache run, so the cache cannot be restored"
+                )
             self.data_cache.load(saved)  # before the dataloader is measured
         return super().train(resume_from_checkpoint, *args, **kwargs)

@@ -36,9 +36,17 @@ class StarCallback(CacheManipulation):
 
     kind = "star"
 
-    def __init__(self, ctx: CacheContext, schedule: ManipulationSchedule, params: ProblemParams,
-                 exclude: set[str], loops: int, temperature: float, rationalize: bool = False,
-                 star_fn: Callable | None = None) -> None:
+    def __init__(
+        self,
+        ctx: CacheContext,
+        schedule: ManipulationSchedule,
+        params: ProblemParams,
+        exclude: set[str],
+        loops: int,
+        temperature: float,
+        rationalize: bool = False,
+        star_fn: Callable | None = None,
+    ) -> None:
         super().__init__(ctx, schedule)
         self.params, self.exclude, self.loops = params, exclude, loops
         self.temperature, self.rationalize = temperature, rationalize
@@ -66,9 +74,16 @@ class StarCallback(CacheManipulation):
         budget = _max_new_tokens(ctx, problems, longest)
 
         def run(local: np.ndarray):
-            return fn(ctx.model, ctx.tokenizer, [problems[i] for i in local], temperature=self.temperature,
-                      blotch_p=ctx.blotch_p, batch_size=ctx.batch_size, max_new_tokens=budget,
-                      rationalize=self.rationalize)
+            return fn(
+                ctx.model,
+                ctx.tokenizer,
+                [problems[i] for i in local],
+                temperature=self.temperature,
+                blotch_p=ctx.blotch_p,
+                batch_size=ctx.batch_size,
+                max_new_tokens=budget,
+                rationalize=self.rationalize,
+            )
 
         merged = run_sharded(len(problems), run, ctx, (round_, 1))
         keep = [i for i, s in enumerate(merged.solutions) if s is not None]
@@ -83,8 +98,15 @@ class AugmentCallback(CacheManipulation):
 
     kind = "aug"
 
-    def __init__(self, ctx: CacheContext, schedule: ManipulationSchedule, loops: int, temperature: float,
-                 in_place: bool = True, augment_fn: Callable | None = None) -> None:
+    def __init__(
+        self,
+        ctx: CacheContext,
+        schedule: ManipulationSchedule,
+        loops: int,
+        temperature: float,
+        in_place: bool = True,
+        augment_fn: Callable | None = None,
+    ) -> None:
         super().__init__(ctx, schedule)
         self.loops, self.temperature, self.in_place, self.augment_fn = loops, temperature, in_place, augment_fn
 
@@ -97,9 +119,16 @@ class AugmentCallback(CacheManipulation):
         budget = _max_new_tokens(ctx, problems, max((solution_length(s) for s in solutions), default=1))
 
         def run(local: np.ndarray):
-            return fn(ctx.model, ctx.tokenizer, [problems[i] for i in local], [solutions[i] for i in local],
-                      temperature=self.temperature, blotch_p=ctx.blotch_p, batch_size=ctx.batch_size,
-                      max_new_tokens=budget)
+            return fn(
+                ctx.model,
+                ctx.tokenizer,
+                [problems[i] for i in local],
+                [solutions[i] for i in local],
+                temperature=self.temperature,
+                blotch_p=ctx.blotch_p,
+                batch_size=ctx.batch_size,
+                max_new_tokens=budget,
+            )
 
         merged = run_sharded(len(rows), run, ctx, (round_, 2))
         keep = [i for i, s in enumerate(merged.solutions) if s is not None]
@@ -119,8 +148,16 @@ class AxeCallback(CacheManipulation):
 
     kind = "axe"
 
-    def __init__(self, ctx: CacheContext, schedule: ManipulationSchedule, loops: int, tol: float,
-                 abs_tol: bool, comp_steps: int, axe_fn: Callable | None = None) -> None:
+    def __init__(
+        self,
+        ctx: CacheContext,
+        schedule: ManipulationSchedule,
+        loops: int,
+        tol: float,
+        abs_tol: bool,
+        comp_steps: int,
+        axe_fn: Callable | None = None,
+    ) -> None:
         super().__init__(ctx, schedule)
         self.loops, self.tol, self.abs_tol, self.comp_steps, self.axe_fn = loops, tol, abs_tol, comp_steps, axe_fn
 
@@ -133,9 +170,18 @@ class AxeCallback(CacheManipulation):
         budget = _max_new_tokens(ctx, problems, max((solution_length(s) for s in solutions), default=1))
 
         def run(local: np.ndarray):
-            return fn(ctx.model, ctx.tokenizer, [problems[i] for i in local], [solutions[i] for i in local],
-                      tol=self.tol, abs_tol=self.abs_tol, comp_steps=self.comp_steps, blotch_p=ctx.blotch_p,
-                      batch_size=ctx.batch_size, max_new_tokens=budget)
+            return fn(
+                ctx.model,
+                ctx.tokenizer,
+                [problems[i] for i in local],
+                [solutions[i] for i in local],
+                tol=self.tol,
+                abs_tol=self.abs_tol,
+                comp_steps=self.comp_steps,
+                blotch_p=ctx.blotch_p,
+                batch_size=ctx.batch_size,
+                max_new_tokens=budget,
+            )
 
         merged = run_sharded(len(rows), run, ctx, (round_, 3))
         keep = [i for i, s in enumerate(merged.solutions) if s is not None]
@@ -152,8 +198,9 @@ class InternalizeCallback(CacheManipulation):
 
     kind = "internalize"
 
-    def __init__(self, ctx: CacheContext, schedule: ManipulationSchedule, k: int,
-                 internalize_fn: Callable | None = None) -> None:
+    def __init__(
+        self, ctx: CacheContext, schedule: ManipulationSchedule, k: int, internalize_fn: Callable | None = None
+    ) -> None:
         super().__init__(ctx, schedule)
         if k < 1:
             raise ValueError(f"k={k} is not allowed; use an integer >= 1")
@@ -167,8 +214,8 @@ class InternalizeCallback(CacheManipulation):
         changed = [i for i, (o, s) in enumerate(zip(old, new)) if o != s]
         cache.replace(changed, [new[i] for i in changed], "internalize", round_)
         changed_set = set(changed)
-        merged = Merged([new[i] if i in changed_set else None for i in range(len(old))], len(old),
-                        len(changed), float("nan"), {})
-        table = self._table([cache.problems[i] for i in changed], [old[i] for i in changed],
-                            [new[i] for i in changed])
+        merged = Merged(
+            [new[i] if i in changed_set else None for i in range(len(old))], len(old), len(changed), float("nan"), {}
+        )
+        table = self._table([cache.problems[i] for i in changed], [old[i] for i in changed], [new[i] for i in changed])
         return merged, table, {"replaced": len(changed)}

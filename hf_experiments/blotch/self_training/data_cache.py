@@ -65,8 +65,7 @@ class DataCache:
         if len(problems) != len(solutions):
             raise ValueError(f"problems ({len(problems)}) and solutions ({len(solutions)}) differ in length")
         if max_samples is not None and max_samples < len(problems):
-            raise ValueError(f"max_samples={max_samples} is not allowed; use at least the {len(problems)} "
-                             "initial rows")
+            raise ValueError(f"max_samples={max_samples} is not allowed; use at least the {len(problems)} initial rows")
         if full_policy not in ("drop_new", "replace_oldest"):
             raise ValueError(f"full_policy={full_policy!r} is not allowed; use 'drop_new' or 'replace_oldest'")
         self.tokenizer = tokenizer
@@ -80,8 +79,14 @@ class DataCache:
         self.ids: list[np.ndarray] = self._encode(self.problems, self.solutions)
 
     @classmethod
-    def from_dataset(cls, tokenizer: Any, dataset: Any, init_samples: int | None = None,
-                     max_samples: int | None = None, full_policy: FullPolicy = "drop_new") -> DataCache:
+    def from_dataset(
+        cls,
+        tokenizer: Any,
+        dataset: Any,
+        init_samples: int | None = None,
+        max_samples: int | None = None,
+        full_policy: FullPolicy = "drop_new",
+    ) -> DataCache:
         """The first ``init_samples`` rows (default: all) of a dataset with ``problem``/``solution`` columns."""
         n = len(dataset) if init_samples is None else min(init_samples, len(dataset))
         part = dataset.select(range(n)) if n < len(dataset) else dataset
@@ -137,7 +142,12 @@ class DataCache:
             new_ids = self._encode(rest_p, rest_s)
             for i, p, s, r in zip(victims, rest_p, rest_s, new_ids):
                 self.problems[i], self.solutions[i], self.origin[i], self.round[i], self.ids[i] = (
-                    p, s, origin, round_, r)
+                    p,
+                    s,
+                    origin,
+                    round_,
+                    r,
+                )
             replaced = len(victims)
         return {"added": n_add, "replaced": replaced, "dropped": len(rest_p) - replaced}
 
@@ -155,8 +165,14 @@ class DataCache:
         tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        table = pa.table({"problem": self.problems, "solution": self.solutions, "origin": self.origin,
-                          "round": pa.array(self.round, type=pa.int64())})
+        table = pa.table(
+            {
+                "problem": self.problems,
+                "solution": self.solutions,
+                "origin": self.origin,
+                "round": pa.array(self.round, type=pa.int64()),
+            }
+        )
         pq.write_table(table, tmp / "rows.parquet")
         (tmp / "state.json").write_text(json.dumps(self.state_dict(), indent=1, sort_keys=True))
         if folder.exists():
@@ -177,8 +193,12 @@ class DataCache:
         self.ids = self._encode(self.problems, self.solutions)
 
     def table(self) -> dict[str, list]:
-        return {"problem": list(self.problems), "solution": list(self.solutions), "origin": list(self.origin),
-                "round": list(self.round)}
+        return {
+            "problem": list(self.problems),
+            "solution": list(self.solutions),
+            "origin": list(self.origin),
+            "round": list(self.round),
+        }
 
 
 class CacheView(torch.utils.data.Dataset):

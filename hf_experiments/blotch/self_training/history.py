@@ -25,8 +25,9 @@ class CacheHistoryCallback(TrainerCallback):
     """At the start of every epoch (after that epoch's manipulations), record the cache's mean solution
     length and the model's greedy answer accuracy on ``problems`` (validation; split across ranks)."""
 
-    def __init__(self, ctx: CacheContext, schedule: ManipulationSchedule, problems: Sequence[str],
-                 answers: Sequence[int]) -> None:
+    def __init__(
+        self, ctx: CacheContext, schedule: ManipulationSchedule, problems: Sequence[str], answers: Sequence[int]
+    ) -> None:
         self.ctx, self.schedule = ctx, schedule
         self.problems, self.answers = list(problems), list(answers)
 
@@ -39,8 +40,16 @@ class CacheHistoryCallback(TrainerCallback):
         budget = _max_new_tokens(ctx, self.problems, ctx.max_positions)
 
         def run(local: np.ndarray):
-            rolls = generate_solutions(ctx.model, ctx.tokenizer, [self.problems[i] for i in local],
-                                       ctx.blotch_p, 0.0, 1, ctx.batch_size, budget)
+            rolls = generate_solutions(
+                ctx.model,
+                ctx.tokenizer,
+                [self.problems[i] for i in local],
+                ctx.blotch_p,
+                0.0,
+                1,
+                ctx.batch_size,
+                budget,
+            )
             hits = [final_answer(t[0]) == self.answers[i] for t, i in zip(rolls.texts, local)]
             return _Result([None] * len(local), len(local), float(np.mean(hits)), {})
 
@@ -48,12 +57,20 @@ class CacheHistoryCallback(TrainerCallback):
 
     def record(self, state: Any, epoch: int) -> dict[str, Any]:
         cache = self.ctx.cache
-        row = {"epoch": epoch, "step": state.global_step, "rows": len(cache),
-               "mean_solution_length": cache.mean_solution_length(), "val_answer_acc": self.answer_acc()}
+        row = {
+            "epoch": epoch,
+            "step": state.global_step,
+            "rows": len(cache),
+            "mean_solution_length": cache.mean_solution_length(),
+            "val_answer_acc": self.answer_acc(),
+        }
         cache.ledger.history.append(row)
-        self.ctx.trainer.log({"cache/history_mean_solution_length": row["mean_solution_length"],
-                              **({"cache/val_answer_acc": row["val_answer_acc"]}
-                                 if row["val_answer_acc"] is not None else {})})
+        self.ctx.trainer.log(
+            {
+                "cache/history_mean_solution_length": row["mean_solution_length"],
+                **({"cache/val_answer_acc": row["val_answer_acc"]} if row["val_answer_acc"] is not None else {}),
+            }
+        )
         return row
 
     def on_epoch_begin(self, args, state, control, **kwargs):
@@ -63,8 +80,9 @@ class CacheHistoryCallback(TrainerCallback):
         return control
 
 
-def write_history(history: Sequence[dict[str, Any]], csv_path: Path, png_path: Path | None = None,
-                  title: str = "") -> None:
+def write_history(
+    history: Sequence[dict[str, Any]], csv_path: Path, png_path: Path | None = None, title: str = ""
+) -> None:
     """``cache_history.csv`` and a plot of mean training-solution length and validation accuracy."""
     if not history:
         return
@@ -89,8 +107,9 @@ def write_history(history: Sequence[dict[str, Any]], csv_path: Path, png_path: P
 def read_history(csv_path: Path) -> list[dict[str, float | None]]:
     """``cache_history.csv`` back as numbers (an empty accuracy cell is None)."""
     with open(csv_path, newline="", encoding="utf-8") as handle:
-        return [{k: (float(v) if v not in ("", "None") else None) for k, v in row.items()}
-                for row in csv.DictReader(handle)]
+        return [
+            {k: (float(v) if v not in ("", "None") else None) for k, v in row.items()} for row in csv.DictReader(handle)
+        ]
 
 
 def plot_history_runs(runs: dict[str, Sequence[dict[str, Any]]], png_path: Path, title: str = "") -> None:
@@ -98,8 +117,13 @@ def plot_history_runs(runs: dict[str, Sequence[dict[str, Any]]], png_path: Path,
     (e.g. a run with axing against its twin without)."""
     with figure(png_path, 1, 2, figsize=(9, 3.5)) as (fig, (ax_len, ax_acc)):
         for i, (label, history) in enumerate(runs.items()):
-            ax_len.plot([h["epoch"] for h in history], [h["mean_solution_length"] for h in history], "-",
-                        color=f"C{i}", label=label)
+            ax_len.plot(
+                [h["epoch"] for h in history],
+                [h["mean_solution_length"] for h in history],
+                "-",
+                color=f"C{i}",
+                label=label,
+            )
             accs = [(h["epoch"], h["val_answer_acc"]) for h in history if h["val_answer_acc"] is not None]
             ax_acc.plot([e for e, _ in accs], [a for _, a in accs], "-", color=f"C{i}", label=label)
         ax_len.set(xlabel="epoch", ylabel="mean training solution tokens")

@@ -76,8 +76,14 @@ def run_sharded(n: int, fn: Callable[[np.ndarray], Any], ctx: CacheContext, seed
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(int(ctx.rng(*seed_key, rank).integers(2**62)))
             res = fn(local)
-        part = (local.tolist(), list(res.solutions), int(res.tried), float(res.answer_acc) * int(res.tried),
-                dict(res.stats), len(local))
+        part = (
+            local.tolist(),
+            list(res.solutions),
+            int(res.tried),
+            float(res.answer_acc) * int(res.tried),
+            dict(res.stats),
+            len(local),
+        )
     else:
         part = ([], [], 0, 0.0, {}, 0)
     parts = gather_object([part]) if world > 1 else [part]
@@ -154,23 +160,45 @@ class CacheManipulation(TrainerCallback):
         led = cache.ledger
         led.manip_seconds += seconds
         ctx.manip_seconds += seconds
-        led.rounds.append({"round": round_, "epoch": self.schedule.epochs_done(state), "kind": self.kind,
-                           "step": state.global_step, "tried": merged.tried, "kept": merged.kept,
-                           "answer_acc": merged.answer_acc, "seconds": seconds, **extra})
+        led.rounds.append(
+            {
+                "round": round_,
+                "epoch": self.schedule.epochs_done(state),
+                "kind": self.kind,
+                "step": state.global_step,
+                "tried": merged.tried,
+                "kept": merged.kept,
+                "answer_acc": merged.answer_acc,
+                "seconds": seconds,
+                **extra,
+            }
+        )
         if args.should_save:
             write_round_table(ctx.run_dir / "manipulations" / f"round_{round_}_{self.kind}.csv", table)
-        logs = {f"{self.kind}/tried": merged.tried, f"{self.kind}/kept": merged.kept,
-                f"{self.kind}/answer_acc": merged.answer_acc, f"{self.kind}/seconds": seconds,
-                **{f"{self.kind}/{k}": v for k, v in {**merged.stats, **extra}.items()},
-                "cache/rows": len(cache), "cache/mean_solution_length": cache.mean_solution_length(),
-                "cache/manip_time_share": ctx.manip_seconds / max(time.time() - ctx.t_train_start, 1e-9)}
+        logs = {
+            f"{self.kind}/tried": merged.tried,
+            f"{self.kind}/kept": merged.kept,
+            f"{self.kind}/answer_acc": merged.answer_acc,
+            f"{self.kind}/seconds": seconds,
+            **{f"{self.kind}/{k}": v for k, v in {**merged.stats, **extra}.items()},
+            "cache/rows": len(cache),
+            "cache/mean_solution_length": cache.mean_solution_length(),
+            "cache/manip_time_share": ctx.manip_seconds / max(time.time() - ctx.t_train_start, 1e-9),
+        }
         ctx.trainer.log(logs)
         return control
 
     def _table(self, problems: Sequence[str], old: Sequence[str | None], new: Sequence[str]) -> list[dict]:
-        return [{"problem": p, "old_solution": o or "", "solution": s,
-                 "old_len": solution_length(o) if o else "", "new_len": solution_length(s)}
-                for p, o, s in zip(problems, old, new)]
+        return [
+            {
+                "problem": p,
+                "old_solution": o or "",
+                "solution": s,
+                "old_len": solution_length(o) if o else "",
+                "new_len": solution_length(s),
+            }
+            for p, o, s in zip(problems, old, new)
+        ]
 
 
 def _max_new_tokens(ctx: CacheContext, problems: Sequence[str], longest: int) -> int:

@@ -31,8 +31,9 @@ def plateaued(losses: Sequence[float], patience: int, rel_tol: float) -> bool:
     return min(losses[-patience:]) > (1.0 - rel_tol) * best_before
 
 
-def epoch_mean_losses(log_history: Sequence[dict], epoch_starts: Sequence[int],
-                      epoch_updates: Sequence[int]) -> list[float | None]:
+def epoch_mean_losses(
+    log_history: Sequence[dict], epoch_starts: Sequence[int], epoch_updates: Sequence[int]
+) -> list[float | None]:
     """Mean logged training ``loss`` of each epoch (entries whose step lies in the epoch; None: no log)."""
     steps = np.array([h["step"] for h in log_history if "loss" in h], dtype=np.int64)
     values = np.array([h["loss"] for h in log_history if "loss" in h], dtype=np.float64)

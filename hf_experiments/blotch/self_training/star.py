@@ -100,15 +100,30 @@ def star(
     values = [evaluate(p) for p in problems]
     limits = [solution_length(ground_truth(p)) for p in problems]
     kept, acc, answered = _solve_and_filter(
-        model, tokenizer, problems, values, limits, temperature=temperature, blotch_p=blotch_p,
-        batch_size=batch_size, max_new_tokens=max_new_tokens, n_rollouts=n_rollouts,
+        model,
+        tokenizer,
+        problems,
+        values,
+        limits,
+        temperature=temperature,
+        blotch_p=blotch_p,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        n_rollouts=n_rollouts,
     )
     stats: dict[str, float] = {}
     if rationalize:
         retry = [i for i, ok in enumerate(answered) if not ok]
         found = _rationalize(
-            model, tokenizer, [problems[i] for i in retry], [values[i] for i in retry], [limits[i] for i in retry],
-            temperature=rationalize_temp, tries=rationalize_tries, blotch_p=blotch_p, batch_size=batch_size,
+            model,
+            tokenizer,
+            [problems[i] for i in retry],
+            [values[i] for i in retry],
+            [limits[i] for i in retry],
+            temperature=rationalize_temp,
+            tries=rationalize_tries,
+            blotch_p=blotch_p,
+            batch_size=batch_size,
             max_new_tokens=max_new_tokens,
         )
         for i, solution in zip(retry, found):
@@ -137,8 +152,16 @@ def augment(
     values = [evaluate(p) for p in problems]
     limits = [solution_length(s) for s in solutions]
     kept, acc, _ = _solve_and_filter(
-        model, tokenizer, problems, values, limits, temperature=temperature, blotch_p=blotch_p,
-        batch_size=batch_size, max_new_tokens=max_new_tokens, n_rollouts=n_rollouts,
+        model,
+        tokenizer,
+        problems,
+        values,
+        limits,
+        temperature=temperature,
+        blotch_p=blotch_p,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        n_rollouts=n_rollouts,
     )
     return _result(kept, len(problems), acc, {})
 
@@ -185,8 +208,16 @@ def rationalize(
     elif len(limits) != len(problems):
         raise ValueError(f"limits has {len(limits)} entries for {len(problems)} problems; pass one per problem")
     return _rationalize(
-        model, tokenizer, problems, values, limits, temperature=temperature, tries=tries, blotch_p=blotch_p,
-        batch_size=batch_size, max_new_tokens=max_new_tokens,
+        model,
+        tokenizer,
+        problems,
+        values,
+        limits,
+        temperature=temperature,
+        tries=tries,
+        blotch_p=blotch_p,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
     )
 
 
@@ -219,8 +250,15 @@ def _rationalize(
             room = [budget[i] - sum(len(s) + 1 for s in paths[i]) for i in active]  # "s1=s2=" written so far
             prefixes = [problems[i] + "".join("=" + s for s in paths[i]) for i in active]
             texts, length, ends = continue_prompts(
-                inner, tokenizer, prefixes, btok, temperature=temperature, n=tries,
-                batch_size=max(1, batch_size // tries), max_new_tokens=max(room), stop_ids=(eos, eq),
+                inner,
+                tokenizer,
+                prefixes,
+                btok,
+                temperature=temperature,
+                n=tries,
+                batch_size=max(1, batch_size // tries),
+                max_new_tokens=max(room),
+                stop_ids=(eos, eq),
             )
             # A special token inside a text (BOS, UNK) vanishes when decoded: such a step is not what was written.
             stops = [int(e) if e >= 0 and len(t) == k else None for t, k, e in zip(texts, length, ends)]

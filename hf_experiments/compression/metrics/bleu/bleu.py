@@ -35,9 +35,7 @@ Examples:
 
 def _ngram_counts(tokens: list[str], max_order: int) -> Counter:
     """Counts of every n-gram of `tokens`, n = 1..max_order."""
-    return Counter(
-        tuple(tokens[i : i + n]) for n in range(1, max_order + 1) for i in range(len(tokens) - n + 1)
-    )
+    return Counter(tuple(tokens[i : i + n]) for n in range(1, max_order + 1) for i in range(len(tokens) - n + 1))
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
