@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_experiments.core.config import bounded, prob
+from hf_experiments.core.config import MAX_SEED, bounded, prob
 
 
 @dataclass
@@ -45,7 +45,7 @@ class ArrowsDataArguments:
             "must_exist": True,
         },
     )
-    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated data (not of training)."})
+    generation_seed: int = bounded(0, "Seed of the generated data (not of training).", lo=0, hi=MAX_SEED)
     n_val: int = bounded(2000, "Validation lines generated.", lo=1)
     n_pairs: int = bounded(100_000, "primes: training lines.", lo=1)
     min_n_digits: int = bounded(1, "primes: fewest digits of a prime.", lo=1)

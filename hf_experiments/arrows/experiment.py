@@ -19,9 +19,9 @@ import torch
 from datasets import DatasetDict, load_dataset
 
 from hf_experiments.core.config import ConfigError, RunConfig
-from hf_experiments.core.dataset_io import read_card_params
+from hf_experiments.core.dataset_io import check_dataset_folder, read_card_params
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.model_helpers import load_init_weights, model_config
+from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 from hf_experiments.core.tokenization_char import CharTokenizer
 from hf_experiments.core.trainer import ExperimentTrainer
 
@@ -48,6 +48,26 @@ def model_config_of(cfg: RunConfig, tok: CharTokenizer) -> GPTConfig:
         pad_token_id=tok.pad_token_id,
         **sizes,
     )
+
+
+def check_lines(data: ArrowsDataArguments) -> None:
+    """A given `dataset_path` holds `text` lines of this config's task: its length and its alphabet."""
+    import pyarrow.parquet as pq
+
+    files = check_dataset_folder("dataset_path", data.dataset_path, ("train", "validation"), ("text",))
+    task = read_card_params(data.dataset_path).get("task", data.task)
+    if task != data.task:
+        raise ConfigError("dataset_path", data.dataset_path, f"lines of task {data.task!r} (it holds {task!r})")
+    n, alphabet = line_length(data), set(ALPHABETS[task])
+    for split, found in files.items():
+        first = pq.ParquetFile(found[0]).read_row_group(0, columns=["text"])["text"].to_pylist()[:1000]
+        bad = next((line for line in first if len(line) != n or not set(line) <= alphabet), None)
+        if bad is not None:
+            raise ConfigError(
+                "dataset_path",
+                data.dataset_path,
+                f"lines of {n} characters from {ALPHABETS[task]!r} for this config; its {split!r} split has {bad!r}",
+            )
 
 
 def matrix_size(data: ArrowsDataArguments) -> int:
@@ -138,8 +158,21 @@ def load_matrix(data: ArrowsDataArguments) -> np.ndarray:
     from hf_experiments.arrows import linear_language as ll
 
     if data.matrix_path:
-        m = np.load(data.matrix_path)
-        if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.isin(m, (0, 1)).all() or not ll.is_invertible(m):
+        try:
+            m = np.load(data.matrix_path, allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            raise ConfigError(
+                "matrix_path",
+                data.matrix_path,
+                "a square invertible 0/1 matrix saved with numpy (np.save: a .npy file)",
+            ) from None
+        if (
+            not isinstance(m, np.ndarray)
+            or m.ndim != 2
+            or m.shape[0] != m.shape[1]
+            or not np.isin(m, (0, 1)).all()
+            or not ll.is_invertible(m)
+        ):
             raise ConfigError("matrix_path", data.matrix_path, "a square invertible 0/1 matrix saved with numpy")
         return m.astype(np.uint8)
     return ll.make_sparse_invertible(data.matrix_n, data.matrix_k, np.random.default_rng(data.generation_seed))
@@ -216,7 +249,12 @@ class ArrowsExperiment(Experiment):
                 d.permutation,
                 f"a permutation of 0..{line_length(d) - 1} (one entry per character of a {d.task} line)",
             )
-        model_config_of(cfg, CharTokenizer(characters=ALPHABETS[d.task]))  # the model's own checks
+        if d.dataset_path:
+            check_lines(d)
+        # the model's own checks, its size against this machine, and init_checkpt against it
+        check_trainable(
+            GPTForCausalLM, model_config_of(cfg, CharTokenizer(characters=ALPHABETS[d.task])), cfg.run.init_checkpt
+        )
 
     def build_data(self) -> DatasetDict:
         d, args = self.cfg.data, self.cfg.training

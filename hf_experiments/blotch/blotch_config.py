@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_experiments.core.config import ConfigError, ExperimentTrainingArguments, bounded, prob
+from hf_experiments.core.config import MAX_SEED, ConfigError, ExperimentTrainingArguments, bounded, prob
 
 
 @dataclass
@@ -68,7 +68,7 @@ class BlotchDataArguments:
             "must_exist": True,
         },
     )
-    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated problems."})
+    generation_seed: int = bounded(0, "Seed of the generated problems.", lo=0, hi=MAX_SEED)
     blotch_p: float = prob(0.0, "Probability of dropping each intermediate step (1: problem -> answer).")
     blotch_p_min: float | None = prob(None, "Per-row blotch probability drawn from [blotch_p_min, blotch_p_max].")
     blotch_p_max: float | None = prob(None, "See blotch_p_min.")

@@ -31,8 +31,9 @@ from hf_experiments.blotch.self_training.history import CacheHistoryCallback
 from hf_experiments.blotch.self_training.rounds import CacheContext
 from hf_experiments.blotch.self_training.schedule import ManipulationSchedule
 from hf_experiments.core.config import ConfigError, RunConfig
+from hf_experiments.core.dataset_io import check_dataset_folder
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.model_helpers import load_init_weights, model_config
+from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 from hf_experiments.core.tokenization_char import CharTokenizer
 
 from .arithmetic import ProblemParams, ood_params, problem_space_size, write_arithmetic_dataset
@@ -134,13 +135,18 @@ class BlotchExperiment(Experiment):
             raise ConfigError("blotch_p_min", d.blotch_p_min, f"at most blotch_p_max={d.blotch_p_max}")
         if m.n_btokens and d.blotch_p_min is None:
             raise ConfigError("n_btokens", m.n_btokens, "0 unless blotch_p_min and blotch_p_max are set")
-        model_config_of(cfg, arith_tokenizer())  # the model's own checks (d_model a multiple of n_heads, ...)
+        # the model's own checks (d_model a multiple of n_heads, ...), its size, init_checkpt against it
+        check_trainable(BlotchModel, model_config_of(cfg, arith_tokenizer()), cfg.run.init_checkpt)
         if d.init_samples and d.max_samples and d.init_samples > d.max_samples:
             raise ConfigError("init_samples", d.init_samples, f"at most max_samples={d.max_samples}")
         cls._validate_cache(cfg)
         if t.n_rollouts > 1 and t.val_temp == 0:
             raise ConfigError("n_rollouts", t.n_rollouts, "1 with greedy decoding (set val_temp > 0 to vote)")
-        if not d.dataset_path:
+        if d.dataset_path:  # a folder of make_arithmetic.py: its splits and columns
+            check_dataset_folder(
+                "dataset_path", d.dataset_path, ("train", "validation"), ("problem", "solution", "answer")
+            )
+        else:
             try:
                 params = problem_params(d)
                 wider = ood_params(params, d.ood_max_num, d.ood_max_ents)

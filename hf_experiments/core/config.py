@@ -7,7 +7,9 @@ with this package's defaults and framework fields (`ExperimentTrainingArguments`
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +24,24 @@ _DERIVED_TRAINING_KEYS = ("logging_dir", "use_cpu", "hub_token")  # hub_token: a
 
 # Our own field-metadata keys; stripped before argparse sees the metadata.
 _OUR_METADATA = ("range", "must_exist")
+
+
+MAX_SEED = 2**32 - 1
+# `report_to` names transformers knows -> the module that integration needs.
+REPORTER_MODULES = {
+    "wandb": "wandb",
+    "trackio": "trackio",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "neptune": "neptune",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+    "codecarbon": "codecarbon",
+    "azure_ml": "azureml",
+    "flyte": "flytekit",
+    "tensorboard": "tensorboard",
+}
 
 
 class ConfigError(Exception):
@@ -139,6 +159,7 @@ class ExperimentTrainingArguments(TrainingArguments):
 
         if self.max_grad_norm is None:
             self.max_grad_norm = 0.0  # Trainer compares it with 0
+        self._check_values()
         self._plan_microbatches()
         self._check_step_schedule()
         if self.bf16 and torch.cuda.is_available() and not self.use_cpu and not torch.cuda.is_bf16_supported():
@@ -148,6 +169,35 @@ class ExperimentTrainingArguments(TrainingArguments):
         if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True
         super().__post_init__()
+
+    def _check_values(self) -> None:
+        """What `TrainingArguments` would accept and the Trainer then fail on (or train wrongly with)."""
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(name, value, "an integer >= 1")
+        lr = self.learning_rate
+        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+            raise ConfigError("learning_rate", lr, "a finite number >= 0")
+        for name in ("seed", "data_seed"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= MAX_SEED:
+                raise ConfigError(name, value, f"an integer in [0, {MAX_SEED}] (numpy's seed range)")
+        reporters = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to or [])
+        for name in reporters:
+            module = REPORTER_MODULES.get(name)
+            if module is not None and importlib.util.find_spec(module) is None:
+                raise ConfigError("report_to", name, f"not installed (pip install {module}); or tensorboard / none")
+        if self.push_to_hub:
+            from huggingface_hub import constants
+
+            if constants.HF_HUB_OFFLINE:
+                raise ConfigError(
+                    "push_to_hub",
+                    True,
+                    "needs the Hugging Face Hub, which is offline "
+                    "(HF_HUB_OFFLINE=1): set push_to_hub false, or push later",
+                )
 
     def _plan_microbatches(self) -> None:
         cap = self.per_device_batch_size

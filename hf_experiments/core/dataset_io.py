@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +340,30 @@ def heldout_mask(keys: np.ndarray, fraction: float, salt: int = 0) -> np.ndarray
     z = _splitmix64(np.asarray(keys).astype(np.uint64) ^ np.uint64(salt))
     u = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53  # uniform in [0, 1)
     return u < fraction
+
+
+def check_dataset_folder(key: str, path: str | Path, splits: Sequence[str], columns: Sequence[str]) -> dict[str, list]:
+    """`path` (the config value of `key`) is a folder written by `write_dataset` with these splits, each with these
+    columns; returns each split's parquet files. Raises a one-line `ConfigError` otherwise."""
+    from .config import ConfigError
+
+    try:
+        read_card_params(path)
+    except ValueError:
+        raise ConfigError(
+            key,
+            str(path),
+            "a dataset folder written by data_scripts/ (README.md with its parameters, data/<split>-*.parquet)",
+        ) from None
+    files = {s: sorted((Path(path) / "data").glob(f"{s}-*.parquet")) for s in splits}
+    missing = [s for s, found in files.items() if not found]
+    if missing:
+        raise ConfigError(key, str(path), f"a dataset with the splits {list(splits)} (it has no {missing})")
+    for split, found in files.items():
+        names = pq.read_schema(found[0]).names
+        lacking = [c for c in columns if c not in names]
+        if lacking:
+            raise ConfigError(
+                key, str(path), f"a dataset whose {split!r} split has the columns {list(columns)} (it has no {lacking})"
+            )
+    return files

@@ -1,30 +1,99 @@
-"""User code named in a config (`package.module:function` or `file.py:function`): batch functions,
-grabs and sweep axes import it here, and call it with the keyword arguments it accepts.
+"""User code named in a config (`package.module:function` or `file.py:function`): batch functions, grabs and
+sweep axes. Config values like these execute code, so validation only *reads* them (`check_object`: the file
+parses and defines the name; nothing runs, also under a sweep's `--dry_run`), and `import_object` runs them when
+the run starts. `call_with_accepted` calls a function with the keyword arguments it accepts.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 
-def import_object(spec: str, what: str = "function") -> Any:
-    """``pkg.mod:name``, ``pkg.mod.name`` or ``path/file.py:name`` -> the object. ValueError if not found."""
+def _split(spec: str, what: str) -> tuple[str, str]:
     if ":" in spec:
         module_name, attr = spec.rsplit(":", 1)
     elif "." in spec:
         module_name, attr = spec.rsplit(".", 1)
     else:
         raise ValueError(f"{what}={spec!r} is invalid; expected 'package.module:name' or 'file.py:name'")
+    return module_name, attr
+
+
+def _module_source(module_name: str) -> Path | None:
+    """The source file of a module, found on `sys.path` without importing it or its parents (None: no Python
+    source to read, e.g. a compiled or built-in module). ValueError if it does not exist."""
+    if module_name in sys.modules:
+        origin = getattr(sys.modules[module_name], "__file__", None)
+        return Path(origin) if origin and origin.endswith(".py") else None
+    path: list[str] | None = None
+    spec = None
+    for depth, part in enumerate(module_name.split(".")):
+        name = ".".join(module_name.split(".")[: depth + 1])
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None:
+            if depth == 0 and importlib.util.find_spec(part) is not None:  # built-in / frozen top-level module
+                return None
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        path = list(spec.submodule_search_locations or [])
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _defines(source: Path, attr: str) -> bool:
+    """Whether a module's source defines `attr` at top level (or may: `import *` or a module `__getattr__`)."""
+    tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" for a in node.names):
+                return True
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return attr in names or "__getattr__" in names
+
+
+def check_object(spec: str, what: str = "function") -> None:
+    """`spec` names an existing module or file that defines the name, read from its source without running it.
+    ValueError (one line) if not: a missing module or file, a syntax error, or no such name."""
+    module_name, attr = _split(spec, what)
+    try:
+        source = Path(module_name) if module_name.endswith(".py") else _module_source(module_name)
+        if module_name.endswith(".py") and not source.is_file():
+            raise FileNotFoundError(module_name)
+        if source is not None and not _defines(source, attr):
+            raise AttributeError(f"{source} defines no {attr!r}")
+    except SyntaxError as e:
+        raise ValueError(
+            f"{what}={spec!r}: {e.filename or module_name} has a syntax error at line {e.lineno}: {e.msg}"
+        ) from None
+    except (ImportError, FileNotFoundError, AttributeError, OSError) as e:
+        raise ValueError(
+            f"{what}={spec!r} could not be found ({type(e).__name__}: {e}); expected an importable "
+            "'package.module:name' or an existing 'file.py:name'"
+        ) from None
+
+
+def import_object(spec: str, what: str = "function") -> Any:
+    """``pkg.mod:name``, ``pkg.mod.name`` or ``path/file.py:name`` -> the object (its module runs now).
+    ValueError if not found."""
+    check_object(spec, what)
+    module_name, attr = _split(spec, what)
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
-            if not path.is_file():
-                raise FileNotFoundError(module_name)
             mod_spec = importlib.util.spec_from_file_location(f"_hfe_user_{path.stem}", path)
             module = importlib.util.module_from_spec(mod_spec)
             mod_spec.loader.exec_module(module)

@@ -14,10 +14,11 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 import os
 import sys
 import types
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from transformers import HfArgumentParser
@@ -74,14 +75,22 @@ def _admits_list(tp: Any) -> bool:
     return get_origin(tp) is list or any(get_origin(a) is list or a is list for a in get_args(tp))
 
 
-def _convert_json_value(action: argparse.Action, key: str, value: Any, nullable: bool, listy: bool = False) -> Any:
+def _admits_dict(tp: Any) -> bool:
+    return tp is dict or get_origin(tp) is dict or any(a is dict or get_origin(a) is dict for a in get_args(tp))
+
+
+def _convert_json_value(
+    action: argparse.Action, key: str, value: Any, nullable: bool, listy: bool = False, dicty: bool = False
+) -> Any:
     """Check and convert one JSON value with the converter argparse would use for it on the command line."""
     if value is None:
         if nullable or action.default is None:
             return None
         raise ConfigError(key, value, _type_name(action) + " (null is not allowed)")
     if isinstance(value, dict):
-        return value  # dict-typed TrainingArguments fields (lr_scheduler_kwargs, ...) validate themselves
+        if dicty:
+            return value  # dict-typed TrainingArguments fields (lr_scheduler_kwargs, ...) validate themselves
+        raise ConfigError(key, value, _type_name(action))
     many = action.nargs in ("+", "*") or (listy and isinstance(value, list))
     if isinstance(value, list) and not many:
         raise ConfigError(key, value, f"a single value, {_type_name(action)}")
@@ -107,6 +116,9 @@ def _check_metadata(obj: Any) -> None:
         value = getattr(obj, fld.name)
         if value is None:
             continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(fld.name, value, "a finite number (not NaN or infinity)")
         lo, hi = fld.metadata.get("range", (None, None))
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             what = (
@@ -119,12 +131,26 @@ def _check_metadata(obj: Any) -> None:
             raise ConfigError(fld.name, value, "an existing path (not found)")
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json` keeps the last of repeated keys silently; a config that sets one twice is a mistake."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(key, value, f"given twice in the config file (also {out[key]!r}); keep one")
+        out[key] = value
+    return out
+
+
 def _load_config_file(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise ConfigError("config", path, "an existing JSON file (not found)")
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError("config", path, f"a UTF-8 text file (byte {e.start} is not UTF-8)") from None
+    try:
+        raw = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise ConfigError("config", path, f"valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     if not isinstance(raw, dict):
@@ -133,8 +159,10 @@ def _load_config_file(path: str) -> dict[str, Any]:
 
 
 def _translate_cli(argv: list[str]) -> list[str]:
-    """Seed names on the command line -> ours, and seed values (`--grad_clip none`) -> ours."""
+    """Seed names on the command line -> ours, and seed values (`--grad_clip none`) -> ours. A key given twice
+    (e.g. `--lr` and `--learning_rate`: argparse would keep the last one silently) is an error."""
     out: list[str] = []
+    seen: dict[str, str] = {}
     pending: str | None = None  # the key whose value is the next token
     for tok in argv:
         if pending is not None and not tok.startswith("--"):
@@ -147,6 +175,11 @@ def _translate_cli(argv: list[str]) -> list[str]:
             key = name
             if name in SEED_ALIASES:
                 key = SEED_ALIASES[name][0]
+            if key in seen and key not in ("config", "experiment"):
+                raise ConfigError(
+                    key, tok, f"given twice on the command line (as --{seen[key]} and --{name}); keep one"
+                )
+            seen[key] = name
             tok = "--" + key + (eq + str(translate_value(name, value)) if eq else "")
             pending = None if eq else name
         out.append(tok)
@@ -170,6 +203,24 @@ def restored_config(checkpoint: str) -> dict[str, Any]:
         checkpoint,
         "a checkpoint with run_config.json in it or in its run folder (or give --config too)",
     )
+
+
+def _check_run_paths(save_root: str, exp_name: str) -> None:
+    """The run folder `save_root/exp_name` lies inside `save_root`, apart from its shared `data/` folder."""
+    if not save_root or not save_root.strip():
+        raise ConfigError("save_root", save_root, "a non-empty folder path")
+    for key, value in (("save_root", save_root), ("exp_name", exp_name)):
+        if not value.isprintable():
+            raise ConfigError(key, value, "printable characters only (no NUL, tabs or newlines)")
+    name = PurePath(exp_name)
+    if name.is_absolute():
+        raise ConfigError("exp_name", exp_name, "a relative folder name (the run folder is save_root/exp_name)")
+    root = Path(save_root).resolve()
+    run_dir = (root / name).resolve()
+    if not name.parts or ".." in name.parts or root not in run_dir.parents:
+        raise ConfigError("exp_name", exp_name, "a folder name inside save_root (no '..')")
+    if name.parts[0] == "data":
+        raise ConfigError("exp_name", exp_name, "another name: save_root/data holds the generated datasets")
 
 
 def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
@@ -218,7 +269,9 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     for key, value in file_cfg.items():
         if key not in actions:
             raise ConfigError(key, value, _suggest(key, valid_keys))
-        defaults[key] = _convert_json_value(actions[key], key, value, key in nullable, _admits_list(hints.get(key)))
+        defaults[key] = _convert_json_value(
+            actions[key], key, value, key in nullable, _admits_list(hints.get(key)), _admits_dict(hints.get(key))
+        )
     parser.set_defaults(**defaults)
     for key in defaults:
         actions[key].required = False
@@ -248,6 +301,7 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     run_vals = {f.name: values[f.name] for f in dataclasses.fields(RunArguments)}
     if not run_vals.get("exp_name"):
         run_vals["exp_name"] = Path(known.config).stem if known.config else name
+    _check_run_paths(run_vals["save_root"], run_vals["exp_name"])
     values["output_dir"] = str(Path(run_vals["save_root"]) / run_vals["exp_name"])
     objs = []
     for dtype in dtypes:
@@ -264,6 +318,8 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
         objs.append(obj)
     cfg = RunConfig(*objs, experiment_cls=exp_cls, config_path=known.config)
     restore = cfg.run.restore_from
+    if restore and not (Path(restore) / "trainer_state.json").is_file():
+        raise ConfigError("restore_from", restore, "a checkpoint folder (checkpoint-<step>/ with trainer_state.json)")
     if cfg.run.fresh_start and restore and cfg.run_dir.resolve() in Path(restore).resolve().parents:
         raise ConfigError(
             "fresh_start",

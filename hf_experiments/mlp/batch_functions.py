@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from numpy.polynomial import hermite_e
 
-from hf_experiments.core.imports import call_with_accepted, import_object
+from hf_experiments.core.imports import call_with_accepted, check_object, import_object
 
 _ONLINE, _TRAIN, _TEST = 1, 2, 3  # seed-sequence streams
 
@@ -91,10 +91,14 @@ def powerlaw_hermite(
 BUILTIN_BATCH_FNS: dict[str, Callable[..., Any]] = {"powerlaw_hermite": powerlaw_hermite}
 
 
-def resolve_batch_fn(spec: str) -> Callable[..., Any]:
-    """A built-in batch function's name, or an import path."""
+def resolve_batch_fn(spec: str, run: bool = True) -> Callable[..., Any] | None:
+    """A built-in batch function's name, or an import path (with `run=False` only checked, not imported:
+    validation runs no user code)."""
     if spec in BUILTIN_BATCH_FNS:
         return BUILTIN_BATCH_FNS[spec]
+    if not run:
+        check_object(spec, "batch_fn")
+        return None
     return import_object(spec, "batch_fn")
 
 

@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.model_helpers import load_init_weights, model_config
+from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 
 from .batch_functions import BatchSource, OnlineBatches, parse_monomial, resolve_batch_fn
 from .configuration_mlp import MLPConfig
@@ -98,7 +98,11 @@ class MLPExperiment(Experiment):
             )
         if t.max_steps is None or t.max_steps < 1:
             raise ConfigError("max_steps", t.max_steps, "an integer >= 1 (online data has no epochs)")
-        model_config(MLPConfig, m)  # the model's own checks (gamma and init_gain > 0, ...)
+        # the model's own checks (gamma and init_gain > 0, ...); its size (the input size is the built-in batch
+        # function's `dim`; a user batch function's is known only once it has run)
+        config = model_config(MLPConfig, m, d_in=d.dim if d.batch_fn == "powerlaw_hermite" else 1)
+        if d.batch_fn == "powerlaw_hermite":
+            check_trainable(MLP, config, cfg.run.init_checkpt)
         optim = str(getattr(t.optim, "value", t.optim))
         if m.parameterization == "mup" and importlib.util.find_spec("mup") is None:
             raise ConfigError("parameterization", "mup", MUP_MISSING)
@@ -107,8 +111,8 @@ class MLPExperiment(Experiment):
                 "optim", optim, "with parameterization=mup, one of " + ", ".join(MUP_SGD_LIKE + MUP_ADAM_LIKE)
             )
         checks = (
-            ("batch_fn", d.batch_fn, lambda: resolve_batch_fn(d.batch_fn)),
-            ("grabs", t.grabs, lambda: resolve_grabs(t.grabs)),
+            ("batch_fn", d.batch_fn, lambda: resolve_batch_fn(d.batch_fn, run=False)),  # read, not run
+            ("grabs", t.grabs, lambda: resolve_grabs(t.grabs, run=False)),
             (
                 "loss_checkpoints",
                 t.loss_checkpoints,

@@ -20,7 +20,7 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 from transformers import TrainerCallback
 
-from hf_experiments.core.imports import call_with_accepted, import_object
+from hf_experiments.core.imports import call_with_accepted, check_object, import_object
 from hf_experiments.core.run_folder import write_json_atomic
 
 GRABS_FILE = "grabs.json"
@@ -84,15 +84,23 @@ BUILTIN_GRABS: dict[str, Callable[..., Any]] = {
 }
 
 
-def resolve_grabs(specs: Sequence[str] | None) -> dict[str, Callable[..., Any]]:
-    """``["weight_norms", "alias=pkg.mod:fn", "pkg.mod:other"]`` -> {name: function}; names must be unique."""
-    out: dict[str, Callable[..., Any]] = {}
+def resolve_grabs(specs: Sequence[str] | None, run: bool = True) -> dict[str, Callable[..., Any] | None]:
+    """``["weight_norms", "alias=pkg.mod:fn", "pkg.mod:other"]`` -> {name: function}; names must be unique.
+    With `run=False` the user functions are only checked (read, not imported) and map to None."""
+    out: dict[str, Callable[..., Any] | None] = {}
     for spec in specs or ():
         alias, _, target = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        fn = BUILTIN_GRABS[target] if target in BUILTIN_GRABS else import_object(target, "grabs")
-        if not callable(fn):
+        if target in BUILTIN_GRABS:
+            fn = BUILTIN_GRABS[target]
+        elif run:
+            fn = import_object(target, "grabs")
+        else:
+            check_object(target, "grabs")
+            fn = None
+        if run and not callable(fn):
             raise ValueError(f"grabs: {spec!r} names a {type(fn).__name__}; expected a function")
-        name = alias or (target if target in BUILTIN_GRABS else getattr(fn, "__name__", target))
+        default = target.replace(".py:", ":").rpartition(":")[2] or target.rpartition(".")[2]
+        name = alias or (target if target in BUILTIN_GRABS else getattr(fn, "__name__", default))
         if name in out:
             raise ValueError(f"grabs: name {name!r} is used twice; give one an alias ('other_name={target}')")
         out[name] = fn

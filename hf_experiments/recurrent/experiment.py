@@ -19,8 +19,9 @@ from datasets import DatasetDict, load_dataset
 from transformers import EvalPrediction
 
 from hf_experiments.core.config import ConfigError, RunConfig
+from hf_experiments.core.dataset_io import check_dataset_folder
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.model_helpers import load_init_weights, model_config
+from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 from hf_experiments.core.trainer import ExperimentTrainer
 
 from .configuration_intervention import InterventionConfig
@@ -56,8 +57,30 @@ def sequence_accuracy(pred: EvalPrediction) -> dict[str, float]:
 def check_data_args(d: RepeatDataArguments) -> None:
     try:
         d.spec().check()
-    except ValueError as e:
-        raise ConfigError("min_len/max_len" if "len" in str(e) else "data", None, str(e)) from None
+    except ValueError as e:  # "<key>=<value> ..." names the key; the length checks name both lengths
+        key = str(e).split("=", 1)[0] if str(e).split("=", 1)[0].isidentifier() else "data"
+        raise ConfigError(key, getattr(d, key, None), str(e)) from None
+
+
+def check_dataset_path(d: RepeatDataArguments, splits: tuple[str, ...]) -> None:
+    """A given `dataset_path` is a repeat dataset with these splits, of symbols below `n_symbols`."""
+    if not d.dataset_path:
+        return
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files = check_dataset_folder("dataset_path", d.dataset_path, splits, ("input_ids", "length"))
+    for split, found in files.items():
+        for file in found:
+            ids = pc.list_flatten(pq.read_table(file, columns=["input_ids"])["input_ids"])
+            lo, hi = pc.min_max(ids).values()
+            if lo.as_py() is not None and (lo.as_py() < 0 or hi.as_py() >= d.n_symbols):
+                raise ConfigError(
+                    "dataset_path",
+                    d.dataset_path,
+                    f"sequences of symbols 0..{d.n_symbols - 1} "
+                    f"(n_symbols={d.n_symbols}); its {split!r} split holds {hi.as_py()}",
+                )
 
 
 def load_repeat_data(cfg: RunConfig, splits: tuple[str, ...] | None = None) -> DatasetDict:
@@ -101,6 +124,12 @@ class RepeatExperiment(Experiment):
     @classmethod
     def validate(cls, cfg: RunConfig) -> None:
         check_data_args(cfg.data)
+        check_dataset_path(cfg.data, ("train", "valid"))
+        check_trainable(
+            RecurrentSeq2Seq,
+            model_config(RecurrentConfig, cfg.model, n_symbols=cfg.data.n_symbols),
+            cfg.run.init_checkpt,
+        )
 
     def build_data(self) -> DatasetDict:
         return load_repeat_data(self.cfg)
@@ -119,6 +148,18 @@ class RepeatExperiment(Experiment):
 
 
 EVAL_SETS = ("valid", "valid_norepeat")
+
+
+def intervention_config(cfg: RunConfig, rnn_config: RecurrentConfig) -> InterventionConfig:
+    """The intervention's config: its arguments, the data's `max_len` positions and the frozen RNN's config."""
+    return model_config(
+        InterventionConfig,
+        cfg.model,
+        drop=("gru_model", "intervention"),
+        method=cfg.model.intervention,
+        n_positions=cfg.data.max_len,
+        recurrent=rnn_config.to_dict(),
+    )
 
 
 class InterventionExperiment(Experiment):
@@ -141,23 +182,17 @@ class InterventionExperiment(Experiment):
         rc = RecurrentConfig.from_pretrained(str(path))
         if rc.n_symbols != cfg.data.n_symbols:
             raise ConfigError("n_symbols", cfg.data.n_symbols, f"{rc.n_symbols}, the trained model's alphabet")
+        check_dataset_path(cfg.data, ("train", *EVAL_SETS))
+        check_trainable(RecurrentIntervention, intervention_config(cfg, rc), cfg.run.init_checkpt)
 
     def build_data(self) -> DatasetDict:
         return load_repeat_data(self.cfg, splits=("train", *EVAL_SETS))
 
     def build_model(self) -> RecurrentIntervention:
-        m, d = self.cfg.model, self.cfg.data
-        rnn = RecurrentSeq2Seq.from_pretrained(m.gru_model)
+        rnn = RecurrentSeq2Seq.from_pretrained(self.cfg.model.gru_model)
         torch.manual_seed(self.cfg.training.seed)
-        config = model_config(
-            InterventionConfig,
-            m,
-            drop=("gru_model", "intervention"),
-            method=m.intervention,
-            n_positions=d.max_len,
-            recurrent=rnn.config.to_dict(),
-        )
-        model = RecurrentIntervention(config, rnn=rnn)  # the RNN keeps its trained weights; only the rest is new
+        # the RNN keeps its trained weights; only the rest is new
+        model = RecurrentIntervention(intervention_config(self.cfg, rnn.config), rnn=rnn)
         if self.cfg.run.init_checkpt:
             load_init_weights(model, self.cfg.run.init_checkpt)
         return model

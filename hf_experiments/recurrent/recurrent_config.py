@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_experiments.core.config import bounded, prob
+from hf_experiments.core.config import MAX_SEED, bounded, prob
 
 from .repeat_data import RepeatDataSpec
 
@@ -40,7 +40,7 @@ class RepeatDataArguments:
     n_valid: int = bounded(5000, "Sequences of the main validation set.", lo=1)
     n_valid_extra: int = bounded(1000, "Sequences of each extra validation set (longer / no repeats).", lo=0)
     heldout_fraction: float = prob(0.2, "Share of all sequences reserved for validation (never trained on).")
-    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated data (not of training)."})
+    generation_seed: int = bounded(0, "Seed of the generated data (not of training).", lo=0, hi=MAX_SEED)
     dataset_path: str | None = field(
         default=None,
         metadata={
@@ -81,7 +81,7 @@ class InterventionModelArguments:
     onion_linear_term: bool = field(default=True, metadata={"help": "onion: add the p * lambda magnitude term."})
     onion_fixed_scale: bool = field(default=False, metadata={"help": "onion: gamma fixed at 1, no lambda."})
     probe_layers: int = bounded(1, "probe_mlp: layers.", lo=1)
-    eval_seed: int = field(default=0, metadata={"help": "Seed of the corruptions during evaluation."})
+    eval_seed: int = bounded(0, "Seed of the corruptions during evaluation.", lo=0, hi=MAX_SEED)
 
 
 @dataclass

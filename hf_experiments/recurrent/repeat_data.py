@@ -54,6 +54,17 @@ class RepeatDataSpec:
         for name in ("n_train", "n_valid", "n_valid_extra"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} is not allowed; use a count >= 0")
+        count_of = {"train": "n_train", "valid": "n_valid"}
+        for split, s in split_specs(self).items():
+            check_capacity(
+                s["n"],
+                self.n_symbols,
+                *s["lens"],
+                s["rep"],
+                s["heldout"],
+                self.heldout_fraction,
+                count_of.get(split, "n_valid_extra"),
+            )
 
     def name(self) -> str:
         """A folder name that identifies the dataset (generated once, shared by runs with the same data)."""
@@ -113,6 +124,28 @@ def _first_occurrences(keys: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
+def check_capacity(
+    n: int,
+    n_symbols: int,
+    min_len: int,
+    max_len: int,
+    with_repeats: bool,
+    heldout: bool,
+    heldout_fraction: float,
+    what: str = "n",
+) -> None:
+    """Raise ValueError when fewer than `n` distinct sequences exist in that part of the key space (the rejection
+    sampler needs some slack: at most 95% of them)."""
+    share = heldout_fraction if heldout else 1.0 - heldout_fraction
+    capacity = sum(count_sequences(n_symbols, L, with_repeats) for L in range(min_len, max_len + 1)) * share
+    if n > 0.95 * capacity:
+        raise ValueError(
+            f"{what}={n} is not allowed: {n} distinct sequences requested ({'held-out' if heldout else 'training'} "
+            f"part, n_symbols={n_symbols}, lengths {min_len}..{max_len}) but only about {int(capacity)} exist; "
+            "lower the count or widen n_symbols / the length range"
+        )
+
+
 def sample_sequences(
     n: int,
     n_symbols: int,
@@ -131,14 +164,7 @@ def sample_sequences(
     sequences saturate and the others fill the rest (as in the original's rejection sampler).
     Raises ValueError when fewer than `n` such sequences exist.
     """
-    share = heldout_fraction if heldout else 1.0 - heldout_fraction
-    capacity = sum(count_sequences(n_symbols, L, with_repeats) for L in range(min_len, max_len + 1)) * share
-    if n > 0.95 * capacity:
-        raise ValueError(
-            f"{n} distinct sequences requested ({'held-out' if heldout else 'training'} part, "
-            f"n_symbols={n_symbols}, lengths {min_len}..{max_len}) but only about {int(capacity)} "
-            f"exist; lower the count or widen n_symbols / the length range"
-        )
+    check_capacity(n, n_symbols, min_len, max_len, with_repeats, heldout, heldout_fraction)
     rng = np.random.default_rng(seed)
     tokens = np.empty((0, max_len), np.int32)
     lengths = np.empty(0, np.int32)

@@ -40,7 +40,7 @@ def run_sweep(
     name: str | None = None,
 ):
     """Plan, check, write and run a sweep, then collect its table and plots. Returns (sweep, results)."""
-    sweep = plan_sweep(config, name=name)
+    sweep = plan_sweep(config, name=name, run_user_code=not dry_run)  # a dry run calls no user code
     check_jobs(sweep)
     if dry_run:
         for job in sweep.jobs:
@@ -91,8 +91,8 @@ def config_has_sweep(argv: Sequence[str]) -> bool:
         return False
     try:
         raw = json.loads(Path(known.config).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False  # run.py reports the problem itself
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # the run's parser reports the problem itself
     return isinstance(raw, dict) and "sweep" in raw
 
 

@@ -16,6 +16,11 @@ SWEEP_KEYS = ("sweep", "sweep_metrics", "sweep_seed")
 
 
 NOT_SWEEPABLE = ("experiment", "exp_name", "save_root", "output_dir")
+MAX_JOBS = 100_000  # a grid beyond this is a typo (10^9 jobs once filled the memory before failing)
+
+
+class Unexpanded(str):
+    """The stand-in value of a `call` axis in a dry run, which names its function without calling it."""
 
 
 def _plain(v: Any) -> Any:
@@ -27,21 +32,41 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def expand_values(key: str, spec: Any) -> list[Any]:
-    """One grid axis -> its list of values (see the module docstring for the accepted forms)."""
+def _numbers(key: str, form: str, args: Any, ints: bool = False) -> list:
+    kinds = (int,) if ints else (int, float)
+    if (
+        not isinstance(args, list)
+        or not args
+        or not all(isinstance(a, kinds) and not isinstance(a, bool) for a in args)
+    ):
+        raise ValueError(
+            f"sweep.{key}={{{form!r}: {args!r}}} is invalid; expected a list of {'integers' if ints else 'numbers'}"
+        )
+    return args
+
+
+def expand_values(key: str, spec: Any, run_user_code: bool = True) -> list[Any]:
+    """One grid axis -> its list of values (see the module docstring for the accepted forms). With
+    `run_user_code=False` (a dry run) a `call` axis is checked but not called: one `Unexpanded` stand-in."""
     import numpy as np
 
     if isinstance(spec, Mapping):
         if len(spec) == 1 and "range" in spec:
-            values = list(range(*spec["range"]))
+            values = list(itertools.islice(range(*_numbers(key, "range", spec["range"], ints=True)), MAX_JOBS + 1))
         elif len(spec) == 1 and "linspace" in spec:
-            values = np.linspace(*spec["linspace"]).tolist()
+            a, b, n = _numbers(key, "linspace", spec["linspace"]) + [None] * (3 - len(spec["linspace"]))
+            values = np.linspace(a, b, min(int(n if n is not None else 50), MAX_JOBS + 1)).tolist()
         elif len(spec) == 1 and "geomspace" in spec:
-            values = np.geomspace(*spec["geomspace"]).tolist()
+            a, b, n = _numbers(key, "geomspace", spec["geomspace"]) + [None] * (3 - len(spec["geomspace"]))
+            values = np.geomspace(a, b, min(int(n if n is not None else 50), MAX_JOBS + 1)).tolist()
         elif "call" in spec and set(spec) <= {"call", "kwargs"}:
-            from hf_experiments.core.imports import import_object
+            from hf_experiments.core.imports import check_object, import_object
 
-            values = list(import_object(spec["call"], f"sweep.{key}.call")(**spec.get("kwargs", {})))
+            if not run_user_code:
+                check_object(spec["call"], f"sweep.{key}.call")
+                return [Unexpanded(f"<values of {spec['call']}>")]
+            made = import_object(spec["call"], f"sweep.{key}.call")(**spec.get("kwargs", {}))
+            values = list(itertools.islice(made, MAX_JOBS + 1))
         else:
             raise ValueError(
                 f"sweep.{key}={dict(spec)!r} is invalid; expected a list, or one of "
@@ -51,17 +76,25 @@ def expand_values(key: str, spec: Any) -> list[Any]:
     elif isinstance(spec, (str, bytes)) or not isinstance(spec, Iterable):
         raise ValueError(f"sweep.{key}={spec!r} is invalid; expected a list of values")
     else:
-        values = list(spec)  # lists, tuples, generators, ranges...
+        values = list(itertools.islice(spec, MAX_JOBS + 1))  # lists, tuples, generators, ranges...
     if not values:
         raise ValueError(f"sweep.{key} is empty; expected at least one value")
+    if len(values) > MAX_JOBS:
+        raise ValueError(f"sweep.{key} has more than {MAX_JOBS:,} values; expected at most {MAX_JOBS:,} jobs")
     return [_plain(v) for v in values]
 
 
-def expand_grid(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The cartesian product of the axes, first key slowest: [{key: value, ...}, ...]."""
+def expand_grid(grid: Mapping[str, Any], run_user_code: bool = True) -> list[dict[str, Any]]:
+    """The cartesian product of the axes, first key slowest: [{key: value, ...}, ...]; at most `MAX_JOBS`."""
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError(f"sweep={grid!r} is invalid; expected a non-empty object {{key: [values]}}")
-    axes = {key: expand_values(key, spec) for key, spec in grid.items()}
+    axes = {key: expand_values(key, spec, run_user_code) for key, spec in grid.items()}
+    n_jobs = 1
+    for values in axes.values():
+        n_jobs *= len(values)
+    if n_jobs > MAX_JOBS:
+        sizes = " x ".join(str(len(v)) for v in axes.values())
+        raise ValueError(f"sweep has {sizes} = {n_jobs:,} jobs; expected at most {MAX_JOBS:,}")
     return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
 
 

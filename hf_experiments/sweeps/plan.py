@@ -16,7 +16,7 @@ from hf_experiments.core.parsing import parse_config_strict
 from hf_experiments.core.run_folder import write_json_atomic
 from hf_experiments.core.seed_names import SEED_ALIASES, translate_seed_names
 
-from .grid import NOT_SWEEPABLE, _digest, derive_job_seed, expand_grid, job_name
+from .grid import NOT_SWEEPABLE, Unexpanded, _digest, derive_job_seed, expand_grid, job_name
 
 
 @dataclasses.dataclass
@@ -104,7 +104,7 @@ def load_sweep_config(config_path: str | None, overrides: Mapping[str, Any] | No
     return config
 
 
-def plan_sweep(config: Mapping[str, Any], name: str | None = None) -> Sweep:
+def plan_sweep(config: Mapping[str, Any], name: str | None = None, run_user_code: bool = True) -> Sweep:
     """Expand the grid of `config` into jobs (nothing is written). Raises ValueError on a bad grid."""
     config = dict(config)
     grid_spec = config.pop("sweep", None)
@@ -137,7 +137,7 @@ def plan_sweep(config: Mapping[str, Any], name: str | None = None) -> Sweep:
             f"sweep_seed='fixed' with a swept 'trial': experiment {experiment!r} has no trial option,"
             " so every trial would be identical; use sweep_seed='per_job'"
         )
-    points = expand_grid(grid_spec)  # generators are consumed here, once
+    points = expand_grid(grid_spec, run_user_code)  # generators are consumed here, once
     grid = {k: _unique([p[k] for p in points]) for k in grid_spec}
 
     sweep_name = name or config.get("exp_name") or "sweep"
@@ -156,7 +156,7 @@ def plan_sweep(config: Mapping[str, Any], name: str | None = None) -> Sweep:
         )
         job_cfg = {
             **config,
-            **{k: v for k, v in values.items() if k in valid},
+            **{k: v for k, v in values.items() if k in valid and not isinstance(v, Unexpanded)},
             "exp_name": f"{sweep_name}/{jname}",
             "save_root": str(save_root),
             "seed": seed,

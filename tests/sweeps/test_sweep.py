@@ -169,3 +169,38 @@ def test_ray_engine_runs_the_jobs(tmp_path):
         engine_options={"num_cpus_per_job": 1, "init_kwargs": {"num_cpus": 2}},
     )
     assert set(df["status"]) == {"finished"}
+
+
+def test_bad_grids_are_one_line_errors_before_anything_is_built(tmp_path):
+    from hf_experiments.sweeps.grid import MAX_JOBS
+
+    with pytest.raises(ValueError, match=r"sweep\.w=\{'range': \['a', 'b'\]\} is invalid; expected a list of integers"):
+        expand_values("w", {"range": ["a", "b"]})
+    with pytest.raises(ValueError, match="jobs; expected at most"):  # 10^9 jobs: refused by arithmetic, not OOM
+        expand_grid({"a": {"range": [0, 1000]}, "b": {"range": [0, 1000]}, "c": {"range": [0, 1000]}})
+    with pytest.raises(ValueError, match="more than"):
+        expand_values("w", (i for i in range(10**12)))  # a generator is read only up to the cap
+    assert len(expand_values("w", {"range": [0, MAX_JOBS]})) == MAX_JOBS
+
+
+def test_dry_run_runs_no_user_code(tmp_path, capsys):
+    """Config values that name code (a sweep axis's `call`, `batch_fn`, `grabs`) are only read in a dry run."""
+    marker = tmp_path / "ran.txt"
+    user = tmp_path / "usercode.py"
+    user.write_text(
+        f"open({str(marker)!r}, 'w').write('x')\n"
+        "def widths():\n    return [8, 16]\n"
+        "def batch(n_samples, **kw):\n    raise RuntimeError\n"
+    )
+    cfg = write(
+        tmp_path / "s.json",
+        sweep_config(
+            tmp_path, {"width": {"call": f"{user}:widths"}}, batch_fn=f"{user}:batch", grabs=[f"{user}:widths"]
+        ),
+    )
+    assert main(["--config", str(cfg), "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "values_of" in out and not marker.exists()  # listed, not called; the file never ran
+    user.write_text("def widths(:\n")  # a syntax error is a config error, found by reading the file
+    assert main(["--config", str(cfg), "--dry_run"]) == 2
+    assert "syntax error" in capsys.readouterr().err
