@@ -10,9 +10,20 @@ A config with a `"sweep"` grid runs every job of it. Exit status 75 after a pree
 same command to continue.
 """
 
+import signal
 import sys
 
-from hf_experiments.cli import main
+
+def _preempted_while_importing(signum, frame):
+    raise SystemExit(75)  # nothing was written yet: rerun the same command
+
+
+# From the first line: importing torch and transformers takes seconds, and a preemption signal then must still
+# mean "exit 75, rerun me"; `main` installs the full handlers (`hf_experiments.core.signals`).
+for _sig in (signal.SIGTERM, signal.SIGUSR1):
+    signal.signal(_sig, _preempted_while_importing)
+
+from hf_experiments.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

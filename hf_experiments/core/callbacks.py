@@ -12,34 +12,36 @@ import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
-logger = logging.get_logger(__name__)
+from . import signals
 
-PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+logger = logging.get_logger(__name__)
 
 
 class PreemptionCallback(TrainerCallback):
-    """Turns SIGTERM/SIGUSR1 into "save a checkpoint at the end of this step, then stop"."""
+    """Turns SIGTERM/SIGUSR1 during training into "save a checkpoint at the end of this step, then stop".
+
+    `runner.main` installs the handlers (`core.signals`) before anything else; a trainer used on its own installs
+    them for the length of `train()` and restores the previous ones after."""
 
     def __init__(self, trainer: Trainer) -> None:  # an `ExperimentTrainer`: it reads `trainer.preempted`
         self.trainer = trainer
-        self.requested = False
         self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        logger.warning(f"received {signal.Signals(signum).name}: checkpointing at the end of this step")
-        self.requested = True
+        self._previous_mode = False
 
     def on_train_begin(self, args, state, control, **kwargs):
-        for sig in PREEMPT_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handler)
+        if not signals.installed():
+            self._previous = {sig: signal.getsignal(sig) for sig in signals.PREEMPT_SIGNALS}
+            signals.install()
+        self._previous_mode = signals.start_deferring()
 
     def on_train_end(self, args, state, control, **kwargs):
+        signals.stop_deferring(self._previous_mode)
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
         self._previous.clear()
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.requested
+        flag = signals.received()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # All ranks must stop at the same step, even if only one received the signal.
             t = torch.tensor([int(flag)], device=args.device)

@@ -170,6 +170,15 @@ class ExperimentTrainingArguments(TrainingArguments):
             self.use_cpu = True
         super().__post_init__()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (`training_args.bin` in every checkpoint and in `model/`) without secrets: `hub_token` and any
+        other `*_token` field is left out (the Trainer in this process keeps it in memory)."""
+        state = dict(self.__dict__)
+        for key in state:
+            if key.endswith("_token") and isinstance(state[key], str):
+                state[key] = None
+        return state
+
     def _check_values(self) -> None:
         """What `TrainingArguments` would accept and the Trainer then fail on (or train wrongly with)."""
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
@@ -188,6 +197,20 @@ class ExperimentTrainingArguments(TrainingArguments):
             module = REPORTER_MODULES.get(name)
             if module is not None and importlib.util.find_spec(module) is None:
                 raise ConfigError("report_to", name, f"not installed (pip install {module}); or tensorboard / none")
+        if self.save_only_model:
+            raise ConfigError(
+                "save_only_model",
+                True,
+                "false: a checkpoint without optimizer, scheduler and RNG state cannot resume exactly "
+                "(bound the disk with save_total_limit instead)",
+            )
+        if self.save_total_limit == 1 and (self.load_best_model_at_end or self.metric_for_best_model):
+            raise ConfigError(
+                "save_total_limit",
+                1,
+                ">= 2 with load_best_model_at_end / metric_for_best_model: the Trainer then deletes every "
+                "checkpoint but the best at the end, the one a rerun resumes from included",
+            )
         if self.push_to_hub:
             from huggingface_hub import constants
 

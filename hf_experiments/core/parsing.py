@@ -25,6 +25,7 @@ from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
 from .config import _OUR_METADATA, ConfigError, RunArguments, RunConfig
+from .run_folder import checkpoint_problem, is_complete
 from .seed_names import SEED_ALIASES, SEED_DROPPED, translate_seed_names, translate_value
 
 if TYPE_CHECKING:
@@ -320,6 +321,8 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     restore = cfg.run.restore_from
     if restore and not (Path(restore) / "trainer_state.json").is_file():
         raise ConfigError("restore_from", restore, "a checkpoint folder (checkpoint-<step>/ with trainer_state.json)")
+    if restore and is_complete(restore) and (problem := checkpoint_problem(restore)):
+        raise ConfigError("restore_from", restore, f"an intact checkpoint; this one is damaged ({problem})")
     if cfg.run.fresh_start and restore and cfg.run_dir.resolve() in Path(restore).resolve().parents:
         raise ConfigError(
             "fresh_start",

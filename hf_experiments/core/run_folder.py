@@ -7,6 +7,8 @@ tokenizer and model card), `metrics.json` (final evaluation) and experiment plot
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
@@ -46,6 +48,52 @@ def is_complete(checkpoint: str | os.PathLike) -> bool:
     return (Path(checkpoint) / COMPLETE_MARKER).is_file()
 
 
+def file_records(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file under `folder` except the marker, by path relative to it."""
+    folder = Path(folder)
+    records = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE_MARKER):
+        records[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
+    return records
+
+
+def checkpoint_problem(checkpoint: str | os.PathLike) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None when every file it was completed with is intact.
+
+    A marker from before file records (earlier releases) is trusted as long as `trainer_state.json` exists."""
+    ckpt = Path(checkpoint)
+    try:
+        marker = json.loads((ckpt / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no completion marker (interrupted while being written)"
+    except (OSError, ValueError) as e:
+        return f"{COMPLETE_MARKER}: unreadable ({e.__class__.__name__})"
+    m = _CKPT_RE.match(ckpt.name)
+    if m and marker.get("global_step") not in (None, int(m.group(1))):
+        return f"{COMPLETE_MARKER}: global_step {marker.get('global_step')} is not the folder's step {m.group(1)}"
+    records = marker.get("files")
+    if records is None:
+        return None if (ckpt / "trainer_state.json").is_file() else "trainer_state.json: missing"
+    for name, want in records.items():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name}: missing"
+        size = path.stat().st_size
+        if size != want["size"]:
+            return f"{name}: {size} bytes, {want['size']} when completed"
+        if sha256_of(path) != want["sha256"]:
+            return f"{name}: contents changed since it was completed (SHA-256 differs)"
+    return None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     """All `checkpoint-<step>` folders, oldest step first (complete or not)."""
     run_dir = Path(run_dir)
@@ -61,6 +109,29 @@ def last_complete_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         if is_complete(ckpt):
             return ckpt
         logger.warning(f"ignoring incomplete checkpoint {ckpt} (interrupted while being written)")
+    return None
+
+
+def last_good_checkpoint(run_dir: str | os.PathLike, quarantine: bool = False) -> Path | None:
+    """The newest complete checkpoint whose files are all as they were completed (`checkpoint_problem`).
+
+    A damaged one gets one warning line naming the bad file, and with `quarantine` (the main process, before
+    resuming) is moved into `<run_dir>/damaged/` so that it is kept for inspection but never resumed from or
+    half-overwritten by the resumed run's save at the same step."""
+    for ckpt in reversed(checkpoints(run_dir)):
+        if not is_complete(ckpt):
+            logger.warning(f"ignoring incomplete checkpoint {ckpt} (interrupted while being written)")
+            continue
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        where = ""
+        if quarantine:
+            target = unique_path(Path(run_dir) / "damaged" / f"{ckpt.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            target.parent.mkdir(exist_ok=True)
+            shutil.move(str(ckpt), str(target))
+            where = f"; moved to {target}"
+        logger.warning(f"damaged checkpoint {ckpt.name}: {problem}; falling back to an older one{where}")
     return None
 
 
@@ -88,7 +159,8 @@ def complete_checkpoint(
         return
     if (ckpt.parent / RUN_CONFIG).is_file():
         shutil.copy2(ckpt.parent / RUN_CONFIG, ckpt / RUN_CONFIG)
-    write_json_atomic(ckpt / COMPLETE_MARKER, {"global_step": global_step, "time": time.time()})
+    marker = {"global_step": global_step, "time": time.time(), "files": file_records(ckpt)}
+    write_json_atomic(ckpt / COMPLETE_MARKER, marker)
     rotate_checkpoints(ckpt.parent, save_total_limit, keep=(ckpt, best))
 
 
@@ -108,13 +180,22 @@ def rotate_checkpoints(run_dir: str | os.PathLike, limit: int | None, keep: tupl
     return doomed
 
 
+def unique_path(path: Path) -> Path:
+    """`path`, or `path-1`, `path-2`, ... : the first that does not exist yet."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def move_aside(run_dir: str | os.PathLike) -> Path | None:
-    """Rename an existing run folder to `<name>.old-<time>` so a fresh start loses nothing."""
+    """Rename an existing run folder to `<name>.old-<time>` (made unique) so a fresh start loses nothing."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         return None
-    target = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    shutil.move(str(run_dir), str(target))
+    target = unique_path(run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"))
+    os.rename(run_dir, target)  # same folder: atomic, and never moves `run_dir` *into* an existing target
     logger.warning(f"fresh_start: moved the existing run folder to {target}")
     return target
 
@@ -133,3 +214,24 @@ def write_model_card(model_dir: str | os.PathLike, experiment: str, config: dict
         f"## Config\n\n```json\n{json.dumps(config, indent=2, sort_keys=True, default=str)}\n```\n"
     )
     card.save(Path(model_dir) / "README.md")
+
+
+def is_disk_full(exc: BaseException, folder: str | os.PathLike | None = None) -> bool:
+    """ENOSPC anywhere in the exception's chain, or (torch and safetensors often lose the errno: "iostream
+    error") an error while `folder`'s filesystem has under 1 MiB free, as a write that ran out leaves it."""
+    seen, e = 0, exc
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "os error 28" in str(e):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    if folder is not None:
+        path = Path(folder)
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        try:
+            return shutil.disk_usage(path).free < 1 << 20
+        except OSError:
+            return False
+    return False

@@ -5,10 +5,13 @@ preempted (rerun the same command to continue)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,50 +19,109 @@ import torch
 from transformers import Trainer
 from transformers.utils import logging
 
-from .config import RunConfig
-from .parsing import parse_config
+from . import signals
+from .config import ConfigError, RunConfig
+from .launch import write_status
+from .parsing import parse_config_strict
 from .registry import available_experiments
-from .run_folder import is_complete, last_complete_checkpoint, move_aside, write_json_atomic, write_model_card
+from .run_folder import (
+    checkpoint_problem,
+    checkpoints,
+    is_complete,
+    is_disk_full,
+    last_good_checkpoint,
+    move_aside,
+    write_json_atomic,
+    write_model_card,
+)
+from .run_lock import RunFolderBusy, RunLock
 
 logger = logging.get_logger(__name__)
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" — rerunning the same command resumes
+DISK_FULL_EXIT_CODE = 74  # EX_IOERR
+FINISHED_RECORD = "run-finished.json"
+FINISHED = "finished"  # what `prepare_run` returns for a run that already ended with this config
+_IGNORED_FOR_FINISHED = ("fresh_start", "restore_from")
 
 
-def prepare_run(cfg: RunConfig) -> str | None:
-    """Decide where training starts and record the resolved config; returns the checkpoint to resume from.
+def _config_key(cfg: RunConfig) -> dict[str, Any]:
+    """What makes a rerun "the same run": the resolved config, less the keys that only say where to start."""
+    d = cfg.to_dict()
+    return {k: v for k, v in d.items() if k not in _IGNORED_FOR_FINISHED}
 
-    Rerunning a command resumes from the last complete checkpoint; `fresh_start` moves the old folder aside
-    first; `restore_from` names a checkpoint explicitly. A `restore_from` outside the run folder is applied
-    once: when the run folder already has a complete checkpoint (an earlier attempt of the same command
-    restored and trained), rerunning resumes that one, so a restored run is never set back. Only the main
-    process touches the disk.
+
+def is_finished(cfg: RunConfig) -> bool:
+    """Whether the run folder holds a finished run of exactly this config (its final model and metrics)."""
+    import json
+
+    try:
+        record = json.loads((cfg.run_dir / FINISHED_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    same = json.loads(json.dumps(_config_key(cfg), default=str)) == record.get("config")
+    return same and (cfg.run_dir / "metrics.json").is_file() and (cfg.run_dir / "model").is_dir()
+
+
+def _on_main_process(cfg: RunConfig, fn: Any) -> Any:
+    """Run `fn` on the main process only and give every rank its result (or raise its exception everywhere)."""
+    import torch.distributed as dist
+
+    result: list[Any] = [None]
+    if cfg.training.process_index == 0:
+        try:
+            result = [("ok", fn())]
+        except Exception as e:  # sent to the other ranks, raised on all
+            result = [("error", e)]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(result, src=0)
+    kind, value = result[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def prepare_run(cfg: RunConfig, lock: RunLock | None = None) -> str | None:
+    """Decide where training starts and record the resolved config; returns the checkpoint to resume from,
+    or `FINISHED` when the folder already holds this run finished (then nothing is written).
+
+    Rerunning a command resumes from the newest intact complete checkpoint (a damaged one is reported and set
+    aside); `fresh_start` moves the old folder aside first; `restore_from` names a checkpoint explicitly. A
+    `restore_from` outside the run folder is applied once: when the run folder already has a complete checkpoint
+    (an earlier attempt of the same command restored and trained), rerunning resumes that one, so a restored run
+    is never set back. Only the main process touches the disk; it takes `lock` (the folder's `RunLock`) first.
     """
-    args = cfg.training
-    with args.main_process_first(desc="prepare run folder"):
-        if args.process_index == 0:
-            if cfg.run.fresh_start:
-                move_aside(cfg.run_dir)
-            cfg.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(cfg.run_dir / "run_config.json", cfg.to_dict())
-    if cfg.run.multi_gpu and args.world_size == 1:
+
+    def decide() -> str | None:
+        if lock is not None:
+            lock.acquire()
+        if cfg.run.fresh_start:
+            move_aside(cfg.run_dir)
+        elif is_finished(cfg):
+            return FINISHED
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cfg.run_dir / "run_config.json", cfg.to_dict())
+        last = last_good_checkpoint(cfg.run_dir, quarantine=True)
+        if cfg.run.restore_from:
+            if last is not None and not is_within(cfg.run.restore_from, cfg.run_dir):
+                logger.warning(
+                    f"restore_from={cfg.run.restore_from} was applied by an earlier attempt: "
+                    f"resuming this run's own {last}"
+                )
+                return str(last)
+            if not is_complete(cfg.run.restore_from):
+                logger.warning(f"{cfg.run.restore_from} has no completion marker; restoring from it anyway")
+            return cfg.run.restore_from
+        if last is not None:
+            logger.warning(f"resuming from {last}")
+        return str(last) if last else None
+
+    if cfg.run.multi_gpu and cfg.training.world_size == 1:
         logger.warning(
             "multi_gpu=true but one process runs: start with `accelerate launch --multi_gpu "
             "--num_processes N trainers/run.py ...`"
         )
-    last = last_complete_checkpoint(cfg.run_dir)
-    if cfg.run.restore_from:
-        if last is not None and not is_within(cfg.run.restore_from, cfg.run_dir):
-            logger.warning(
-                f"restore_from={cfg.run.restore_from} was applied by an earlier attempt: resuming this run's own {last}"
-            )
-            return str(last)
-        if not is_complete(cfg.run.restore_from):
-            logger.warning(f"{cfg.run.restore_from} has no completion marker; restoring from it anyway")
-        return cfg.run.restore_from
-    if last is not None:
-        logger.warning(f"resuming from {last}")
-    return str(last) if last else None
+    return _on_main_process(cfg, decide)
 
 
 def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
@@ -68,42 +130,123 @@ def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
 
 
 def finish(cfg: RunConfig, trainer: Trainer, tokenizer: Any, metrics: dict[str, Any]) -> Path:
-    """Save the final model with tokenizer and model card, and `metrics.json`, into the run folder."""
+    """Save the final model with tokenizer and model card, and `metrics.json`, into the run folder; the
+    finished record last, so a run counts as finished only once all of it is on disk."""
     model_dir = cfg.run_dir / "model"
     trainer.save_model(str(model_dir))
+    trainer.save_state()  # `trainer_state.json` with the whole log, the final training summary included
     if trainer.args.should_save:
         if tokenizer is not None:
             tokenizer.save_pretrained(str(model_dir))
         clean = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
         write_model_card(model_dir, cfg.run.experiment, cfg.to_dict(), clean)
         write_json_atomic(cfg.run_dir / "metrics.json", clean)
+        write_json_atomic(
+            cfg.run_dir / FINISHED_RECORD, {"global_step": trainer.state.global_step, "config": _config_key(cfg)}
+        )
     return model_dir
 
 
-def on_preempted(cfg: RunConfig) -> int:
-    """After a preemption checkpoint: requeue under SLURM if asked, and return the exit code."""
+def on_preempted(cfg: RunConfig | None) -> int:
+    """After a preemption (checkpoint written, or setup/evaluation cut short): requeue under SLURM if asked, and
+    return the exit code."""
+    if cfg is None:
+        print("preempted during setup: rerun the same command", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     job = os.environ.get("SLURM_JOB_ID")
     if job and cfg.run.requeue_on_preempt and cfg.training.process_index == 0 and shutil.which("scontrol"):
         subprocess.run(["scontrol", "requeue", job], check=False)
-    logger.warning(f"preempted: checkpoint written to {cfg.run_dir}; rerun the same command to resume")
+    logger.warning(f"preempted: {cfg.run_dir} keeps its last complete checkpoint; rerun the same command to resume")
     return PREEMPTED_EXIT_CODE
 
 
+def disk_full(cfg: RunConfig | None, exc: BaseException) -> int:
+    """One line naming where the write failed and the checkpoint a rerun (after freeing space) resumes from."""
+    where = getattr(exc, "filename", None) or (cfg.run_dir if cfg else "the run folder")
+    if cfg is not None:
+        last = next((c for c in reversed(checkpoints(cfg.run_dir)) if checkpoint_problem(c) is None), None)
+        resume = f"last complete checkpoint: {last}" if last else "no complete checkpoint yet"
+        print(
+            f"disk full while writing {where} (run folder {cfg.run_dir}); {resume}; "
+            "free space and rerun the same command",
+            file=sys.stderr,
+        )
+    else:
+        print(f"disk full while writing {where}", file=sys.stderr)
+    return DISK_FULL_EXIT_CODE
+
+
+def die_with_parent() -> None:
+    """Under a launcher (torchrun / `accelerate launch`), a rank whose launcher is killed gets SIGTERM (it then
+    checkpoints and stops) instead of training on as an orphan. Linux only; elsewhere a no-op."""
+    if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() == 1:  # the launcher died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """parse -> data -> model -> trainer -> train -> evaluate -> save; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
+    """parse -> data -> model -> trainer -> train -> evaluate -> save; returns the exit status (also written for
+    the launch wrapper, `core.launch`, when it started this process)."""
+    code = _main(sys.argv[1:] if argv is None else argv)
+    write_status(code)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     if "--list" in argv:
         print("\n".join(available_experiments()))
         return 0
-    cfg = parse_config(argv)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.getsignal(sig) for sig in signals.PREEMPT_SIGNALS}
+        signals.install()
+        die_with_parent()
+    cfg: RunConfig | None = None
+    lock: RunLock | None = None
+    try:
+        try:
+            cfg = parse_config_strict(argv)
+        except ConfigError as e:
+            print(f"config error: {e}", file=sys.stderr)
+            return 2
+        lock = RunLock(cfg.run_dir) if cfg.training.process_index == 0 else None
+        return _run(cfg, lock)
+    except signals.Preempted:
+        return on_preempted(cfg)
+    except RunFolderBusy as e:
+        print(f"run folder busy: {e}; wait for it to end or choose another exp_name", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if is_disk_full(e, cfg.run_dir if cfg is not None else None):
+            return disk_full(cfg, e)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+        for sig, handler in previous.items():  # in-process callers (sweeps, notebooks) get theirs back
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _run(cfg: RunConfig, lock: RunLock | None) -> int:
     experiment = cfg.experiment_cls(cfg)
-    resume_from = prepare_run(cfg)
+    resume_from = prepare_run(cfg, lock)
+    if resume_from == FINISHED:
+        if cfg.training.process_index == 0:
+            print(f"{cfg.run_dir} is finished (same config): nothing to do; `--fresh_start true` trains it again")
+        return 0
 
     data = experiment.build_data()
     model = experiment.build_model()
     trainer = experiment.build_trainer(model, data)
     trainer.train(resume_from_checkpoint=resume_from)
-    if trainer.preempted:
+    if trainer.preempted or signals.any_rank_received():
         return on_preempted(cfg)
 
     metrics = {**experiment.evaluate(trainer, data), "world_size": trainer.args.world_size}

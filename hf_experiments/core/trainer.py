@@ -20,7 +20,7 @@ from transformers.utils import logging
 from .callbacks import CurrentIntervalsCallback, PreemptionCallback
 from .microbatch import MicrobatchingMixin
 from .schedules import step_schedule
-from .trainer_internals import TrainerInternalsMixin, mark_scheduler_created
+from .trainer_internals import LoggingWindowCallback, TrainerInternalsMixin, mark_scheduler_created
 
 logger = logging.get_logger(__name__)
 
@@ -34,6 +34,7 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
         self.preempted = False
         self.add_callback(PreemptionCallback(self))
         self.add_callback(CurrentIntervalsCallback())
+        self.add_callback(LoggingWindowCallback(self))
         if self._uses_update_batches() and isinstance(self.train_dataset, torch.utils.data.IterableDataset):
             # A stream of whole batches (e.g. the mlp experiment) has no rows to split or bucket; the planned
             # gradient accumulation would silently sum several whole batches.

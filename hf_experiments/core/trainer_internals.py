@@ -10,14 +10,22 @@ the whole suite was run on.
 
 from __future__ import annotations
 
+import errno
+import json
 import math
+import shutil
 import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from .run_folder import complete_checkpoint, unmark
+from transformers import TrainerCallback
+from transformers.utils import logging
+
+from .run_folder import complete_checkpoint, is_disk_full, unmark, write_json_atomic
+
+logger = logging.get_logger(__name__)
 
 # ----- helpers around private Trainer methods -----
 
@@ -56,6 +64,55 @@ def mark_scheduler_created(trainer: Any) -> None:
     trainer._created_lr_scheduler = True
 
 
+LOGGING_WINDOW = "logging-window-rank{rank}.json"
+
+
+def logging_window(trainer: Any) -> dict[str, Any] | None:
+    """The loss logged so far but not yet reported (`_tr_loss`, this rank's part), the running total the final
+    `train_loss` divides (`_total_loss_scalar`), the step of the last report (`_globalstep_last_logged`), and the
+    first step of the run the total counts from; None outside training."""
+    if not hasattr(trainer, "_tr_loss"):
+        return None
+    return {
+        "tr_loss": float(trainer._tr_loss.item()),
+        "total_loss_scalar": float(trainer._total_loss_scalar),
+        "globalstep_last_logged": int(trainer._globalstep_last_logged),
+        "first_step": int(getattr(trainer, "_loss_first_step", 0)),
+        "world_size": int(trainer.args.world_size),
+    }
+
+
+def restore_logging_window(trainer: Any, window: dict[str, Any]) -> None:
+    """Set the Trainer's logging accumulators as they were at the checkpoint (float32 `_tr_loss`, exactly)."""
+    import torch
+
+    trainer._tr_loss = torch.tensor(window["tr_loss"], dtype=torch.float32, device=trainer.args.device)
+    trainer._total_loss_scalar = window["total_loss_scalar"]
+    trainer._globalstep_last_logged = window["globalstep_last_logged"]
+    trainer._loss_first_step = window["first_step"]
+
+
+def total_logged_loss(trainer: Any) -> float:
+    """`_total_loss_scalar`: the sum of every reported loss (and, at the end, the unreported rest)."""
+    return trainer._total_loss_scalar
+
+
+class LoggingWindowCallback(TrainerCallback):
+    """At the start of training (after the Trainer reset its accumulators): restore the window the resumed
+    checkpoint carries, so the first report after a resume averages the same steps as an uninterrupted run."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        trainer._loss_first_step = state.global_step
+        window = getattr(trainer, "_resumed_logging_window", None)
+        trainer._resumed_logging_window = None
+        if window is not None:
+            restore_logging_window(trainer, window)
+
+
 class TrainerInternalsMixin:
     """Put before `Trainer`. Two overrides of private methods:
 
@@ -77,18 +134,62 @@ class TrainerInternalsMixin:
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-        if self.args.should_save:
-            unmark(folder)
-            self.write_checkpoint_extras(folder)
         limit = self.args.save_total_limit
-        self.args.save_total_limit = None  # rotation happens after the completion marker
         try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
+            if self.args.should_save:
+                unmark(folder)
+                self.write_checkpoint_extras(folder)
+            self.args.save_total_limit = None  # rotation happens after the completion marker
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.save_total_limit = limit
+            window = logging_window(self)
+            if window is not None:  # every rank its own part of the unreported loss
+                write_json_atomic(folder / LOGGING_WINDOW.format(rank=self.args.process_index), window)
+        except Exception as e:
+            if not is_disk_full(e, folder):
+                raise
+            if self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)  # unmarked, so never resumed from: free its space
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder)) from e
         complete_checkpoint(
             folder, self.state.global_step, self.args.should_save, limit, self.state.best_model_checkpoint
         )
+
+    def _init_training_state(
+        self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    ):
+        """Two additions on resume: the logging window the checkpoint carries is read (`LoggingWindowCallback`
+        restores it), and a checkpoint at or past `max_steps` trains no further step (`(num_train_epochs, 0)`:
+        no epoch runs), so a run interrupted after training only redoes evaluation and saving."""
+        epochs, skip = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        self._resumed_logging_window = None
+        if resume_from_checkpoint is None:
+            return epochs, skip
+        path = Path(resume_from_checkpoint) / LOGGING_WINDOW.format(rank=self.args.process_index)
+        if path.is_file():
+            window = json.loads(path.read_text(encoding="utf-8"))
+            if window.get("world_size") == self.args.world_size:
+                self._resumed_logging_window = window
+            else:
+                logger.warning(
+                    f"{path.parent.name} was written by {window.get('world_size')} processes: the "
+                    "first loss logged after resuming averages only the steps since the checkpoint"
+                )
+        if 0 < max_steps <= self.state.global_step:
+            return num_train_epochs, 0
+        return epochs, skip
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """`train_loss` over every step of the run, also when this `train()` resumed part way (transformers
+        divides by this call's steps, or by all steps but only this call's losses, depending on the release)."""
+        if "train_loss" in logs and getattr(self, "_loss_first_step", None) is not None:
+            steps = self.state.global_step - self._loss_first_step
+            logs = {**logs, "train_loss": total_logged_loss(self) / max(steps, 0.001)}
+        super().log(logs, start_time)
 
     def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
         if callable(getattr(data_collator, "rewrap", None)):
@@ -162,6 +263,8 @@ class GrowingEpochsMixin:
             else:
                 epochs = epoch
                 skip = 0 if self.args.ignore_data_skip else done * self.args.gradient_accumulation_steps
+        if resume_from_checkpoint is not None and 0 < self.args.max_steps <= self.state.global_step:
+            return num_train_epochs, 0  # trained to the end already (see TrainerInternalsMixin)
         return epochs, skip
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *args, **kwargs):

@@ -146,10 +146,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     path = _write(tmp_path, base, overrides)
     monkeypatch.chdir(tmp_path)
     before = _files(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--config", str(path), *argv])
+    code = cli.main(["--config", str(path), *argv])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2, err
+    assert code == 2, err
     assert len(err) == 1, err
     assert err[0].startswith("config error: ") and key in err[0] and words in err[0], err[0]
     assert _files(tmp_path) == before  # no run folder, no data, no logs
@@ -158,14 +157,12 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
 def test_invalid_utf8_and_duplicate_keys_in_a_config_file(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_bytes(b'{"experiment": "arrows", "exp_name": "\xff\xfe"}')
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--config", str(bad)])
-    assert exc.value.code == 2 and "UTF-8" in capsys.readouterr().err
+    code = cli.main(["--config", str(bad)])
+    assert code == 2 and "UTF-8" in capsys.readouterr().err
     bad.write_text('{"experiment": "arrows", "learning_rate": 0.1, "learning_rate": 0.2}')
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--config", str(bad)])
+    code = cli.main(["--config", str(bad)])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "learning_rate" in err and "twice" in err
+    assert code == 2 and "learning_rate" in err and "twice" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
 
 

@@ -83,9 +83,8 @@ def test_bad_config_exits_2_with_one_clear_line_and_no_files(tmp_path, monkeypat
     path = _write_config(tmp_path, overrides)
     monkeypatch.chdir(tmp_path)
     before = _files(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        run_script.main(["--config", str(path), *cli])
-    assert exc.value.code == 2
+    code = run_script.main(["--config", str(path), *cli])
+    assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith("config error: ") and key in err[0] and words in err[0], err[0]
@@ -93,14 +92,12 @@ def test_bad_config_exits_2_with_one_clear_line_and_no_files(tmp_path, monkeypat
 
 
 def test_missing_and_malformed_config_files(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        run_script.main(["--config", str(tmp_path / "nope.json")])
-    assert exc.value.code == 2 and "not found" in capsys.readouterr().err
+    code = run_script.main(["--config", str(tmp_path / "nope.json")])
+    assert code == 2 and "not found" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text('{"experiment": "arrows",, }')
-    with pytest.raises(SystemExit) as exc:
-        run_script.main(["--config", str(bad)])
-    assert exc.value.code == 2 and "valid JSON" in capsys.readouterr().err
+    code = run_script.main(["--config", str(bad)])
+    assert code == 2 and "valid JSON" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["bad.json"]
 
 
@@ -188,9 +185,8 @@ def test_mlp_rejects_row_batching_before_writing(tmp_path, monkeypatch, capsys, 
     path.write_text(json.dumps({**tiny_mlp_config(tmp_path / "out"), key: value}))
     monkeypatch.chdir(tmp_path)
     before = _files(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        run_script.main(["--config", str(path)])
-    assert exc.value.code == 2
+    code = run_script.main(["--config", str(path)])
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("config error: ") and key in err, err
     assert _files(tmp_path) == before

@@ -291,3 +291,28 @@ def test_the_fence_check_sees_a_planted_use():
         "x:5 .current_gradient_accumulation_steps",
         "x:5 getattr(..., '_train_batch_size')",
     ]
+
+
+def test_the_logging_accumulators_are_reset_before_on_train_begin_and_drained_as_we_assume():
+    """`LoggingWindowCallback` restores `_tr_loss`, `_total_loss_scalar` and `_globalstep_last_logged` in
+    `on_train_begin`: the loop must set them before that call, and the log step must divide the gathered
+    `_tr_loss` by the steps since `_globalstep_last_logged` and add it to `_total_loss_scalar`."""
+    loop = _source("_inner_training_loop")
+    reset = [
+        loop.index(s) for s in ("self._tr_loss = ", "self._total_loss_scalar = ", "self._globalstep_last_logged =")
+    ]
+    assert max(reset) < loop.index("self.callback_handler.on_train_begin(")
+    log_step = _source("_maybe_log_save_evaluate")
+    assert "(self.state.global_step - self._globalstep_last_logged)" in log_step
+    assert "self._total_loss_scalar += tr_loss_scalar" in log_step
+    assert "self._globalstep_last_logged = self.state.global_step" in log_step
+    final = _source("_finalize_training")
+    assert "self._total_loss_scalar += self._tr_loss.item()" in final
+    assert final.index("self._total_loss_scalar +=") < final.index("self.log(metrics)")  # our `log` sees the sum
+    assert list(inspect.signature(Trainer.log).parameters) == ["self", "logs", "start_time"]
+
+
+def test_a_resume_at_max_steps_is_decided_by_the_epoch_range(tmp_path):
+    """The fence returns `(num_train_epochs, 0)` from `_init_training_state` so no epoch runs: the loop must
+    iterate `range(epochs_trained, num_train_epochs)`."""
+    assert "for epoch in range(epochs_trained, num_train_epochs):" in _source("_inner_training_loop")
