@@ -78,3 +78,71 @@ def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
     ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     state = json.loads((ckpts[-1] / "trainer_state.json").read_text())
     return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
+
+
+TIMING_KEYS = ("runtime", "per_second", "time", "seconds")
+
+
+def logged_history(run_dir: Path) -> list[dict]:
+    """The whole training log of a finished run (`<run>/trainer_state.json`: losses, final summary, evaluations),
+    timing keys aside: what an interrupted-then-resumed run must reproduce exactly."""
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    return [{k: v for k, v in h.items() if not any(t in k for t in TIMING_KEYS)} for h in state["log_history"]]
+
+
+# Tiny runs shared by the resume/fault tests and the fault campaign (`benchmarks/core/fault_injection.py`).
+TINY_ARROWS = dict(
+    experiment="arrows",
+    task="linear",
+    matrix_n=4,
+    matrix_k=2,
+    num_vectors=256,
+    n_val=32,
+    model_preset="tiny",
+    dropout=0.1,  # a resume that lost the RNG state would diverge
+    max_steps=12,
+    save_steps=4,
+    logging_steps=3,  # not a divisor of save_steps: checkpoints fall inside logging windows
+    per_device_train_batch_size=16,
+    learning_rate=3e-3,
+    report_to="none",
+    save_total_limit=None,
+    dataloader_num_workers=0,
+)
+TINY_DATA_CACHE = dict(  # blotch with axe + internalize rounds over a data cache that grows between epochs
+    experiment="blotch",
+    max_num=9,
+    max_ents=3,
+    init_samples=64,
+    max_samples=96,
+    val_samples=16,
+    ood_samples=0,
+    d_model=16,
+    n_heads=2,
+    n_layers=1,
+    h_mult=2,
+    max_posencs=64,
+    blotch_p_min=0.0,
+    blotch_p_max=0.4,
+    n_btokens=3,
+    drop_p=0.1,
+    batch_size=16,
+    per_device_eval_batch_size=16,
+    num_train_epochs=3,
+    logging_steps=1,
+    save_steps=4,
+    save_total_limit=None,
+    report_to="none",
+    lr=0.01,
+    gen_eval_samples=4,
+    max_eval_batches=1,
+    axe_loops=1,
+    axe_tol=10.0,
+    abs_axe_tol=True,
+    internalize_steps=1,
+    star_loops=1,
+    aug_temp=1.0,
+    manip_batch_size=8,
+    history_eval_samples=8,
+    dataloader_num_workers=0,
+)

@@ -10,7 +10,9 @@ every process of the run (a machine crash), SIGTERM / SIGUSR1 (preemption) at a 
 reference run's wall time, and a SIGKILL (or SIGTERM) planted at each named phase (`fault_runner.py`). After
 the fault the same command is rerun until it exits 0 (at most 3 times). A trial survives when the final weights,
 the whole `log_history` (timing keys aside) and `metrics.json` (timing keys aside) equal the uninterrupted run's.
-Prints one line per trial and the summary `tried N, survived N`; writes `fault_injection.json` into `--out`.
+Prints one line per trial and the summary `tried N, survived N`; writes `fault_injection.json` into `--out`
+(`--summarize DIR [DIR ...]` prints the summary of several campaigns, e.g. one per rank count run side by side;
+for a setup and rank count in several, the last one named counts).
 """
 
 from __future__ import annotations
@@ -31,62 +33,15 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "trainers" / "run.py"
 LAUNCH = ROOT / "trainers" / "launch.py"
 FAULT_RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
-TIMING = ("runtime", "per_second", "time")
 
-PLAIN = dict(
-    experiment="arrows",
-    task="linear",
-    matrix_n=4,
-    matrix_k=2,
-    num_vectors=512,
-    n_val=32,
-    model_preset="tiny",
-    dropout=0.1,
-    max_steps=40,
-    save_steps=8,
-    logging_steps=3,
-    per_device_train_batch_size=8,
-    learning_rate=3e-3,
-    report_to="none",
-    save_total_limit=2,
-    dataloader_num_workers=0,
-)
-CACHE = dict(
-    experiment="blotch",
-    max_num=9,
-    max_ents=3,
-    init_samples=64,
-    max_samples=96,
-    val_samples=16,
-    ood_samples=0,
-    d_model=16,
-    n_heads=2,
-    n_layers=1,
-    h_mult=2,
-    max_posencs=64,
-    blotch_p_min=0.0,
-    blotch_p_max=0.4,
-    n_btokens=3,
-    drop_p=0.1,
-    batch_size=16,
-    per_device_eval_batch_size=16,
-    num_train_epochs=3,
-    logging_steps=3,
-    save_steps=4,
-    save_total_limit=2,
-    report_to="none",
-    lr=0.01,
-    gen_eval_samples=4,
-    max_eval_batches=1,
-    axe_loops=1,
-    axe_tol=10.0,
-    abs_axe_tol=True,
-    internalize_steps=1,
-    aug_temp=1.0,
-    manip_batch_size=8,
-    history_eval_samples=8,
-    dataloader_num_workers=0,
-)
+sys.path.insert(0, str(ROOT))
+from tests.helpers import TINY_ARROWS, TINY_DATA_CACHE, logged_history  # noqa: E402
+
+# Longer than the tests' runs (more checkpoints, so rotation and every phase happen mid-run), rotating.
+PLAIN = {**TINY_ARROWS, "num_vectors": 512, "max_steps": 40, "save_steps": 8, "per_device_train_batch_size": 8}
+PLAIN["save_total_limit"] = 2
+CACHE = {**TINY_DATA_CACHE, "logging_steps": 3, "save_total_limit": 2}
+CACHE.pop("star_loops")
 SETUPS = {"plain": PLAIN, "cache": CACHE}
 COMMON_PHASES = [
     "save:start",
@@ -108,6 +63,19 @@ COMMON_PHASES = [
     "end:sigterm-during-save",
 ]
 CACHE_PHASES = ["cache:mid-axe-round", "cache:mid-internalize-round", "cache:rows-saved"]
+# Reached by the main process only (it alone writes markers, rotates and saves the final model).
+MAIN_ONLY = {
+    "save:start",
+    "save:unmarked",
+    "complete:before-marker",
+    "complete:marker-written",
+    "rotate:doomed-unmarked",
+    "end:model-saved",
+    "end:metrics-written",
+    "end:finished",
+    "end:sigterm-during-save",
+    "cache:rows-saved",
+}
 
 
 def env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -157,27 +125,28 @@ def kill_tree(proc: subprocess.Popen) -> None:
     try:
         procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     except psutil.Error:
-        return
+        procs = []
+    proc.kill()  # the command itself in any case
     for p in procs:
         try:
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(procs, timeout=60)
+    # Not the command itself: psutil would reap it, and `Popen.wait` would then report exit status 0.
+    psutil.wait_procs([p for p in procs if p.pid != proc.pid], timeout=60)
 
 
 def summary(run_dir: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    def strip(d: dict) -> dict:
-        return {k: v for k, v in d.items() if not any(t in k for t in TIMING)}
+    from tests.helpers import TIMING_KEYS
 
     weights = load_file(str(run_dir / "model" / "model.safetensors"))
-    state = json.loads((run_dir / "trainer_state.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     return {
         "weights": {k: v.numpy().tobytes() for k, v in weights.items()},
-        "log": [strip(h) for h in state["log_history"]],
-        "metrics": strip(json.loads((run_dir / "metrics.json").read_text())),
+        "log": logged_history(run_dir),
+        "metrics": {k: v for k, v in metrics.items() if not any(t in k for t in TIMING_KEYS)},
     }
 
 
@@ -215,12 +184,17 @@ def trial(name: str, setup: str, ranks: int, work: Path, ref: dict[str, Any], fa
     else:
         proc = start(command(cfg, ranks), log)
         time.sleep(fault["at"])
-        if proc.poll() is None:
-            if fault["signal"] == "SIGKILL":
-                kill_tree(proc)
-            else:
-                proc.send_signal(getattr(signal, fault["signal"]))
+        if proc.poll() is not None:  # the run ended before the moment drawn: no fault happened
+            shutil.rmtree(folder, ignore_errors=True)
+            return {"name": name, "missed": True}
+        if fault["signal"] == "SIGKILL":
+            kill_tree(proc)
+        else:
+            proc.send_signal(getattr(signal, fault["signal"]))
         first = proc.wait(timeout=1800)
+    if first == 0:  # the planted fault was never reached on that rank, or the run ended just before the signal
+        shutil.rmtree(folder, ignore_errors=True)
+        return {"name": name, "missed": True}
     code = rerun_until_done(command(cfg, ranks), log)
     problem = f"rerun exited {code}" if code else compare(ref, summary(folder / "out" / "run"))
     result = {"name": name, "setup": setup, "ranks": ranks, **fault, "first_exit": first, "survived": not problem}
@@ -251,7 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setups", default="plain,cache")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="outputs/fault_injection")
+    ap.add_argument("--summarize", nargs="+", metavar="DIR", help="only print the summary of earlier campaigns")
     args = ap.parse_args(argv)
+    if args.summarize:  # a later campaign's results for a setup and rank count replace an earlier one's
+        latest: dict[tuple, list] = {}
+        for d in args.summarize:
+            runs: dict[tuple, list] = {}
+            for r in json.loads((Path(d) / "fault_injection.json").read_text()):
+                runs.setdefault((r["setup"], r["ranks"]), []).append(r)
+            latest.update(runs)
+        return report([r for rs in latest.values() for r in rs])
     work = Path(args.out).resolve()
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
@@ -265,13 +248,23 @@ def main(argv: list[str] | None = None) -> int:
                 phases = []
             elif args.phases != "all":
                 phases = [p for p in args.phases.split(",") if p in phases]
-            faults = [{"kind": "phase", "phase": p, "rank": (i % ranks)} for i, p in enumerate(phases)]
+            faults = [
+                {"kind": "phase", "phase": p, "rank": 0 if p in MAIN_ONLY else i % ranks} for i, p in enumerate(phases)
+            ]
             for _ in range(args.random):
                 sig = rng.choice(["SIGKILL", "SIGKILL", "SIGTERM", "SIGUSR1"])
-                faults.append({"kind": "random", "signal": sig, "at": round(rng.uniform(0.0, seconds), 2)})
+                faults.append({"kind": "random", "signal": sig})
             for i, fault in enumerate(faults):
+                for _ in range(5):  # a moment after the run already ended is drawn again
+                    if fault["kind"] == "random":
+                        fault["at"] = round(rng.uniform(0.0, 0.95 * seconds), 2)
+                    res = trial(f"{setup}-{ranks}-{i}", setup, ranks, work, ref, fault)
+                    if not res.get("missed"):
+                        break
+                if res.get("missed"):
+                    print(f"{setup} x{ranks} {fault.get('phase', 'random')}: the fault was never reached", flush=True)
+                    continue
                 label = fault.get("phase") or f"{fault['signal']}@{fault['at']}s"
-                res = trial(f"{setup}-{ranks}-{i}", setup, ranks, work, ref, fault)
                 results.append(res)
                 status = "survived" if res["survived"] else f"BROKE: {res['problem']}"
                 print(
@@ -279,10 +272,20 @@ def main(argv: list[str] | None = None) -> int:
                     f"{status}",
                     flush=True,
                 )
-    survived = sum(r["survived"] for r in results)
     (work / "fault_injection.json").write_text(json.dumps(results, indent=1))
-    print(f"tried {len(results)}, survived {survived}")
-    return 0 if survived == len(results) else 1
+    return report(results)
+
+
+def report(results: list[dict[str, Any]]) -> int:
+    """The summary line. A trial whose faulted run still exited 0 had no fault (a planted phase that rank never
+    reaches, a moment after the run had ended): not counted."""
+    tried = [r for r in results if r.get("first_exit") != 0]
+    survived = sum(r["survived"] for r in tried)
+    kinds = {k: sum(r.get("kind") == k for r in tried) for k in ("random", "phase")}
+    setups = sorted({f"{r['setup']} x{r['ranks']}" for r in tried})
+    print(f"({kinds['random']} random moments, {kinds['phase']} planted phases; {', '.join(setups)})")
+    print(f"tried {len(tried)}, survived {survived}")
+    return 0 if survived == len(tried) else 1
 
 
 if __name__ == "__main__":

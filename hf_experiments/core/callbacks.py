@@ -26,7 +26,7 @@ class PreemptionCallback(TrainerCallback):
     def __init__(self, trainer: Trainer) -> None:  # an `ExperimentTrainer`: it reads `trainer.preempted`
         self.trainer = trainer
         self._previous: dict[int, Any] = {}
-        self._previous_mode = False
+        self._previous_mode: bool | None = None  # None: not inside train()
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not signals.installed():
@@ -35,7 +35,14 @@ class PreemptionCallback(TrainerCallback):
         self._previous_mode = signals.start_deferring()
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+    def restore(self) -> None:
+        """Back to the handlers and mode from before `train()` (also when it raised: `ExperimentTrainer.train`)."""
+        if self._previous_mode is None:
+            return
         signals.stop_deferring(self._previous_mode)
+        self._previous_mode = None
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
         self._previous.clear()

@@ -53,11 +53,17 @@ def rank_statuses(folder: str | os.PathLike) -> dict[str, int]:
     return out
 
 
-def exit_code(launcher_code: int, statuses: dict[str, int]) -> int:
-    """The wrapper's exit status from the launcher's and the ranks' own."""
+def exit_code(launcher_code: int, statuses: dict[str, int], n_ranks: int | None = None, forwarded: bool = False) -> int:
+    """The wrapper's exit status from the launcher's and the ranks' own: a rank's 75 / 74 / 2 when every rank
+    that said something agrees; the launcher's own when a rank died without a word (a crash), unless the wrapper
+    had forwarded a preemption signal (a rank still starting dies of it before it can handle it: preempted)."""
     if launcher_code == 0:
         return 0
     codes = set(statuses.values()) - {0}
+    if forwarded and codes <= {PREEMPTED}:
+        return PREEMPTED
+    if n_ranks is not None and len(statuses) < n_ranks:
+        return launcher_code
     for meaning in (BAD_CONFIG, DISK_FULL, PREEMPTED):
         if codes == {meaning}:
             return meaning
@@ -73,13 +79,25 @@ def _set_parent_death_signal() -> None:  # runs in the child between fork and ex
 
 
 def _ranks(launcher_pid: int) -> list[Any]:
-    """The rank processes: the launcher's children (torchrun's agent runs inside `accelerate launch`)."""
+    """The rank processes: the launcher's children that torchrun gave a `LOCAL_RANK` (its agent runs inside
+    `accelerate launch`; helpers such as the `nvidia-smi` accelerate runs first have none), or, for a
+    single-process launch, its Python children."""
     import psutil
 
     try:
-        return psutil.Process(launcher_pid).children(recursive=False)
+        children = psutil.Process(launcher_pid).children(recursive=False)
     except psutil.Error:
         return []
+    ranks, pythons = [], []
+    for child in children:
+        try:
+            if "LOCAL_RANK" in child.environ():
+                ranks.append(child)
+            elif "python" in child.name().lower():
+                pythons.append(child)
+        except psutil.Error:
+            continue
+    return ranks or pythons
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", *argv]
         proc = subprocess.Popen(cmd, env=env, preexec_fn=_set_parent_death_signal)
 
+        forwarded = []
+
         def forward(signum: int, frame: Any) -> None:
+            forwarded.append(signum)
             ranks = _ranks(proc.pid)
             for rank in ranks:
                 try:
@@ -106,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, forward)
         seen: dict[int, Any] = {}
+        most = 0  # ranks alive at once (torchrun restarts start new ones)
         while proc.poll() is None:
-            seen.update({r.pid: r for r in _ranks(proc.pid)})
+            current = _ranks(proc.pid)
+            most = max(most, len(current))
+            seen.update({r.pid: r for r in current})
             try:
                 proc.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
@@ -115,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         import psutil
 
         psutil.wait_procs(list(seen.values()), timeout=600)  # ranks outliving a killed launcher finish first
-        code = exit_code(proc.returncode, rank_statuses(status_dir))
+        code = exit_code(proc.returncode, rank_statuses(status_dir), most or None, bool(forwarded))
         if code == PREEMPTED:
-            print("launch: preempted; every rank checkpointed: rerun the same command to resume", file=sys.stderr)
+            print("launch: preempted: rerun the same command to resume", file=sys.stderr)
         return code if code >= 0 else 128 - code

@@ -153,15 +153,19 @@ def complete_checkpoint(
     import torch.distributed as dist
 
     ckpt = Path(checkpoint)
-    if dist.is_available() and dist.is_initialized():
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed:
         dist.barrier()  # every rank's RNG file and shard is on disk
-    if not should_save:
-        return
-    if (ckpt.parent / RUN_CONFIG).is_file():
-        shutil.copy2(ckpt.parent / RUN_CONFIG, ckpt / RUN_CONFIG)
-    marker = {"global_step": global_step, "time": time.time(), "files": file_records(ckpt)}
-    write_json_atomic(ckpt / COMPLETE_MARKER, marker)
-    rotate_checkpoints(ckpt.parent, save_total_limit, keep=(ckpt, best))
+    if should_save:
+        if (ckpt.parent / RUN_CONFIG).is_file():
+            shutil.copy2(ckpt.parent / RUN_CONFIG, ckpt / RUN_CONFIG)
+        marker = {"global_step": global_step, "time": time.time(), "files": file_records(ckpt)}
+        write_json_atomic(ckpt / COMPLETE_MARKER, marker)
+        rotate_checkpoints(ckpt.parent, save_total_limit, keep=(ckpt, best))
+    if distributed:
+        # No rank goes on (and, after a preemption, exits: torchrun then stops the others) before the marker
+        # is written: hashing a large checkpoint takes a while.
+        dist.barrier()
 
 
 def rotate_checkpoints(run_dir: str | os.PathLike, limit: int | None, keep: tuple = ()) -> list[Path]:

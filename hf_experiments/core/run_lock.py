@@ -2,8 +2,9 @@
 
 The lock file is `<save_root>/.<exp_name>.lock` (beside the run folder, so `fresh_start` can move the folder while
 holding it); `.<exp_name>.lock.holder` says who holds it. The lock is an OS file lock (`flock`): the kernel
-releases it when the holder dies, however it dies, so a stale lock cannot exist; a stale holder file is only
-overwritten. Only the main process of a launch takes it.
+releases it when the holder dies, however it dies, so it cannot go stale; a stale holder file is only
+overwritten. (On a filesystem without `flock` filelock falls back to a lock file whose existence is the lock:
+one left by a killed process must then be deleted by hand.) Only the main process of a launch takes it.
 """
 
 from __future__ import annotations

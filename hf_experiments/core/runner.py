@@ -1,7 +1,8 @@
-"""One run, start to finish: `main` parses the config (strict; exit 2 on a bad one, nothing written), builds the
-experiment's data, model and trainer, trains (resuming from the run folder's last complete checkpoint), evaluates
-and saves. `trainers/run.py` and `python -m hf_experiments` call it. Exit status 0 done, 2 bad config, 75
-preempted (rerun the same command to continue)."""
+"""One run, start to finish: `main` parses the config (strict; exit 2 on a bad one, nothing written), takes the
+run folder's lock, builds the experiment's data, model and trainer, trains (resuming from the newest intact
+checkpoint), evaluates and saves. `trainers/run.py` and `python -m hf_experiments` call it. Exit status 0 done
+(or already finished), 2 bad config or run folder busy, 74 disk full, 75 preempted (rerun the same command).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from .launch import write_status
 from .parsing import parse_config_strict
 from .registry import available_experiments
 from .run_folder import (
-    checkpoint_problem,
     checkpoints,
     is_complete,
     is_disk_full,
@@ -42,7 +42,9 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" — rerunning the same comm
 DISK_FULL_EXIT_CODE = 74  # EX_IOERR
 FINISHED_RECORD = "run-finished.json"
 FINISHED = "finished"  # what `prepare_run` returns for a run that already ended with this config
-_IGNORED_FOR_FINISHED = ("fresh_start", "restore_from")
+# Keys that say where to start, or that the machine decides (pin memory follows the device; the reporters a
+# `report_to: all` resolves to depend on what is installed): not part of "the same run".
+_IGNORED_FOR_FINISHED = ("fresh_start", "restore_from", "dataloader_pin_memory", "report_to")
 
 
 def _config_key(cfg: RunConfig) -> dict[str, Any]:
@@ -59,8 +61,18 @@ def is_finished(cfg: RunConfig) -> bool:
         record = json.loads((cfg.run_dir / FINISHED_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    same = json.loads(json.dumps(_config_key(cfg), default=str)) == record.get("config")
-    return same and (cfg.run_dir / "metrics.json").is_file() and (cfg.run_dir / "model").is_dir()
+    if not ((cfg.run_dir / "metrics.json").is_file() and (cfg.run_dir / "model").is_dir()):
+        return False
+    now = json.loads(json.dumps(_config_key(cfg), default=str))
+    then = {k: v for k, v in (record.get("config") or {}).items() if k not in _IGNORED_FOR_FINISHED}
+    if now != then:
+        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+        logger.warning(
+            f"{cfg.run_dir} finished with another config ({', '.join(changed[:5])} differ): resuming it with this "
+            "one (a checkpoint at the end only re-evaluates; `--fresh_start true` keeps the finished run aside)"
+        )
+        return False
+    return True
 
 
 def _on_main_process(cfg: RunConfig, fn: Any) -> Any:
@@ -163,16 +175,18 @@ def on_preempted(cfg: RunConfig | None) -> int:
 def disk_full(cfg: RunConfig | None, exc: BaseException) -> int:
     """One line naming where the write failed and the checkpoint a rerun (after freeing space) resumes from."""
     where = getattr(exc, "filename", None) or (cfg.run_dir if cfg else "the run folder")
+    cause = exc.__cause__ or exc
+    error = f" ({type(cause).__name__}: {' '.join(str(cause).split())[:120]})"
     if cfg is not None:
-        last = next((c for c in reversed(checkpoints(cfg.run_dir)) if checkpoint_problem(c) is None), None)
+        last = next((c for c in reversed(checkpoints(cfg.run_dir)) if is_complete(c)), None)
         resume = f"last complete checkpoint: {last}" if last else "no complete checkpoint yet"
         print(
-            f"disk full while writing {where} (run folder {cfg.run_dir}); {resume}; "
+            f"disk full while writing {where}{error} (run folder {cfg.run_dir}); {resume}; "
             "free space and rerun the same command",
             file=sys.stderr,
         )
     else:
-        print(f"disk full while writing {where}", file=sys.stderr)
+        print(f"disk full while writing {where}{error}", file=sys.stderr)
     return DISK_FULL_EXIT_CODE
 
 
@@ -181,57 +195,65 @@ def die_with_parent() -> None:
     checkpoints and stops) instead of training on as an orphan. Linux only; elsewhere a no-op."""
     if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
         return
+    parent = os.getppid()
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         return
-    if os.getppid() == 1:  # the launcher died before the call
+    if os.getppid() != parent:  # the launcher died before the call (a container's PID-1 launcher is fine)
         os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
     """parse -> data -> model -> trainer -> train -> evaluate -> save; returns the exit status (also written for
     the launch wrapper, `core.launch`, when it started this process)."""
-    code = _main(sys.argv[1:] if argv is None else argv)
-    write_status(code)
-    return code
-
-
-def _main(argv: list[str]) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     if "--list" in argv:
         print("\n".join(available_experiments()))
         return 0
-    previous = {}
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.getsignal(sig) for sig in signals.PREEMPT_SIGNALS}
         signals.install()
-        die_with_parent()
-    cfg: RunConfig | None = None
-    lock: RunLock | None = None
+    code = 1  # an exception (its traceback printed) leaves 1
+    lock: list[RunLock] = []
     try:
+        code = _main(argv, lock)
+        return code
+    finally:
+        signals.start_deferring()  # a signal now must not cut the cleanup short: the run is over either way
+        if lock:
+            lock[0].release()
+        write_status(code)
+        for sig, handler in previous.items():  # in-process callers (sweeps, notebooks) get theirs back
+            if handler is not None:
+                signal.signal(sig, handler)
+        signals.stop_deferring()
+
+
+def _main(argv: list[str], lock: list[RunLock]) -> int:
+    cfg: RunConfig | None = None
+    try:
+        die_with_parent()
         try:
             cfg = parse_config_strict(argv)
         except ConfigError as e:
             print(f"config error: {e}", file=sys.stderr)
             return 2
-        lock = RunLock(cfg.run_dir) if cfg.training.process_index == 0 else None
-        return _run(cfg, lock)
+        if cfg.training.process_index == 0:
+            lock.append(RunLock(cfg.run_dir))
+        return _run(cfg, lock[0] if lock else None)
     except signals.Preempted:
         return on_preempted(cfg)
     except RunFolderBusy as e:
-        print(f"run folder busy: {e}; wait for it to end or choose another exp_name", file=sys.stderr)
+        if cfg is None or cfg.training.process_index == 0:
+            print(f"run folder busy: {e}; wait for it to end or choose another exp_name", file=sys.stderr)
         return 2
     except Exception as e:
         if is_disk_full(e, cfg.run_dir if cfg is not None else None):
             return disk_full(cfg, e)
         raise
-    finally:
-        if lock is not None:
-            lock.release()
-        for sig, handler in previous.items():  # in-process callers (sweeps, notebooks) get theirs back
-            if handler is not None:
-                signal.signal(sig, handler)
 
 
 def _run(cfg: RunConfig, lock: RunLock | None) -> int:
@@ -242,9 +264,13 @@ def _run(cfg: RunConfig, lock: RunLock | None) -> int:
             print(f"{cfg.run_dir} is finished (same config): nothing to do; `--fresh_start true` trains it again")
         return 0
 
+    signals.check()  # each phase of setup: a `Preempted` swallowed by library code is acted on here
     data = experiment.build_data()
+    signals.check()
     model = experiment.build_model()
+    signals.check()
     trainer = experiment.build_trainer(model, data)
+    signals.check()
     trainer.train(resume_from_checkpoint=resume_from)
     if trainer.preempted or signals.any_rank_received():
         return on_preempted(cfg)

@@ -56,6 +56,12 @@ def received() -> bool:
     return _State.received is not None
 
 
+def check() -> None:
+    """Raise `Preempted` if a signal arrived (for a raise that library code caught and dropped)."""
+    if _State.received is not None and not _State.defer:
+        raise Preempted(_State.received)
+
+
 def start_deferring() -> bool:
     """From now on a signal is only noted (`received()`), so training can stop at a step boundary; returns the
     previous mode for `stop_deferring`."""

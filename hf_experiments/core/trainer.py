@@ -32,7 +32,8 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.preempted = False
-        self.add_callback(PreemptionCallback(self))
+        self._preemption = PreemptionCallback(self)
+        self.add_callback(self._preemption)
         self.add_callback(CurrentIntervalsCallback())
         self.add_callback(LoggingWindowCallback(self))
         if self._uses_update_batches() and isinstance(self.train_dataset, torch.utils.data.IterableDataset):
@@ -43,6 +44,12 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
                 f"{self.args.length_bucketed_sampling} are not allowed with a streamed training set "
                 f"({type(self.train_dataset).__name__}); they need a map-style dataset of rows"
             )
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().train(*args, **kwargs)
+        finally:  # an exception skips `on_train_end`: the signal handlers must not stay in "note it" mode
+            self._preemption.restore()
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """`lr_sched_steps` set: the step schedule (`step_schedule`); otherwise `lr_scheduler_type`'s."""

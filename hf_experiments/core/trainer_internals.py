@@ -113,6 +113,19 @@ class LoggingWindowCallback(TrainerCallback):
             restore_logging_window(trainer, window)
 
 
+def _any_rank_failed(failed: bool) -> bool:
+    """`failed` on any rank (every rank calls it)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return failed
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([int(failed)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 class TrainerInternalsMixin:
     """Put before `Trainer`. Two overrides of private methods:
 
@@ -135,6 +148,7 @@ class TrainerInternalsMixin:
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         limit = self.args.save_total_limit
+        error: Exception | None = None
         try:
             if self.args.should_save:
                 unmark(folder)
@@ -148,11 +162,16 @@ class TrainerInternalsMixin:
             if window is not None:  # every rank its own part of the unreported loss
                 write_json_atomic(folder / LOGGING_WINDOW.format(rank=self.args.process_index), window)
         except Exception as e:
-            if not is_disk_full(e, folder):
-                raise
+            error = e
+        if _any_rank_failed(error is not None):  # all ranks stop together, none waits in a barrier
+            full = error is not None and is_disk_full(error, folder)
             if self.args.should_save:
                 shutil.rmtree(folder, ignore_errors=True)  # unmarked, so never resumed from: free its space
-            raise OSError(errno.ENOSPC, "No space left on device", str(folder)) from e
+            if error is None:
+                raise RuntimeError(f"another rank failed writing {folder}")
+            if full:
+                raise OSError(errno.ENOSPC, "No space left on device", str(folder)) from error
+            raise error
         complete_checkpoint(
             folder, self.state.global_step, self.args.should_save, limit, self.state.best_model_checkpoint
         )
@@ -180,15 +199,21 @@ class TrainerInternalsMixin:
                     "first loss logged after resuming averages only the steps since the checkpoint"
                 )
         if 0 < max_steps <= self.state.global_step:
-            return num_train_epochs, 0
+            return self._trained_to_the_end(resume_from_checkpoint, num_train_epochs)
         return epochs, skip
+
+    def _trained_to_the_end(self, checkpoint: str, num_train_epochs: int) -> tuple[int, int]:
+        """No epoch runs; the RNG state the first epoch would have restored (`_load_rng_state`) is restored here,
+        since the final evaluation may draw from it (blotching, sampling) as it did in the uninterrupted run."""
+        self._load_rng_state(checkpoint)
+        return num_train_epochs, 0
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """`train_loss` over every step of the run, also when this `train()` resumed part way (transformers
         divides by this call's steps, or by all steps but only this call's losses, depending on the release)."""
         if "train_loss" in logs and getattr(self, "_loss_first_step", None) is not None:
             steps = self.state.global_step - self._loss_first_step
-            logs = {**logs, "train_loss": total_logged_loss(self) / max(steps, 0.001)}
+            logs["train_loss"] = total_logged_loss(self) / max(steps, 0.001)  # in place: also the returned metrics
         super().log(logs, start_time)
 
     def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
@@ -264,7 +289,12 @@ class GrowingEpochsMixin:
                 epochs = epoch
                 skip = 0 if self.args.ignore_data_skip else done * self.args.gradient_accumulation_steps
         if resume_from_checkpoint is not None and 0 < self.args.max_steps <= self.state.global_step:
-            return num_train_epochs, 0  # trained to the end already (see TrainerInternalsMixin)
+            return self._trained_to_the_end(resume_from_checkpoint, num_train_epochs)  # see TrainerInternalsMixin
+        if resume_from_checkpoint is not None and self.args.max_steps <= 0 and led.epoch_starts:
+            epoch = len(led.epoch_starts) - 1  # the last epoch may be a fraction (num_train_epochs=2.5)
+            left = math.ceil((self.args.num_train_epochs - epoch) * led.epoch_updates[epoch])
+            if self.state.global_step - led.epoch_starts[epoch] >= left:
+                return self._trained_to_the_end(resume_from_checkpoint, num_train_epochs)
         return epochs, skip
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *args, **kwargs):

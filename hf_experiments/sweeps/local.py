@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from hf_experiments.core.runner import PREEMPTED_EXIT_CODE
 from hf_experiments.core.runner import main as run_main
 
 from .plan import Job
@@ -86,6 +87,8 @@ def run_local(
                 codes[job.name] = run_job_subprocess(str(job.config_path), cwd, devices[0], _log_path(log_dir, job))
             else:
                 codes[job.name] = run_in_process(job)
+            if codes[job.name] == PREEMPTED_EXIT_CODE:  # preempted: stop here; rerunning the sweep goes on
+                break
         return codes
     todo: queue.Queue[Job] = queue.Queue()
     for job in jobs:

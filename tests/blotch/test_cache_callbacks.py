@@ -30,7 +30,7 @@ from hf_experiments.blotch.self_training.rounds import CacheContext
 from hf_experiments.blotch.self_training.schedule import ManipulationSchedule, epoch_mean_losses, plateaued
 from hf_experiments.blotch.tokenization_arith import arith_tokenizer
 from hf_experiments.core.run_folder import COMPLETE_MARKER
-from tests.helpers import final_weights, launch_two_ranks, popen, run, write_config
+from tests.helpers import TINY_DATA_CACHE, final_weights, launch_two_ranks, popen, run, write_config
 
 TOK = arith_tokenizer()
 
@@ -283,44 +283,7 @@ def test_bad_cache_configs_are_rejected(tmp_path, bad, key):
 # Through trainers/run.py: resume equality and two ranks
 # --------------------------------------------------------------------------------------------
 def _run_config(tmp_path: Path, name: str, **extra) -> Path:
-    cfg = dict(
-        experiment="blotch",
-        max_num=9,
-        max_ents=3,
-        init_samples=64,
-        max_samples=96,
-        val_samples=16,
-        ood_samples=0,
-        d_model=16,
-        n_heads=2,
-        n_layers=1,
-        h_mult=2,
-        max_posencs=64,
-        blotch_p_min=0.0,
-        blotch_p_max=0.4,
-        n_btokens=3,
-        drop_p=0.1,
-        batch_size=16,
-        per_device_eval_batch_size=16,
-        num_train_epochs=3,
-        logging_steps=1,
-        save_steps=4,
-        save_total_limit=None,
-        report_to="none",
-        lr=0.01,
-        gen_eval_samples=4,
-        max_eval_batches=1,
-        axe_loops=1,
-        axe_tol=10.0,
-        abs_axe_tol=True,
-        internalize_steps=1,
-        star_loops=1,
-        aug_temp=1.0,
-        manip_batch_size=8,
-        history_eval_samples=8,
-        dataloader_num_workers=0,
-        save_root=str(tmp_path / "out"),
-    )
+    cfg = {**TINY_DATA_CACHE, "save_root": str(tmp_path / "out")}
     return write_config(tmp_path / f"{name}.json", **{**cfg, **extra})
 
 

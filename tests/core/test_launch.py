@@ -3,7 +3,6 @@ resumes exactly; a killed launcher leaves no rank training on as an orphan."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -16,10 +15,9 @@ import torch
 
 from hf_experiments.core.launch import exit_code
 from hf_experiments.core.run_folder import COMPLETE_MARKER, checkpoint_problem, last_good_checkpoint
-from tests.helpers import ROOT, RUN, env, final_weights, free_port, write_config
+from tests.helpers import ROOT, RUN, TINY_ARROWS, env, final_weights, free_port, logged_history, write_config
 
 LAUNCH = str(ROOT / "trainers" / "launch.py")
-TIMING = ("runtime", "per_second", "time")
 
 
 def test_exit_code_rules():
@@ -30,30 +28,16 @@ def test_exit_code_rules():
     assert exit_code(1, {"rank-0": 75, "rank-1": 1}) == 1  # a real failure wins
     assert exit_code(1, {"rank-0": 2, "rank-1": 2}) == 2
     assert exit_code(1, {}) == 1  # no rank said anything: the launcher's own status
+    assert exit_code(1, {"rank-0": 75}, n_ranks=2) == 1  # rank 1 died without a word: a crash
+    assert exit_code(-9, {"rank-0": 75, "rank-1": 75}, n_ranks=2) == 75
+    assert exit_code(-15, {}, n_ranks=0, forwarded=True) == 75  # preempted before any rank started
+    assert exit_code(1, {"rank-0": 75}, n_ranks=2, forwarded=True) == 75  # rank 1 died of the signal itself
+    assert exit_code(1, {"rank-0": 75, "rank-1": 1}, n_ranks=2, forwarded=True) == 1
 
 
 def _cfg(tmp: Path, name: str, **extra) -> Path:
-    cfg = dict(
-        experiment="arrows",
-        task="linear",
-        matrix_n=4,
-        matrix_k=2,
-        num_vectors=512,
-        n_val=32,
-        model_preset="tiny",
-        dropout=0.1,
-        max_steps=60,
-        save_steps=10,
-        logging_steps=3,
-        per_device_train_batch_size=8,
-        learning_rate=3e-3,
-        report_to="none",
-        save_root=str(tmp / "out"),
-        exp_name=name,
-        save_total_limit=None,
-        dataloader_num_workers=0,
-    )
-    return write_config(tmp / f"{name}.json", **{**cfg, **extra})
+    cfg = {**TINY_ARROWS, "num_vectors": 512, "max_steps": 60, "save_steps": 10, "per_device_train_batch_size": 8}
+    return write_config(tmp / f"{name}.json", **{**cfg, "save_root": str(tmp / "out"), "exp_name": name, **extra})
 
 
 def _launch(cfg: Path) -> subprocess.Popen:
@@ -69,11 +53,6 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         assert proc.poll() is None, proc.stdout.read()[-4000:]
         assert time.time() - t0 < timeout
         time.sleep(0.02)
-
-
-def _log(run_dir: Path) -> list[dict]:
-    state = json.loads((run_dir / "trainer_state.json").read_text())
-    return [{k: v for k, v in h.items() if not any(t in k for t in TIMING)} for h in state["log_history"]]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +80,7 @@ def test_preempted_two_rank_run_exits_75_from_the_launch_command_and_resumes(tmp
     assert again.returncode == 0, out[-4000:]
     wa, wb = final_weights(two_rank_reference), final_weights(run_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert _log(two_rank_reference) == _log(run_dir)  # both ranks' logging windows were carried
+    assert logged_history(two_rank_reference) == logged_history(run_dir)  # both ranks' logging windows were carried
 
 
 def test_killed_launcher_leaves_no_orphan_rank(tmp_path):

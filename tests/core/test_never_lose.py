@@ -27,44 +27,19 @@ from hf_experiments.core.run_folder import (
     move_aside,
 )
 from hf_experiments.core.run_lock import RunLock
-from tests.helpers import RUN, env, final_weights, write_config
+from tests.helpers import RUN, TINY_ARROWS, env, final_weights, logged_history, write_config
+from tests.helpers import TIMING_KEYS as TIMING
 
-STEPS, SAVE = 12, 4
-TIMING = ("runtime", "per_second", "time")
+STEPS, SAVE = TINY_ARROWS["max_steps"], TINY_ARROWS["save_steps"]
 
 
 def _cfg(tmp: Path, name: str = "run", **extra) -> Path:
-    cfg = dict(
-        experiment="arrows",
-        task="linear",
-        matrix_n=4,
-        matrix_k=2,
-        num_vectors=256,
-        n_val=32,
-        model_preset="tiny",
-        dropout=0.1,  # a resume that lost the RNG state would diverge
-        max_steps=STEPS,
-        save_steps=SAVE,
-        logging_steps=3,  # not a divisor of save_steps: checkpoints fall inside logging windows
-        per_device_train_batch_size=16,
-        learning_rate=3e-3,
-        report_to="none",
-        save_root=str(tmp / "out"),
-        exp_name=name,
-        save_total_limit=None,
-        dataloader_num_workers=0,
-    )
+    cfg = {**TINY_ARROWS, "save_root": str(tmp / "out"), "exp_name": name}
     return write_config(tmp / f"{name}.json", **{**cfg, **extra})
 
 
 def _main(cfg: Path, *extra: str) -> int:
     return runner.main(["--config", str(cfg), *extra])
-
-
-def _log(run_dir: Path) -> list[dict]:
-    """The whole training log (final summary and evaluation included), timing keys aside."""
-    state = json.loads((run_dir / "trainer_state.json").read_text())
-    return [{k: v for k, v in h.items() if not any(t in k for t in TIMING)} for h in state["log_history"]]
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -75,7 +50,7 @@ def _metrics(run_dir: Path) -> dict:
 def _assert_same_run(a: Path, b: Path) -> None:
     wa, wb = final_weights(a), final_weights(b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert _log(a) == _log(b)
+    assert logged_history(a) == logged_history(b)
     assert _metrics(a) == _metrics(b)
 
 
@@ -136,6 +111,29 @@ def test_sigterm_during_final_evaluation_exits_75_then_rerun_equals_uninterrupte
     _assert_same_run(reference, run_dir)
 
 
+def test_a_growing_epoch_run_with_a_fractional_last_epoch_trains_no_step_after_its_end(tmp_path, monkeypatch):
+    """The data cache's epochs (`GrowingEpochsMixin`): 2.5 epochs end inside the third; a rerun after a stop in
+    the final evaluation must not step again into that epoch."""
+    from hf_experiments.blotch.experiment import BlotchExperiment
+    from tests.helpers import TINY_DATA_CACHE
+
+    settings = {**TINY_DATA_CACHE, "num_train_epochs": 2.5, "save_root": str(tmp_path / "out")}
+    ref_cfg = write_config(tmp_path / "ref.json", **{**settings, "exp_name": "ref"})
+    assert _main(ref_cfg) == 0
+    cfg = write_config(tmp_path / "c.json", **{**settings, "exp_name": "g"})
+    original = BlotchExperiment.evaluate
+    monkeypatch.setattr(BlotchExperiment, "evaluate", lambda *a: signal.raise_signal(signal.SIGTERM))
+    assert _main(cfg) == 75
+    run_dir = tmp_path / "out" / "g"
+    steps = sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*"))
+    monkeypatch.setattr(BlotchExperiment, "evaluate", original)
+    assert _main(cfg) == 0
+    assert sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*")) == steps
+    assert json.loads((run_dir / "trainer_state.json").read_text())["global_step"] == steps[-1]
+    # The final evaluation blotches at random: equal only if the checkpoint's RNG state was restored.
+    _assert_same_run(tmp_path / "out" / "ref", run_dir)
+
+
 # ---------------------------------------------------------------- 2. damaged checkpoints
 
 
@@ -184,6 +182,23 @@ def test_every_kind_of_damage_is_found(tmp_path, reference, name, damage, says):
     assert problem is not None and problem.startswith(name) and says in problem
 
 
+def test_a_damaged_extra_file_such_as_the_data_cache_is_found(tmp_path, reference):
+    """Whatever a trainer adds to its checkpoints (`write_checkpoint_extras`: the data cache's rows) is in the
+    record too."""
+    import shutil
+
+    from hf_experiments.core.run_folder import complete_checkpoint
+
+    ckpt = tmp_path / "checkpoint-8"
+    shutil.copytree(reference / "checkpoint-8", ckpt)
+    (ckpt / "data_cache").mkdir()
+    (ckpt / "data_cache" / "rows.parquet").write_bytes(b"PAR1" + bytes(range(200)))
+    complete_checkpoint(ckpt, 8, should_save=True, save_total_limit=None)
+    assert checkpoint_problem(ckpt) is None
+    _truncate(ckpt / "data_cache" / "rows.parquet")
+    assert checkpoint_problem(ckpt).startswith("data_cache/rows.parquet: ")
+
+
 def test_unrecorded_marker_of_earlier_releases_is_trusted_and_a_wrong_step_is_not(tmp_path, reference):
     import shutil
 
@@ -195,11 +210,10 @@ def test_unrecorded_marker_of_earlier_releases_is_trusted_and_a_wrong_step_is_no
     assert "not the folder's step" in checkpoint_problem(ckpt)
 
 
-@pytest.mark.parametrize(
-    ("name", "damage"),
-    [("optimizer.pt", _flip_byte), ("model.safetensors", _truncate), ("trainer_state.json", _edit_global_step)],
-)
-def test_damaged_newest_checkpoint_falls_back_with_one_line(tmp_path, reference, name, damage, monkeypatch, caplog):
+@pytest.mark.parametrize(("name", "damage", "says"), DAMAGE, ids=[f"{n}-{d.__name__}" for n, d, _ in DAMAGE])
+def test_damaged_newest_checkpoint_falls_back_with_one_line(
+    tmp_path, reference, name, damage, says, monkeypatch, caplog
+):
     cfg = _cfg(tmp_path)
     run_dir = tmp_path / "out" / "run"
     original = ArrowsExperiment.evaluate
@@ -305,7 +319,7 @@ def test_negative_control_without_the_window_the_log_differs(tmp_path, reference
     assert _main(cfg) == 0
     wa, wb = final_weights(reference), final_weights(run_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the weights are exact either way
-    assert _log(reference) != _log(run_dir)  # but the logged losses are not
+    assert logged_history(reference) != logged_history(run_dir)  # but the logged losses are not
 
 
 # ---------------------------------------------------------------- 6. one process per run folder

@@ -51,6 +51,7 @@ PRIVATE_METHODS = {
         "steps_trained_in_current_epoch",
     ],
     "set_initial_training_values": ["self", "args", "dataloader"],
+    "_load_rng_state": ["self", "checkpoint"],
 }
 
 
@@ -316,3 +317,10 @@ def test_a_resume_at_max_steps_is_decided_by_the_epoch_range(tmp_path):
     """The fence returns `(num_train_epochs, 0)` from `_init_training_state` so no epoch runs: the loop must
     iterate `range(epochs_trained, num_train_epochs)`."""
     assert "for epoch in range(epochs_trained, num_train_epochs):" in _source("_inner_training_loop")
+
+
+def test_the_epoch_adds_into_the_accumulator_we_restore_and_finalize_calls_on_train_end():
+    """The restored `_tr_loss` is the one the epoch adds each step's loss to (not a local copy taken before
+    `on_train_begin`), and `_finalize_training` calls `on_train_end` (where the preemption handlers go back)."""
+    assert "self._tr_loss += tr_loss_step" in _source("_run_epoch")
+    assert "self.callback_handler.on_train_end(" in _source("_finalize_training")

@@ -204,3 +204,19 @@ def test_dry_run_runs_no_user_code(tmp_path, capsys):
     user.write_text("def widths(:\n")  # a syntax error is a config error, found by reading the file
     assert main(["--config", str(cfg), "--dry_run"]) == 2
     assert "syntax error" in capsys.readouterr().err
+
+
+def test_an_in_process_sweep_stops_at_a_preempted_job(tmp_path, monkeypatch):
+    """A preempted job (75) ends the sweep there: the next job must not start training into the grace period."""
+    from hf_experiments.sweeps import local
+
+    sweep = plan_sweep(sweep_config(tmp_path, {"trial": [0, 1, 2]}))
+    started = []
+
+    def fake_run(job):
+        started.append(job.name)
+        return 75 if len(started) == 1 else 0
+
+    monkeypatch.setattr(local, "run_in_process", fake_run)
+    assert local.run_local(sweep.jobs, devices=[]) == {"trial=0": 75}
+    assert started == ["trial=0"]
