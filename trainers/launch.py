@@ -19,4 +19,7 @@ for _sig in (signal.SIGTERM, signal.SIGUSR1):
 from hf_experiments.core.launch import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    for _sig in (signal.SIGTERM, signal.SIGUSR1):  # the launch is over: teardown is not interrupted into a -15
+        signal.signal(_sig, signal.SIG_IGN)
+    sys.exit(code)

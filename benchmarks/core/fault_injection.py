@@ -12,7 +12,7 @@ the fault the same command is rerun until it exits 0 (at most 3 times). A trial 
 the whole `log_history` (timing keys aside) and `metrics.json` (timing keys aside) equal the uninterrupted run's.
 Prints one line per trial and the summary `tried N, survived N`; writes `fault_injection.json` into `--out`
 (`--summarize DIR [DIR ...]` prints the summary of several campaigns, e.g. one per rank count run side by side;
-for a setup and rank count in several, the last one named counts).
+a trial (setup, ranks, phase or k-th random moment) in several counts from the last one named).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def trial(name: str, setup: str, ranks: int, work: Path, ref: dict[str, Any], fa
     t0 = time.time()
     if fault["kind"] == "phase":
         extra = {"HF_FAULT": fault["phase"], "HF_FAULT_RANK": str(fault.get("rank", 0))}
-        extra["HF_FAULT_NTH"] = "1" if fault["phase"].startswith(("end:", "cache:")) else "2"
+        extra["HF_FAULT_NTH"] = "1" if fault["phase"].startswith(("end:", "cache:", "rotate:")) else "2"
         first = start(command(cfg, ranks, FAULT_RUNNER), log, extra).wait(timeout=1800)
     else:
         proc = start(command(cfg, ranks), log)
@@ -225,16 +225,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setups", default="plain,cache")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="outputs/fault_injection")
-    ap.add_argument("--summarize", nargs="+", metavar="DIR", help="only print the summary of earlier campaigns")
+    ap.add_argument(
+        "--summarize", nargs="+", metavar="PATH", help="only print the summary of earlier campaigns (folders or json)"
+    )
     args = ap.parse_args(argv)
-    if args.summarize:  # a later campaign's results for a setup and rank count replace an earlier one's
-        latest: dict[tuple, list] = {}
+    if args.summarize:  # a later campaign's trial replaces an earlier one's (same setup, ranks and phase/k-th random)
+        latest: dict[tuple, dict] = {}
         for d in args.summarize:
-            runs: dict[tuple, list] = {}
-            for r in json.loads((Path(d) / "fault_injection.json").read_text()):
-                runs.setdefault((r["setup"], r["ranks"]), []).append(r)
-            latest.update(runs)
-        return report([r for rs in latest.values() for r in rs])
+            k: dict[tuple, int] = {}
+            path = Path(d) if Path(d).is_file() else Path(d) / "fault_injection.json"
+            for r in json.loads(path.read_text()):
+                group = (r["setup"], r["ranks"])
+                if r["kind"] == "random":
+                    k[group] = k.get(group, -1) + 1
+                latest[(*group, r.get("phase") or f"random-{k[group]}")] = r
+        return report(list(latest.values()))
     work = Path(args.out).resolve()
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
