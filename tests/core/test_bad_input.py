@@ -11,18 +11,9 @@ import numpy as np
 import pytest
 
 from hf_experiments import cli
+from tests.core.test_config import GOOD
 
-ARROWS = {
-    "experiment": "arrows",
-    "task": "linear",
-    "matrix_n": 4,
-    "matrix_k": 2,
-    "num_vectors": 64,
-    "n_val": 16,
-    "model_preset": "tiny",
-    "max_steps": 2,
-    "report_to": "none",
-}
+ARROWS = GOOD  # the bad-config table starts from the same good arrows config
 GRU = {
     "experiment": "gru_repeat",
     "state_size": 8,
