@@ -7,8 +7,6 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-import torch
-import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
@@ -48,13 +46,7 @@ class PreemptionCallback(TrainerCallback):
         self._previous.clear()
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = signals.received()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # All ranks must stop at the same step, even if only one received the signal.
-            t = torch.tensor([int(flag)], device=args.device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item())
-        if flag:
+        if signals.any_rank_received():  # all ranks stop at the same step, even if only one got the signal
             self.trainer.preempted = True
             control.should_save = True
             control.should_training_stop = True

@@ -8,7 +8,6 @@ tokenizer and model card), `metrics.json` (final evaluation) and experiment plot
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -87,11 +86,11 @@ def checkpoint_problem(checkpoint: str | os.PathLike) -> str | None:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """Hex SHA-256 of a file, read in chunks (`huggingface_hub`'s, the hash the Hub uses for LFS files)."""
+    from huggingface_hub.utils.sha import sha_fileobj
+
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha_fileobj(f).hex()
 
 
 def checkpoints(run_dir: str | os.PathLike) -> list[Path]:

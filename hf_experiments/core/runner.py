@@ -7,6 +7,7 @@ checkpoint), evaluates and saves. `trainers/run.py` and `python -m hf_experiment
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from . import signals
 from .config import ConfigError, RunConfig
 from .launch import write_status
 from .parsing import parse_config_strict
+from .ranks import from_main_process
 from .registry import available_experiments
 from .run_folder import (
     checkpoints,
@@ -55,8 +57,6 @@ def _config_key(cfg: RunConfig) -> dict[str, Any]:
 
 def is_finished(cfg: RunConfig) -> bool:
     """Whether the run folder holds a finished run of exactly this config (its final model and metrics)."""
-    import json
-
     try:
         record = json.loads((cfg.run_dir / FINISHED_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -73,24 +73,6 @@ def is_finished(cfg: RunConfig) -> bool:
         )
         return False
     return True
-
-
-def _on_main_process(cfg: RunConfig, fn: Any) -> Any:
-    """Run `fn` on the main process only and give every rank its result (or raise its exception everywhere)."""
-    import torch.distributed as dist
-
-    result: list[Any] = [None]
-    if cfg.training.process_index == 0:
-        try:
-            result = [("ok", fn())]
-        except Exception as e:  # sent to the other ranks, raised on all
-            result = [("error", e)]
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.broadcast_object_list(result, src=0)
-    kind, value = result[0]
-    if kind == "error":
-        raise value
-    return value
 
 
 def prepare_run(cfg: RunConfig, lock: RunLock | None = None) -> str | None:
@@ -133,7 +115,7 @@ def prepare_run(cfg: RunConfig, lock: RunLock | None = None) -> str | None:
             "multi_gpu=true but one process runs: start with `accelerate launch --multi_gpu "
             "--num_processes N trainers/run.py ...`"
         )
-    return _on_main_process(cfg, decide)
+    return from_main_process(cfg.training.process_index == 0, decide)
 
 
 def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:

@@ -76,13 +76,6 @@ def stop_deferring(previous: bool = False) -> None:
 
 def any_rank_received() -> bool:
     """`received()` on any rank (every rank must call it): all stop together, as in training."""
-    import torch
-    import torch.distributed as dist
+    from .ranks import any_rank
 
-    flag = received()
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        t = torch.tensor([int(flag)], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        flag = bool(t.item())
-    return flag
+    return any_rank(received())

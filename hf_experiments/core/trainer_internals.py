@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from transformers import TrainerCallback
 from transformers.utils import logging
 
+from .ranks import any_rank
 from .run_folder import complete_checkpoint, is_disk_full, unmark, write_json_atomic
 
 logger = logging.get_logger(__name__)
@@ -113,19 +114,6 @@ class LoggingWindowCallback(TrainerCallback):
             restore_logging_window(trainer, window)
 
 
-def _any_rank_failed(failed: bool) -> bool:
-    """`failed` on any rank (every rank calls it)."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return failed
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    flag = torch.tensor([int(failed)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
-
-
 class TrainerInternalsMixin:
     """Put before `Trainer`. Two overrides of private methods:
 
@@ -163,7 +151,7 @@ class TrainerInternalsMixin:
                 write_json_atomic(folder / LOGGING_WINDOW.format(rank=self.args.process_index), window)
         except Exception as e:
             error = e
-        if _any_rank_failed(error is not None):  # all ranks stop together, none waits in a barrier
+        if any_rank(error is not None):  # all ranks stop together, none waits in a barrier
             full = error is not None and is_disk_full(error, folder)
             if self.args.should_save:
                 shutil.rmtree(folder, ignore_errors=True)  # unmarked, so never resumed from: free its space
