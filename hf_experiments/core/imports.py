@@ -2,6 +2,9 @@
 sweep axes. Config values like these execute code, so validation only *reads* them (`check_object`: the file
 parses and defines the name; nothing runs, also under a sweep's `--dry_run`), and `import_object` runs them when
 the run starts. `call_with_accepted` calls a function with the keyword arguments it accepts.
+
+Live objects (a function or class defined in a notebook or a script's `__main__`, which no other process can
+import) are named ``live:<module>.<qualname>`` after `register_live`; they resolve only in this process.
 """
 
 from __future__ import annotations
@@ -15,6 +18,38 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+LIVE_PREFIX = "live:"
+_LIVE: dict[str, Any] = {}
+
+
+def register_live(obj: Any) -> str:
+    """Name a live object for configs of this process: ``live:<module>.<qualname>`` (a redefinition in a
+    notebook replaces the earlier one under the same name, so a rerun cell finds its finished jobs)."""
+    spec = f"{LIVE_PREFIX}{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+    _LIVE[spec] = obj
+    return spec
+
+
+def importable_spec(obj: Any) -> str | None:
+    """``module:qualname`` when another process can import `obj` by that name (a top-level function or class
+    of an importable module), else None (notebook cells, `__main__`, lambdas, nested functions)."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname or "." in qualname:
+        return None
+    try:
+        found = getattr(importlib.import_module(module), qualname, None)
+    except Exception:
+        return None
+    return f"{module}:{qualname}" if found is obj else None
+
+
+def _live_missing(spec: str, what: str) -> ValueError:
+    return ValueError(
+        f"{what}={spec!r} names a live object (defined in a notebook or a script's __main__) that this process "
+        "does not have; run the sweep in-process (engine='local', no devices) or move the function into an "
+        "importable .py file and name it 'package.module:name' or 'file.py:name'"
+    )
 
 
 def _split(spec: str, what: str) -> tuple[str, str]:
@@ -68,6 +103,10 @@ def _defines(source: Path, attr: str) -> bool:
 def check_object(spec: str, what: str = "function") -> None:
     """`spec` names an existing module or file that defines the name, read from its source without running it.
     ValueError (one line) if not: a missing module or file, a syntax error, or no such name."""
+    if spec.startswith(LIVE_PREFIX):
+        if spec not in _LIVE:
+            raise _live_missing(spec, what)
+        return
     module_name, attr = _split(spec, what)
     try:
         source = Path(module_name) if module_name.endswith(".py") else _module_source(module_name)
@@ -90,6 +129,8 @@ def import_object(spec: str, what: str = "function") -> Any:
     """``pkg.mod:name``, ``pkg.mod.name`` or ``path/file.py:name`` -> the object (its module runs now).
     ValueError if not found."""
     check_object(spec, what)
+    if spec.startswith(LIVE_PREFIX):
+        return _LIVE[spec]
     module_name, attr = _split(spec, what)
     try:
         if module_name.endswith(".py"):

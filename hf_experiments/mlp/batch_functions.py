@@ -10,6 +10,7 @@ Design: `docs/sweeps_and_mlp.md`, section "Data (batch functions)".
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -60,6 +61,50 @@ def hermite_monomial(z: np.ndarray, monomial: Mapping[int, int]) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def sample_pca_basis(seed: int, dim: int, alpha: float, offset: float, n_ref: int) -> tuple[np.ndarray, np.ndarray]:
+    """The original's whitening basis: the SVD X = U S V^T of one reference sample of `n_ref` inputs, drawn as
+    it draws them (float32 ``torch.normal(0, 1, (n_ref, dim), generator=torch.Generator().manual_seed(seed))``
+    times sqrt(lambda)). Returns (V^T (dim, dim), S (dim,)) in float64; the signs of V's rows are the SVD's."""
+    lam = torch.as_tensor(powerlaw_eigenvalues(dim, alpha, offset), dtype=torch.float32)
+    gen = torch.Generator().manual_seed(int(seed))
+    x = torch.normal(0.0, 1.0, (n_ref, dim), generator=gen) * torch.sqrt(lam)  # (n_ref, dim)
+    _, s, vt = torch.linalg.svd(x, full_matrices=False)
+    return vt.double().numpy(), s.double().numpy()
+
+
+def hermite_targets(
+    x: np.ndarray,
+    target_monomials: Sequence[str],
+    alpha: float = 1.5,
+    offset: float = 3.0,
+    hermite_basis: str = "sample_pca",
+    pca_samples: int = 14_000,
+    seed: int = 42,
+) -> np.ndarray:
+    """The target of inputs x (n, dim): the mean of the orthonormal Hermite monomials of the whitened inputs.
+
+    `hermite_basis="sample_pca"` whitens as the original does, z = sqrt(n_ref) x V^T S^-1 with the PCA of one
+    reference sample (`sample_pca_basis`): a sum of terms such as ["0", "1"] then gives the original's target,
+    signs included. `"population"` uses z = x / sqrt(lambda) (the exact spectrum, no sampling error; single
+    terms agree with the original up to sign)."""
+    dim = x.shape[1]
+    monomials = [parse_monomial(m) for m in target_monomials]
+    for mono in monomials:
+        if max(mono) >= dim:
+            raise ValueError(
+                f"target_monomials: input index {max(mono)} is invalid for dim={dim}; expected indices in 0..{dim - 1}"
+            )
+    if hermite_basis == "sample_pca":
+        vt, s = sample_pca_basis(int(seed), dim, float(alpha), float(offset), int(pca_samples))
+        z = (x @ vt.T) / s * math.sqrt(pca_samples)  # (n, dim), whitened in the reference sample's PCA basis
+    elif hermite_basis == "population":
+        z = x / np.sqrt(powerlaw_eigenvalues(dim, alpha, offset))
+    else:
+        raise ValueError(f"hermite_basis={hermite_basis!r} is invalid; expected 'sample_pca' or 'population'")
+    return np.mean([hermite_monomial(z, m) for m in monomials], axis=0)  # (n,)
+
+
 def powerlaw_hermite(
     n: int,
     rng: np.random.Generator,
@@ -68,24 +113,17 @@ def powerlaw_hermite(
     offset: float = 3.0,
     target_monomials: Sequence[str] = ("0",),
     noise_std: float = 0.0,
+    hermite_basis: str = "sample_pca",
+    pca_samples: int = 14_000,
+    seed: int = 42,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """modelscape's synthetic data: x ~ N(0, diag(lambda)) with a power-law spectrum; y = the mean of the
-    orthonormal Hermite monomials of the whitened input z = x / sqrt(lambda), plus Gaussian noise.
-
-    The original whitened with the PCA of one large sample; the spectrum is known exactly here, so the
-    population whitening is used (same target, no sampling error)."""
-    monomials = [parse_monomial(m) for m in target_monomials]
-    for mono in monomials:
-        if max(mono) >= dim:
-            raise ValueError(
-                f"target_monomials: input index {max(mono)} is invalid for dim={dim}; expected indices in 0..{dim - 1}"
-            )
-    lam = powerlaw_eigenvalues(dim, alpha, offset)
-    z = rng.standard_normal((n, dim))  # (n, dim) whitened
-    y = np.mean([hermite_monomial(z, m) for m in monomials], axis=0)  # (n,)
+    """modelscape's synthetic data: x ~ N(0, diag(lambda)) with a power-law spectrum; y = `hermite_targets(x)`
+    plus Gaussian noise."""
+    x = rng.standard_normal((n, dim)) * np.sqrt(powerlaw_eigenvalues(dim, alpha, offset))  # (n, dim)
+    y = hermite_targets(x, target_monomials, alpha, offset, hermite_basis, pca_samples, seed)
     if noise_std > 0:
         y = y + noise_std * rng.standard_normal(n)
-    return (z * np.sqrt(lam)).astype(np.float32), y.astype(np.float32)
+    return x.astype(np.float32), y.astype(np.float32)
 
 
 BUILTIN_BATCH_FNS: dict[str, Callable[..., Any]] = {"powerlaw_hermite": powerlaw_hermite}
@@ -104,6 +142,14 @@ def resolve_batch_fn(spec: str, run: bool = True) -> Callable[..., Any] | None:
 
 def _as_float_tensor(a: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a, dtype=torch.float32).cpu()
+
+
+def _as_label_tensor(a: Any) -> torch.Tensor:
+    """Labels: integers (class indices, for cross-entropy) stay int64, everything else becomes float32."""
+    t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).cpu()
+    if t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
+        return t.long()
+    return t.to(torch.float32)
 
 
 class BatchSource:
@@ -132,7 +178,7 @@ class BatchSource:
             out = out(step)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise ValueError(f"batch_fn returned {type(out).__name__}; expected a pair (X, y)")
-        x, y = (_as_float_tensor(a) for a in out)
+        x, y = _as_float_tensor(out[0]), _as_label_tensor(out[1])
         if x.dim() == 1:
             x = x[:, None]  # (n, 1)
         if x.shape[0] != n or y.shape[0] != n:

@@ -12,7 +12,7 @@ in both, and rerunning a job reproduces it exactly.
 from __future__ import annotations
 
 import importlib.util
-import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,15 +21,21 @@ from datasets import Dataset, DatasetDict
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
+from hf_experiments.core.imports import LIVE_PREFIX, check_object, import_object
 from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 
 from .batch_functions import BatchSource, OnlineBatches, parse_monomial, resolve_batch_fn
 from .configuration_mlp import MLPConfig
+from .configuration_module import ModuleConfig
 from .grabs import GRABS_FILE, GrabCallback, resolve_grabs
 from .loss_checkpoints import LossCheckpointCallback
 from .mlp_config import _DEFAULT_BATCH, MLPDataArguments, MLPModelArguments, MLPTrainingArguments
 from .mlp_trainer import MUP_ADAM_LIKE, MUP_SGD_LIKE, MLPTrainer
 from .modeling_mlp import MLP, MUP_MISSING
+from .modeling_module import LIVE_FACTORIES, ModuleModel, constructor_args
+from .objectives import check_spec, json_object
+
+_NOT_MLP = ("model_class", "model_kwargs")  # model arguments that `MLPConfig` does not take
 
 
 def derive_seed(*parts: int) -> int:
@@ -38,17 +44,7 @@ def derive_seed(*parts: int) -> int:
 
 
 def batch_fn_kwargs(data: MLPDataArguments) -> dict[str, Any]:
-    raw = data.batch_fn_kwargs
-    if raw is None:
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise ConfigError("batch_fn_kwargs", raw, f"a JSON object ({e.msg})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("batch_fn_kwargs", raw, "a JSON object of keyword arguments")
-    return raw
+    return json_object("batch_fn_kwargs", data.batch_fn_kwargs)
 
 
 class _FixedBatch:
@@ -100,9 +96,37 @@ class MLPExperiment(Experiment):
             raise ConfigError("max_steps", t.max_steps, "an integer >= 1 (online data has no epochs)")
         # the model's own checks (gamma and init_gain > 0, ...); its size (the input size is the built-in batch
         # function's `dim`; a user batch function's is known only once it has run)
-        config = model_config(MLPConfig, m, d_in=d.dim if d.batch_fn == "powerlaw_hermite" else 1)
-        if d.batch_fn == "powerlaw_hermite":
+        if m.d_out is not None and (isinstance(m.d_out, bool) or not isinstance(m.d_out, int) or m.d_out < 1):
+            raise ConfigError("d_out", m.d_out, "an integer >= 1, or null (from the labels' shape)")
+        config = model_config(
+            MLPConfig, m, drop=_NOT_MLP, d_in=d.dim if d.batch_fn == "powerlaw_hermite" else 1, d_out=m.d_out or 1
+        )
+        if d.batch_fn == "powerlaw_hermite" and m.model_class is None:
             check_trainable(MLP, config, cfg.run.init_checkpt)
+        for key in ("model_kwargs", "loss_kwargs", "optimizer_kwargs"):
+            json_object(key, getattr(m, key, None) if key == "model_kwargs" else getattr(t, key))
+        check_spec("loss", t.loss, torch.nn, torch.nn.Module)
+        if t.optimizer is not None:
+            check_spec("optimizer", t.optimizer, torch.optim, torch.optim.Optimizer)
+            if m.parameterization == "mup":
+                raise ConfigError(
+                    "optimizer",
+                    t.optimizer,
+                    "null with parameterization=mup (muP needs mup.MuSGD / mup.MuAdam: choose them with optim)",
+                )
+        if m.model_class is not None:
+            if m.parameterization != "standard":
+                raise ConfigError(
+                    "parameterization",
+                    m.parameterization,
+                    "standard with model_class (muP, NTK and mupify apply to the built-in MLP only)",
+                )
+            try:
+                check_object(m.model_class, "model_class")
+            except ValueError as e:
+                raise ConfigError("model_class", m.model_class, str(e)) from None
+        elif m.model_kwargs is not None:
+            raise ConfigError("model_kwargs", m.model_kwargs, "null unless model_class names a network")
         optim = str(getattr(t.optim, "value", t.optim))
         if m.parameterization == "mup" and importlib.util.find_spec("mup") is None:
             raise ConfigError("parameterization", "mup", MUP_MISSING)
@@ -125,6 +149,10 @@ class MLPExperiment(Experiment):
             except ValueError as e:
                 raise ConfigError(key, value, str(e)) from None
         batch_fn_kwargs(d)
+        if d.batch_fn == "powerlaw_hermite" and d.hermite_basis == "sample_pca" and d.pca_samples < d.dim:
+            raise ConfigError(
+                "pca_samples", d.pca_samples, f">= dim={d.dim} (the reference sample's PCA needs dim directions)"
+            )
         if d.batch_fn == "powerlaw_hermite":
             for mono in d.target_monomials:
                 try:
@@ -168,15 +196,48 @@ class MLPExperiment(Experiment):
             splits["train"] = _to_dataset(*self.fixed_train)
         return DatasetDict(splits)
 
-    def build_model(self) -> MLP:
+    def _d_out(self, y: torch.Tensor) -> int:
+        if self.cfg.model.d_out is not None:
+            return self.cfg.model.d_out
+        if not y.is_floating_point():
+            raise ValueError(
+                "d_out: the batch function returns integer labels (classes); set d_out to the number of classes"
+            )
+        return 1 if y.dim() == 1 else y.shape[1]
+
+    def build_model(self) -> MLP | ModuleModel:
         m, d, t = self.cfg.model, self.cfg.data, self.cfg.training
         x, y = self.test
-        config = model_config(MLPConfig, m, d_in=x.shape[1], d_out=1 if y.dim() == 1 else y.shape[1])
+        d_in, d_out = x.shape[1], self._d_out(y)
         torch.manual_seed(derive_seed(t.seed, d.trial, 1))
-        model = MLP(config)
+        if m.model_class is not None:
+            model = self._build_module(d_in, d_out)
+        else:
+            model = MLP(model_config(MLPConfig, m, drop=_NOT_MLP, d_in=d_in, d_out=d_out))
         if self.cfg.run.init_checkpt:
             load_init_weights(model, self.cfg.run.init_checkpt)
         return model
+
+    def _build_module(self, d_in: int, d_out: int) -> ModuleModel:
+        """`model_class` built as the original builds MODEL_CLASS: with the values its signature names (config
+        values, `d_in` from the data unless the batch function's arguments or `model_kwargs` set it, batch
+        function arguments, model_kwargs)."""
+        m = self.cfg.model
+        extra = json_object("model_kwargs", m.model_kwargs)
+        offered = {**self.config_values, "d_in": d_in, "d_out": d_out, **batch_fn_kwargs(self.cfg.data), **extra}
+        factory = import_object(m.model_class, "model_class")
+        spec = m.model_class
+        if spec.startswith(LIVE_PREFIX):  # so `from_pretrained` in this process finds it too
+            LIVE_FACTORIES[spec] = factory
+        if spec.split(":")[0].endswith(".py"):  # a file: recorded absolute, so the saved folder finds it
+            spec = f"{Path(spec.rsplit(':', 1)[0]).resolve()}:{spec.rsplit(':', 1)[1]}"
+        config = ModuleConfig(
+            model_class=spec,
+            model_args=constructor_args(factory, offered, extra),
+            gamma=m.gamma,
+            centering=m.centering,
+        )
+        return ModuleModel(config)
 
     def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch of optimizer step `step` (1-based; step 0 = the first batch)."""
@@ -199,20 +260,25 @@ class MLPExperiment(Experiment):
             callbacks=[self.loss_cb],
         )
         config_values = self.config_values
+        extra_values = batch_fn_kwargs(self.cfg.data)  # swept batch-function arguments reach the grabs too
 
         def context(step: int) -> dict[str, Any]:
             model = trainer.accelerator.unwrap_model(trainer.model)
             device = next(model.parameters()).device  # grabs get the data where the model is
             x_tr, y_tr, x_te, y_te = (a.to(device) for a in (*self.train_batch(step), *self.test))
+            optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrapped from accelerate
             return {
                 **config_values,
-                "model": model,
+                **extra_values,
+                # `model` is the trained network without the centering copy, as the original's `model.model`
+                "model": getattr(model, "net", model),
+                "hf_model": model,
                 "X_tr": x_tr,
                 "y_tr": y_tr,
                 "X_te": x_te,
                 "y_te": y_te,
-                "optimizer": trainer.optimizer,
-                "opt": trainer.optimizer,
+                "optimizer": optimizer,
+                "opt": optimizer,
                 "step": step,
                 "config": self.cfg,
             }

@@ -55,10 +55,14 @@ def gram_diag(model: torch.nn.Module, **kwargs: Any) -> list[float]:
     return (w * w).sum(0).tolist()
 
 
-def ntk_trace(model: torch.nn.Module, X_tr: torch.Tensor, max_samples: int = 128, **kwargs: Any) -> float:
+def ntk_trace(
+    model: torch.nn.Module, X_tr: torch.Tensor, max_samples: int = 128, hf_model: Any = None, **kwargs: Any
+) -> float:
     """Trace of the empirical NTK on (at most `max_samples` of) the training inputs:
-    sum_i ||d f(x_i)/d theta||^2 over the trainable parameters (summed over outputs when d_out > 1).
+    sum_i ||d f(x_i)/d theta||^2 over the trainable parameters (summed over outputs when d_out > 1), of the
+    whole model f (output rescale included) when a run passes it as `hf_model`.
     Per-sample Jacobians via `torch.func`, 8 samples at a time, so memory stays at 8 x parameters."""
+    model = hf_model if hf_model is not None else model
     params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
     frozen = {k: v.detach() for k, v in model.named_parameters() if not v.requires_grad}
     frozen.update(dict(model.named_buffers()))
@@ -148,7 +152,7 @@ class GrabCallback(TrainerCallback):
         if not self.grabs or any(r and r[-1]["step"] == step for r in self.records.values()):
             return
         kwargs = self.context(step)
-        model = kwargs["model"]
+        model = kwargs.get("hf_model", kwargs["model"])
         was_training = model.training
         model.eval()
         try:

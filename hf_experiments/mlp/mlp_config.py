@@ -26,19 +26,50 @@ class MLPModelArguments:
     nonlinearity: Literal["relu", "tanh", "gelu", "silu", "identity"] = field(
         default="relu", metadata={"help": "Activation after every hidden layer."}
     )
-    parameterization: Literal["standard", "ntk", "mup"] = field(
+    parameterization: Literal["standard", "ntk", "mup", "mupify"] = field(
         default="standard",
         metadata={
-            "help": "standard, ntk (N(0,1) weights, 1/sqrt(fan_in) multipliers) or mup "
-            "(mup package: MuReadout + MuSGD/MuAdam)."
+            "help": "standard, ntk (N(0,1) weights, 1/sqrt(fan_in) multipliers), mup "
+            "(mup package: MuReadout + MuSGD/MuAdam, equal to standard at mup_base_width) or mupify "
+            "(the original's muP, dkarkada/mupify: per-layer multipliers and learning rates, no base width)."
         },
+    )
+    mupify_param: Literal["mup", "ntp", "mfp", "mup-lr", "ntp-lr"] = field(
+        default="mup", metadata={"help": "parameterization=mupify: mupify's `param`."}
     )
     gamma: float = field(
         default=1.0,
         metadata={"help": "Output rescale f -> f/gamma; lr -> lr*gamma^2 (gamma<1) or lr*gamma (gamma>1)."},
     )
-    centering: bool = field(default=False, metadata={"help": "Subtract the output of the frozen initial network."})
-    init_gain: float = field(default=1.0, metadata={"help": "Weight scale g: N(0, g^2/fan_in) (N(0, g^2) for ntk)."})
+    centering: bool = field(
+        default=True,
+        metadata={"help": "Subtract the output of the frozen initial network (always on in the original)."},
+    )
+    init: Literal["pytorch", "normal"] = field(
+        default="pytorch",
+        metadata={
+            "help": "standard parameterisation's init: pytorch (nn.Linear's U(+-1/sqrt(fan_in)), bias too, as "
+            "the original) or normal (N(0, init_gain^2/fan_in), zero bias)."
+        },
+    )
+    init_gain: float = field(
+        default=1.0, metadata={"help": "Weight scale g: the init's std or bound times g (N(0, g^2) for ntk)."}
+    )
+    d_out: int | None = field(
+        default=None,
+        metadata={"help": "Output size (the number of classes for cross-entropy); null = from the labels' shape."},
+    )
+    model_class: str | None = field(
+        default=None,
+        metadata={
+            "help": "Another network instead of the built-in MLP: an nn.Module class or factory, "
+            "'package.module:Name' or 'file.py:Name' (the original's MODEL_CLASS / MODEL_FILE + MODEL_NAME); "
+            "built with the config values, batch_fn_kwargs and model_kwargs it accepts by name."
+        },
+    )
+    model_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "Extra constructor arguments for model_class (a JSON object)."}
+    )
     mup_base_width: int = bounded(64, "muP base width: muP equals standard at this width.", lo=1)
     readout_zero_init: bool = field(default=False, metadata={"help": "muP: start the readout weights at zero."})
 
@@ -68,6 +99,17 @@ class MLPDataArguments:
         metadata={"help": "powerlaw_hermite: target = mean of Hermite monomials, each 'i^k*j' = He_k(z_i) He_1(z_j)."},
     )
     noise_std: float = bounded(0.0, "powerlaw_hermite: Gaussian label noise.", lo=0.0)
+    hermite_basis: Literal["sample_pca", "population"] = field(
+        default="sample_pca",
+        metadata={
+            "help": "powerlaw_hermite: whiten with the PCA of one reference sample of pca_samples inputs drawn "
+            "with torch.Generator().manual_seed(seed) (the original's basis, including its SVD's sign "
+            "convention), or with the exact population spectrum."
+        },
+    )
+    pca_samples: int = bounded(
+        14_000, "powerlaw_hermite, sample_pca: size of the reference sample (the original's N_TRAIN + N_TEST).", lo=1
+    )
 
 
 @dataclass
@@ -80,6 +122,34 @@ class MLPTrainingArguments(ExperimentTrainingArguments):
         metadata={"help": "Base learning rate (seed LR); rescaled by gamma and, under muP, per layer."},
     )
     optim: OptimizerNames | str = field(default="sgd", metadata={"help": "Optimizer (seed: SGD)."})
+    optimizer: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of optim: a torch.optim class name (Adam, SGD, ...) or an import path to an "
+            "optimizer class, built as cls(params, lr=learning_rate, **optimizer_kwargs) (the original's "
+            "`optimizer`)."
+        },
+    )
+    optimizer_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "Keyword arguments for `optimizer` (a JSON object)."}
+    )
+    loss: str = field(
+        default="MSELoss",
+        metadata={
+            "help": "Loss: a torch.nn loss class name (MSELoss, CrossEntropyLoss, HuberLoss, ...) or an import "
+            "path to a loss class or function(predictions, labels)."
+        },
+    )
+    loss_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "Keyword arguments for the loss class (a JSON object)."}
+    )
+    gamma_lr_rule: Literal["none", "readme"] = field(
+        default="none",
+        metadata={
+            "help": "Learning rate under gamma != 1: none (the original's code: output rescale only) or readme "
+            "(the seed README's lr*gamma^2 for gamma<1, lr*gamma for gamma>1)."
+        },
+    )
     lr_scheduler_type: SchedulerType | str = field(default="constant", metadata={"help": "Learning-rate schedule."})
     max_steps: int = field(default=100_000, metadata={"help": "Most optimizer steps (seed MAX_ITER)."})
     per_device_eval_batch_size: int = field(default=1024, metadata={"help": "Test samples per evaluation batch."})

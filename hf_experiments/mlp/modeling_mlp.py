@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_mlp import MLPConfig
+from .configuration_mlp import MLPConfig, mupify_param
 
 try:  # optional (`pip install hf-experiments[mup]`): only parameterization="mup" needs it
     from mup import MuReadout
@@ -44,6 +44,29 @@ class ScaledLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight) * self.multiplier
         return out + self.bias if self.bias is not None else out
+
+
+class MupifyLinear(nn.Linear):
+    """A layer as dkarkada/mupify leaves it: output = g * (W x + b) (the multiplier covers the bias too), and
+    `lr_multiplier` for the optimizer (read by `mlp_trainer.build_optimizer`)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, layer_type: str, param: str, width: int):
+        super().__init__(in_features, out_features, bias)
+        self.multiplier, self.lr_multiplier, self.init_std = mupify_param(layer_type, param, in_features, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.multiplier * F.linear(x, self.weight, self.bias)
+
+
+class _Scaled(nn.Module):
+    """An activation times a constant (mupify multiplies every ReLU by sqrt(2))."""
+
+    def __init__(self, act: nn.Module, factor: float) -> None:
+        super().__init__()
+        self.act, self.factor = act, factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.factor * self.act(x)
 
 
 class Readout(MuReadout or nn.Linear):
@@ -70,8 +93,11 @@ class MLPNetwork(nn.Module):
         width = config.width if width is None else width
         param, bias = config.parameterization, config.bias
 
-        def linear(n_in: int, n_out: int, readout: bool = False) -> nn.Linear:
-            if param == "ntk":
+        def linear(n_in: int, n_out: int, kind: str) -> nn.Linear:
+            readout = kind == "readout"
+            if param == "mupify":
+                layer = MupifyLinear(n_in, n_out, bias, kind, config.mupify_param, width)
+            elif param == "ntk":
                 layer = ScaledLinear(n_in, n_out, bias, 1.0 / math.sqrt(n_in))
             elif param == "mup" and readout:
                 layer = Readout(n_in, n_out, bias, width / config.mup_base_width)
@@ -80,10 +106,12 @@ class MLPNetwork(nn.Module):
             layer._hfe_readout = readout  # which init rule `MLP._init_weights` applies
             return layer
 
-        self.input_layer = linear(config.d_in, width)
-        self.hidden_layers = nn.ModuleList([linear(width, width) for _ in range(config.depth - 1)])
-        self.output_layer = linear(width, config.d_out, readout=True)
+        self.input_layer = linear(config.d_in, width, "readin")
+        self.hidden_layers = nn.ModuleList([linear(width, width, "hidden") for _ in range(config.depth - 1)])
+        self.output_layer = linear(width, config.d_out, "readout")
         self.act = _ACTIVATIONS[config.nonlinearity]()
+        if param == "mupify" and config.nonlinearity == "relu":
+            self.act = _Scaled(self.act, math.sqrt(2.0))
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         h = self.act(self.input_layer(x))  # (B, width)
@@ -145,9 +173,12 @@ class MLP(PreTrainedModel):
         def shapes(width: int) -> dict[str, torch.Size]:
             with torch.device("meta"):
                 net = MLPNetwork(cfg, width=width)
-            return {f"net.{name}": p.shape for name, p in net.named_parameters()}
+            return {name: p.shape for name, p in net.named_parameters()}
 
-        set_base_shapes(self, shapes(cfg.mup_base_width), delta=shapes(cfg.mup_base_width + 1), rescale_params=False)
+        # On the trained network only: the frozen centering copy holds buffers, which carry no `infshape`.
+        set_base_shapes(
+            self.net, shapes(cfg.mup_base_width), delta=shapes(cfg.mup_base_width + 1), rescale_params=False
+        )
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -156,6 +187,19 @@ class MLP(PreTrainedModel):
         cfg = self.config
         fan_in = module.weight.shape[1]
         gain = float(cfg.init_gain)
+        if isinstance(module, MupifyLinear):  # mupify: weights and biases N(0, std^2)
+            init.normal_(module.weight, mean=0.0, std=module.init_std)
+            if module.bias is not None:
+                init.normal_(module.bias, mean=0.0, std=module.init_std)
+            return
+        if cfg.parameterization == "standard" and cfg.init == "pytorch":
+            # nn.Linear.reset_parameters: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias the same
+            # (init_gain scales both bounds)
+            bound = gain / math.sqrt(fan_in)
+            init.uniform_(module.weight, -bound, bound)
+            if module.bias is not None:
+                init.uniform_(module.bias, -bound, bound)
+            return
         if cfg.parameterization == "ntk":
             std = gain
         elif cfg.parameterization == "mup" and getattr(module, "_hfe_readout", False):
@@ -193,4 +237,4 @@ class MLP(PreTrainedModel):
         return MLPOutput(loss=loss, predictions=out)
 
 
-__all__ = ["MLP", "MUP_MISSING", "MLPNetwork", "MLPOutput", "Readout", "ScaledLinear"]
+__all__ = ["MLP", "MUP_MISSING", "MLPNetwork", "MLPOutput", "MupifyLinear", "Readout", "ScaledLinear"]

@@ -16,65 +16,14 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hf_experiments.core.config import ConfigError
-from hf_experiments.core.run_folder import write_json_atomic
 from hf_experiments.core.runner import PREEMPTED_EXIT_CODE
 
-from .local import run_local
-from .plan import check_jobs, load_sweep_config, parse_overrides, plan_sweep, write_jobs
-from .results import collect_results, plot_results
-
-
-def run_sweep(
-    config: Mapping[str, Any],
-    engine: str = "local",
-    devices: Sequence[str] | None = None,
-    engine_options: Mapping[str, Any] | None = None,
-    dry_run: bool = False,
-    collect_only: bool = False,
-    rerun_finished: bool = False,
-    name: str | None = None,
-):
-    """Plan, check, write and run a sweep, then collect its table and plots. Returns (sweep, results)."""
-    sweep = plan_sweep(config, name=name, run_user_code=not dry_run)  # a dry run calls no user code
-    check_jobs(sweep)
-    if dry_run:
-        for job in sweep.jobs:
-            print(f"{job.index}\t{'finished' if job.finished else 'to run'}\t{job.name}\tseed={job.seed}")
-        return sweep, None
-    codes: dict[str, int] = {}
-    if not collect_only:
-        write_jobs(sweep)
-        fresh = bool(sweep.base_config.get("fresh_start")) or rerun_finished
-        todo = [j for j in sweep.jobs if fresh or not j.finished]
-        skipped = len(sweep.jobs) - len(todo)
-        print(
-            f"[sweep] {sweep.name}: {len(sweep.jobs)} jobs, {skipped} already finished, {len(todo)} to run",
-            flush=True,
-        )
-        if rerun_finished and not sweep.base_config.get("fresh_start"):
-            for job in todo:  # a rerun starts over: each job moves its old folder aside
-                job.config["fresh_start"] = True
-                write_json_atomic(job.config_path, job.config)
-        if todo:
-            if engine == "local":
-                codes = run_local(todo, devices, log_dir=sweep.dir / "logs", cwd=str(Path.cwd()))
-            else:
-                from .engines import get_engine
-
-                codes = get_engine(engine, sweep.dir, dict(engine_options or {})).run(todo, cwd=str(Path.cwd()))
-    df = collect_results(sweep, codes)
-    plots = plot_results(sweep, df)
-    counts = df["status"].value_counts().to_dict()
-    print(
-        f"[sweep] results: {sweep.dir / 'results.parquet'} ({counts}); plots: {[str(p) for p in plots]}",
-        flush=True,
-    )
-    return sweep, df
+from .api import run_sweep
+from .plan import load_sweep_config, parse_overrides
 
 
 def config_has_sweep(argv: Sequence[str]) -> bool:

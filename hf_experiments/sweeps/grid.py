@@ -1,6 +1,6 @@
-"""A sweep's grid: axes (lists, ranges, linspace/geomspace, a function's iterable), their cartesian
-product, and the job names and seeds derived from each point's values (so editing the grid renames and reseeds
-no finished job).
+"""A sweep's grid: axes (lists, ranges, linspace/geomspace, a function's iterable, generators, and in Python
+axes that depend on the values of earlier ones), their cartesian product, and the job names and seeds derived
+from each point's values (so editing the grid renames and reseeds no finished job).
 """
 
 from __future__ import annotations
@@ -85,17 +85,46 @@ def expand_values(key: str, spec: Any, run_user_code: bool = True) -> list[Any]:
 
 
 def expand_grid(grid: Mapping[str, Any], run_user_code: bool = True) -> list[dict[str, Any]]:
-    """The cartesian product of the axes, first key slowest: [{key: value, ...}, ...]; at most `MAX_JOBS`."""
+    """The cartesian product of the axes, first key slowest: [{key: value, ...}, ...]; at most `MAX_JOBS`.
+
+    An axis may also be a Python callable (the notebook API's dynamic iterables): it is called for each
+    combination of the axes before it, with those values it names (``lambda width: [1 / width, 2 / width]``),
+    and returns that combination's values (a list, range or generator)."""
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError(f"sweep={grid!r} is invalid; expected a non-empty object {{key: [values]}}")
-    axes = {key: expand_values(key, spec, run_user_code) for key, spec in grid.items()}
+    fixed = {key: expand_values(key, spec, run_user_code) for key, spec in grid.items() if not _dynamic(spec)}
     n_jobs = 1
-    for values in axes.values():
+    for values in fixed.values():
         n_jobs *= len(values)
-    if n_jobs > MAX_JOBS:
-        sizes = " x ".join(str(len(v)) for v in axes.values())
+    if n_jobs > MAX_JOBS:  # refused by arithmetic before any point is built
+        sizes = " x ".join(str(len(v)) for v in fixed.values())
         raise ValueError(f"sweep has {sizes} = {n_jobs:,} jobs; expected at most {MAX_JOBS:,}")
-    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    points: list[dict[str, Any]] = [{}]
+    for key, spec in grid.items():
+        new: list[dict[str, Any]] = []
+        for point in points:
+            values = fixed[key] if key in fixed else expand_values(key, _call_axis(key, spec, point), run_user_code)
+            new.extend({**point, key: v} for v in values)
+            if len(new) > MAX_JOBS:
+                raise ValueError(f"sweep has more than {MAX_JOBS:,} jobs; expected at most {MAX_JOBS:,}")
+        points = new
+    return points
+
+
+def _dynamic(spec: Any) -> bool:
+    return callable(spec) and not isinstance(spec, (Mapping, Iterable))
+
+
+def _call_axis(key: str, fn: Any, point: Mapping[str, Any]) -> Any:
+    from hf_experiments.core.imports import call_with_accepted
+
+    try:
+        return call_with_accepted(fn, point)
+    except TypeError as e:
+        raise ValueError(
+            f"sweep.{key}: the function {getattr(fn, '__name__', fn)!r} could not be called with the values of "
+            f"the axes before it ({', '.join(point) or 'none'}): {e}"
+        ) from None
 
 
 def _fmt(v: Any) -> str:

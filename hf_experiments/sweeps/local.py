@@ -10,6 +10,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,8 +82,9 @@ def run_local(
     devices = list(default_devices() if devices is None else devices)
     codes: dict[str, int] = {}
     if len(devices) <= 1:
-        for job in jobs:
-            print(f"[sweep] job {job.index}: {job.name}", flush=True)
+        start = time.monotonic()
+        for k, job in enumerate(jobs):
+            print(f"[sweep] job {job.index}: {job.name} ({_progress(k, len(jobs), start)})", flush=True)
             if devices and devices[0] != "cpu":
                 codes[job.name] = run_job_subprocess(str(job.config_path), cwd, devices[0], _log_path(log_dir, job))
             else:
@@ -112,6 +114,18 @@ def run_local(
     for t in threads:
         t.join()
     return codes
+
+
+def _progress(done: int, total: int, start: float) -> str:
+    """``3/36 run, 0:41 elapsed, ETA 7:12`` (the ETA from the mean time of the jobs run so far)."""
+    elapsed = time.monotonic() - start
+    eta = f", ETA {_clock(elapsed / done * (total - done))}" if done else ""
+    return f"{done}/{total} run, {_clock(elapsed)} elapsed{eta}"
+
+
+def _clock(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}" if minutes >= 60 else f"{minutes}:{sec:02d}"
 
 
 def _log_path(log_dir: Path | None, job: Job) -> str | None:

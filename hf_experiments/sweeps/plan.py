@@ -124,6 +124,9 @@ def plan_sweep(config: Mapping[str, Any], name: str | None = None, run_user_code
     for key in grid_spec:
         if key in NOT_SWEEPABLE:
             raise ValueError(f"sweep.{key}: not sweepable; the sweep sets it for every job")
+        parent = key.split(".", 1)[0]
+        if "." in key and parent in valid and parent.endswith("_kwargs"):
+            continue  # a member of a keyword-argument object: "batch_fn_kwargs.num_blocks"
         if key not in valid and key != "trial":
             import difflib
 
@@ -161,6 +164,11 @@ def plan_sweep(config: Mapping[str, Any], name: str | None = None, run_user_code
             "save_root": str(save_root),
             "seed": seed,
         }
+        for key, value in values.items():  # dotted keys set one member of a keyword-argument object
+            if key not in valid and "." in key:
+                parent, member = key.split(".", 1)
+                base = job_cfg.get(parent) or {}
+                job_cfg[parent] = {**(json.loads(base) if isinstance(base, str) else base), member: value}
         jobs.append(Job(i, values, jname, seed, job_cfg, sweep_dir / "jobs" / f"{jname}.json", sweep_dir / jname))
     return Sweep(sweep_name, sweep_dir, grid, jobs, list(metrics), config)
 

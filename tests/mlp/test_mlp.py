@@ -87,13 +87,15 @@ def test_mlp_config_rejects_bad_values():
 
 def test_powerlaw_hermite_has_the_promised_statistics():
     rng = np.random.default_rng(0)
-    x, y = powerlaw_hermite(200_000, rng, dim=6, alpha=1.5, offset=3, target_monomials=["0"])
+    x, y = powerlaw_hermite(
+        200_000, rng, dim=6, alpha=1.5, offset=3, target_monomials=["0"], hermite_basis="population"
+    )
     lam = powerlaw_eigenvalues(6, 1.5, 3)
     assert lam.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(x.var(0), lam, rtol=0.02)
     # He_1 target = the whitened first coordinate exactly.
     np.testing.assert_allclose(y, x[:, 0] / np.sqrt(lam[0]), rtol=1e-4, atol=1e-5)
-    _, y2 = powerlaw_hermite(200_000, rng, dim=6, target_monomials=["0^2*3"])
+    _, y2 = powerlaw_hermite(200_000, rng, dim=6, target_monomials=["0^2*3"], hermite_basis="population")
     # Orthonormal Hermite monomials: mean 0, variance 1; He_2(z0) He_1(z3) is uncorrelated with z0.
     assert abs(y2.mean()) < 0.02 and y2.var() == pytest.approx(1.0, rel=0.05)
     assert parse_monomial("0^2*3") == {0: 2, 3: 1}
