@@ -4,12 +4,14 @@ parses and defines the name; nothing runs, also under a sweep's `--dry_run`), an
 the run starts. `call_with_accepted` calls a function with the keyword arguments it accepts.
 
 Live objects (a function or class defined in a notebook or a script's `__main__`, which no other process can
-import) are named ``live:<module>.<qualname>`` after `register_live`; they resolve only in this process.
+import) are named ``live:<module>.<qualname>#<source hash>`` after `register_live`; they resolve only in this
+process.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -24,9 +26,22 @@ _LIVE: dict[str, Any] = {}
 
 
 def register_live(obj: Any) -> str:
-    """Name a live object for configs of this process: ``live:<module>.<qualname>`` (a redefinition in a
-    notebook replaces the earlier one under the same name, so a rerun cell finds its finished jobs)."""
-    spec = f"{LIVE_PREFIX}{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+    """Name a live object for configs of this process: ``live:<module>.<qualname>#<hash of its source>``.
+
+    The source hash tells two lambdas apart and records which version of a function a run used (its config
+    holds the name); the same source gives the same name, so a rerun cell finds its finished jobs. Without a
+    source (code built by `exec`), the object's id stands in."""
+    try:
+        text = inspect.getsource(obj)
+    except (OSError, TypeError):
+        text = None
+    code = getattr(obj, "__code__", None)
+    if code is not None:  # two lambdas on one line share their source line, not their bytecode
+        consts = [c for c in code.co_consts if not inspect.iscode(c)]
+        text = f"{text}|{code.co_code.hex()}|{code.co_names}|{consts!r}"
+    tag = hashlib.sha256(text.encode()).hexdigest()[:10] if text is not None else f"id{id(obj):x}"
+    name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+    spec = f"{LIVE_PREFIX}{name}#{tag}"
     _LIVE[spec] = obj
     return spec
 

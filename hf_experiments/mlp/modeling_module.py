@@ -1,5 +1,6 @@
-"""`ModuleModel`: any `nn.Module` (a CNN, a ResNet, the user's own network) as a `PreTrainedModel`, so the
-Trainer, checkpoints, `save_pretrained` / `from_pretrained` and the grabs treat it like the built-in MLP.
+"""`ModuleModel`: any `nn.Module` (a CNN, a ResNet, the user's own network, another `PreTrainedModel`) as a
+`PreTrainedModel`, so the Trainer, checkpoints, `save_pretrained` / `from_pretrained` and the grabs treat it like
+the built-in MLP.
 
 The network keeps its own initialisation (`_init_weights` does nothing): the original builds `MODEL_CLASS`
 with its constructor and trains it as it is. Output rescale by `gamma` and centering (output minus the
@@ -20,21 +21,37 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
 
 from .configuration_module import ModuleConfig
 from .modeling_mlp import MLPOutput, _as_buffers
 
+# Values the wrapper applies itself: a `PreTrainedModel` factory's config must not apply them a second time.
+WRAPPER_KEYS = ("gamma", "centering", "parameterization", "init", "init_gain")
+
+
+def is_pretrained_class(factory: Any) -> bool:
+    return inspect.isclass(factory) and issubclass(factory, PreTrainedModel)
+
 
 def constructor_args(factory: Any, offered: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments `factory` is built with: the `offered` values its signature names (as the original's
-    `_extract_kwargs_for`), and every entry of `extra` (model_kwargs) if it also takes ``**kwargs``."""
+    `_extract_kwargs_for`), and every entry of `extra` (model_kwargs) if it also takes ``**kwargs``. For a
+    `PreTrainedModel` class these are the arguments of its config class (its own fields, not the generic
+    `PreTrainedConfig` ones, and none of `WRAPPER_KEYS` unless `extra` names them)."""
+    base: set[str] = set()
+    if is_pretrained_class(factory):
+        factory = factory.config_class
+        base = set(inspect.signature(PreTrainedConfig.__init__).parameters) | set(WRAPPER_KEYS)
     target = factory.__init__ if inspect.isclass(factory) else factory
     params = inspect.signature(target).parameters
     named = {
         n
         for n, p in params.items()
-        if n != "self" and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        if n != "self"
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        and (n not in base or n in extra)
     }
     args = {k: v for k, v in offered.items() if k in named}
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -77,12 +94,23 @@ def resolve_factory(spec: str) -> Any:
     return getattr(module, attr)
 
 
+def build_network(factory: Any, model_args: Mapping[str, Any]) -> nn.Module:
+    """`factory(**model_args)`; a `PreTrainedModel` class is built from its config class instead."""
+    if is_pretrained_class(factory):
+        return factory(factory.config_class(**model_args))
+    return factory(**model_args)
+
+
 def _predictions(out: Any) -> torch.Tensor:
-    """A network's output -> its prediction tensor (a tensor, the first of a tuple, or `logits`)."""
+    """A network's output -> its prediction tensor (a tensor, the first of a tuple, `logits`, `predictions`,
+    or the first tensor of another `ModelOutput`)."""
     if isinstance(out, torch.Tensor):
         return out
-    if hasattr(out, "logits"):
-        return out.logits
+    for name in ("logits", "predictions"):
+        if isinstance(getattr(out, name, None), torch.Tensor):
+            return getattr(out, name)
+    if isinstance(out, ModelOutput):
+        out = out.to_tuple()
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
     raise TypeError(f"model_class returned {type(out).__name__}; expected a tensor of predictions")
@@ -100,7 +128,7 @@ class ModuleModel(PreTrainedModel):
     def __init__(self, config: ModuleConfig) -> None:
         super().__init__(config)
         factory = resolve_factory(config.model_class)
-        net = factory(**config.model_args)
+        net = build_network(factory, config.model_args)
         if not isinstance(net, nn.Module):
             raise TypeError(f"model_class={config.model_class!r} built a {type(net).__name__}; expected an nn.Module")
         self.net = net
@@ -130,4 +158,4 @@ class ModuleModel(PreTrainedModel):
         return MLPOutput(loss=loss, predictions=out)
 
 
-__all__ = ["ModuleModel", "constructor_args", "resolve_factory"]
+__all__ = ["WRAPPER_KEYS", "ModuleModel", "build_network", "constructor_args", "resolve_factory"]

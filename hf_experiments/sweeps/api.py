@@ -129,6 +129,8 @@ def run_sweep(
     if not collect_only:
         write_jobs(sweep)
         fresh = bool(sweep.base_config.get("fresh_start")) or rerun_finished
+        if not fresh:
+            _warn_stale(sweep)
         todo = [j for j in sweep.jobs if fresh or not j.finished]
         skipped = len(sweep.jobs) - len(todo)
         print(
@@ -154,6 +156,26 @@ def run_sweep(
         flush=True,
     )
     return sweep, df
+
+
+def _warn_stale(sweep: Sweep) -> None:
+    """One line naming the finished jobs that ran another version of a live function (same name, other source)."""
+    stale: dict[str, list[str]] = {}
+    for job in sweep.jobs:
+        path = job.run_dir / "run_config.json"
+        if not job.finished or not path.is_file():
+            continue
+        recorded = json.loads(path.read_text())
+        for key in ("batch_fn", "model_class", "loss", "optimizer", "grabs"):
+            now, then = job.config.get(key), recorded.get(key)
+            if now != then and LIVE_PREFIX in json.dumps([now, then], default=str):
+                stale.setdefault(key, []).append(job.name)
+    for key, jobs in stale.items():
+        print(
+            f"[sweep] warning: {len(jobs)} finished job(s) ran another version of {key} ({jobs[0]}, ...); they are "
+            "kept as they are: pass rerun_finished=True to run them with the current one",
+            flush=True,
+        )
 
 
 def load_grabs(sweep: Sweep) -> dict[str, Any]:

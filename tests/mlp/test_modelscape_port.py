@@ -446,3 +446,37 @@ def test_ntp_spectral_norms_scale_with_width():
     init, delta = zip(*(_spectral_norms(w, "ntp") for w in widths))
     assert abs(_slope(widths, init)) < 0.2, init
     assert -1.0 < _slope(widths, delta) < -0.1, delta
+
+
+def test_a_pretrained_model_class_is_built_from_its_config_class(tmp_path):
+    """Ours: a `PreTrainedModel` class as model_class is built from its config class with the values that config
+    names (not the wrapper's own gamma / centering: the wrapper applies them once), and reloads."""
+    from transformers import AutoModel
+
+    sweep, saved = _run_model(tmp_path, "pretrained", "hf_experiments.mlp.modeling_mlp:MLP", random_bfn)
+    args = saved["model_args"]
+    assert {args["d_in"], args["width"], args["depth"], args["d_out"]} == {4, 8, 2, 1}
+    assert not set(args) & {"gamma", "centering", "parameterization", "init"}
+    model = AutoModel.from_pretrained(sweep.jobs[0].run_dir / "model")
+    assert type(model.net) is MLP and model.net.net_init is None and model.net_init is not None
+    assert model(torch.randn(3, 4)).predictions.shape == (3,)
+
+
+def test_two_lambdas_get_two_names_and_an_edited_function_is_reported(tmp_path, capsys):
+    """Ours: live names carry a hash of the source, so two lambdas as grabs stay two functions, and rerunning
+    after editing the batch function names the finished jobs that ran the old version."""
+    sweep, _ = run_sweep(
+        base_config(tmp_path, "versions"),
+        iterators={"trial": [0]},
+        batch_fn=random_bfn,
+        grabs={"one": lambda **kw: 1, "two": lambda **kw: 2},
+    )
+    values = load_grabs(sweep)[sweep.jobs[0].name]
+    assert (values["one"][-1]["value"], values["two"][-1]["value"]) == (1, 2)
+
+    def random_bfn_edited(bsz, gen=None, **kwargs):  # same job, another batch function
+        return random_bfn(bsz, gen=gen, **kwargs)
+
+    capsys.readouterr()
+    run_sweep(base_config(tmp_path, "versions"), iterators={"trial": [0]}, batch_fn=random_bfn_edited)
+    assert "1 finished job(s) ran another version of batch_fn" in capsys.readouterr().out
