@@ -4,7 +4,7 @@ parses and defines the name; nothing runs, also under a sweep's `--dry_run`), an
 the run starts. `call_with_accepted` calls a function with the keyword arguments it accepts.
 
 Live objects (a function or class defined in a notebook or a script's `__main__`, which no other process can
-import) are named ``live:<module>.<qualname>#<source hash>`` after `register_live`; they resolve only in this
+import) are named ``live:<module>.<qualname>#<code hash>`` after `register_live`; they resolve only in this
 process.
 """
 
@@ -25,21 +25,44 @@ LIVE_PREFIX = "live:"
 _LIVE: dict[str, Any] = {}
 
 
-def register_live(obj: Any) -> str:
-    """Name a live object for configs of this process: ``live:<module>.<qualname>#<hash of its source>``.
+def _code_text(code: Any) -> str:
+    """A code object's behaviour as text: bytecode, names, constants (nested code recursively), without file
+    names, line numbers or set constants (whose order follows PYTHONHASHSEED)."""
+    consts = [c for c in code.co_consts if not inspect.iscode(c) and not isinstance(c, frozenset)]
+    nested = [_code_text(c) for c in code.co_consts if inspect.iscode(c)]
+    return f"{code.co_code.hex()}|{code.co_names}|{consts!r}|{nested}"
 
-    The source hash tells two lambdas apart and records which version of a function a run used (its config
-    holds the name); the same source gives the same name, so a rerun cell finds its finished jobs. Without a
-    source (code built by `exec`), the object's id stands in."""
-    try:
-        text = inspect.getsource(obj)
-    except (OSError, TypeError):
-        text = None
+
+def fingerprint(obj: Any) -> str:
+    """What makes a function or class behave as it does: its code (a class: every method's), default
+    arguments and the values its closure captured. The same in a notebook and in a script, across kernel
+    restarts; different for two lambdas on one line or two closures of one factory."""
+    parts = [getattr(obj, "__qualname__", type(obj).__name__)]
+    if inspect.isclass(obj):
+        parts.append(str([b.__qualname__ for b in obj.__bases__]))
+        for name, value in sorted(vars(obj).items()):
+            code = getattr(getattr(value, "__func__", value), "__code__", None)
+            if code is not None:
+                parts.append(f"{name}:{_code_text(code)}")
     code = getattr(obj, "__code__", None)
-    if code is not None:  # two lambdas on one line share their source line, not their bytecode
-        consts = [c for c in code.co_consts if not inspect.iscode(c)]
-        text = f"{text}|{code.co_code.hex()}|{code.co_names}|{consts!r}"
-    tag = hashlib.sha256(text.encode()).hexdigest()[:10] if text is not None else f"id{id(obj):x}"
+    if code is not None:
+        parts.append(_code_text(code))
+        parts.append(repr(getattr(obj, "__defaults__", None)) + repr(getattr(obj, "__kwdefaults__", None)))
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                parts.append(repr(cell.cell_contents))
+            except ValueError:  # an empty cell
+                parts.append("<empty>")
+    return "|".join(parts)
+
+
+def register_live(obj: Any) -> str:
+    """Name a live object for configs of this process: ``live:<module>.<qualname>#<hash of its fingerprint>``.
+
+    The hash tells two lambdas (or two closures of one factory) apart and records which version of a function a
+    run used (its config holds the name); the same code gives the same name, so a rerun cell finds its
+    finished jobs."""
+    tag = hashlib.sha256(fingerprint(obj).encode()).hexdigest()[:10]
     name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
     spec = f"{LIVE_PREFIX}{name}#{tag}"
     _LIVE[spec] = obj
@@ -138,6 +161,36 @@ def check_object(spec: str, what: str = "function") -> None:
             f"{what}={spec!r} could not be found ({type(e).__name__}: {e}); expected an importable "
             "'package.module:name' or an existing 'file.py:name'"
         ) from None
+
+
+def accepted_keywords(spec: str) -> set[str] | None:
+    """The keyword names a function or class named by `spec` accepts, read from its source without running it
+    (a live object: from its signature); None when any keyword goes (``**kwargs``) or it cannot be told (a
+    class that inherits its ``__init__``, a compiled module)."""
+    if spec.startswith(LIVE_PREFIX):
+        obj = _LIVE.get(spec)
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return None
+        return {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    module_name, attr = _split(spec, "model_class")
+    try:
+        source = Path(module_name) if module_name.endswith(".py") else _module_source(module_name)
+    except (ImportError, OSError):
+        return None
+    if source is None or not source.is_file():
+        return None
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    node = next((n for n in tree.body if getattr(n, "name", None) == attr), None)
+    if isinstance(node, ast.ClassDef):
+        node = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.args.kwarg is not None:
+        return None
+    args = node.args
+    return {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} - {"self"}
 
 
 def import_object(spec: str, what: str = "function") -> Any:

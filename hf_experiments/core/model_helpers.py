@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 logger = logging.get_logger(__name__)
 
 
-def load_init_weights(model: PreTrainedModel, path: str) -> None:
-    """`init_checkpt`: copy weights (only) from a checkpoint or saved-model folder into `model`."""
+def load_init_weights(model: PreTrainedModel, path: str) -> list[str]:
+    """`init_checkpt`: copy weights (only) from a checkpoint or saved-model folder into `model`; returns the
+    names of the tensors the folder did not have (kept at initialisation)."""
     from transformers.trainer_utils import load_sharded_checkpoint
 
     path = Path(path)
@@ -38,6 +39,7 @@ def load_init_weights(model: PreTrainedModel, path: str) -> None:
     if unexpected:
         raise ValueError(f"init_checkpt={str(path)!r}: weights do not fit this model (unexpected: {unexpected[:5]})")
     logger.warning(f"init_checkpt: loaded weights from {path} ({len(missing)} tensors kept at initialisation)")
+    return list(missing)
 
 
 # A model config's own check fails with "<Config>: <key>=<value!r> is invalid; expected <allowed>." (the one format

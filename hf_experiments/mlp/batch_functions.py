@@ -80,12 +80,13 @@ def hermite_targets(
     offset: float = 3.0,
     hermite_basis: str = "sample_pca",
     pca_samples: int = 14_000,
-    seed: int = 42,
+    pca_seed: int = 42,
 ) -> np.ndarray:
     """The target of inputs x (n, dim): the mean of the orthonormal Hermite monomials of the whitened inputs.
 
     `hermite_basis="sample_pca"` whitens as the original does, z = sqrt(n_ref) x V^T S^-1 with the PCA of one
-    reference sample (`sample_pca_basis`): a sum of terms such as ["0", "1"] then gives the original's target,
+    reference sample (`sample_pca_basis`, drawn from `pca_seed`, fixed across the jobs of a sweep so that every
+    job learns the same function): a sum of terms such as ["0", "1"] then gives the original's target,
     signs included. `"population"` uses z = x / sqrt(lambda) (the exact spectrum, no sampling error; single
     terms agree with the original up to sign)."""
     dim = x.shape[1]
@@ -96,7 +97,7 @@ def hermite_targets(
                 f"target_monomials: input index {max(mono)} is invalid for dim={dim}; expected indices in 0..{dim - 1}"
             )
     if hermite_basis == "sample_pca":
-        vt, s = sample_pca_basis(int(seed), dim, float(alpha), float(offset), int(pca_samples))
+        vt, s = sample_pca_basis(int(pca_seed), dim, float(alpha), float(offset), int(pca_samples))
         z = (x @ vt.T) / s * math.sqrt(pca_samples)  # (n, dim), whitened in the reference sample's PCA basis
     elif hermite_basis == "population":
         z = x / np.sqrt(powerlaw_eigenvalues(dim, alpha, offset))
@@ -115,12 +116,12 @@ def powerlaw_hermite(
     noise_std: float = 0.0,
     hermite_basis: str = "sample_pca",
     pca_samples: int = 14_000,
-    seed: int = 42,
+    pca_seed: int = 42,
 ) -> tuple[np.ndarray, np.ndarray]:
     """modelscape's synthetic data: x ~ N(0, diag(lambda)) with a power-law spectrum; y = `hermite_targets(x)`
     plus Gaussian noise."""
     x = rng.standard_normal((n, dim)) * np.sqrt(powerlaw_eigenvalues(dim, alpha, offset))  # (n, dim)
-    y = hermite_targets(x, target_monomials, alpha, offset, hermite_basis, pca_samples, seed)
+    y = hermite_targets(x, target_monomials, alpha, offset, hermite_basis, pca_samples, pca_seed)
     if noise_std > 0:
         y = y + noise_std * rng.standard_normal(n)
     return x.astype(np.float32), y.astype(np.float32)

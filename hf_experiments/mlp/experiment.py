@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
-from hf_experiments.core.imports import LIVE_PREFIX, check_object, import_object
+from hf_experiments.core.imports import LIVE_PREFIX, accepted_keywords, check_object, import_object
 from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 
 from .batch_functions import BatchSource, OnlineBatches, parse_monomial, resolve_batch_fn
@@ -33,7 +33,7 @@ from .mlp_config import _DEFAULT_BATCH, MLPDataArguments, MLPModelArguments, MLP
 from .mlp_trainer import MUP_ADAM_LIKE, MUP_SGD_LIKE, MLPTrainer
 from .modeling_mlp import MLP, MUP_MISSING
 from .modeling_module import LIVE_FACTORIES, ModuleModel, constructor_args
-from .objectives import check_spec, json_object
+from .objectives import LOSS_BASE, check_spec, json_object
 
 _NOT_MLP = ("model_class", "model_kwargs")  # model arguments that `MLPConfig` does not take
 
@@ -105,9 +105,10 @@ class MLPExperiment(Experiment):
             check_trainable(MLP, config, cfg.run.init_checkpt)
         for key in ("model_kwargs", "loss_kwargs", "optimizer_kwargs"):
             json_object(key, getattr(m, key, None) if key == "model_kwargs" else getattr(t, key))
-        check_spec("loss", t.loss, torch.nn, torch.nn.Module)
+        check_spec("loss", t.loss, torch.nn, LOSS_BASE, json_object("loss_kwargs", t.loss_kwargs))
         if t.optimizer is not None:
-            check_spec("optimizer", t.optimizer, torch.optim, torch.optim.Optimizer)
+            kwargs = json_object("optimizer_kwargs", t.optimizer_kwargs)
+            check_spec("optimizer", t.optimizer, torch.optim, torch.optim.Optimizer, kwargs)
             if m.parameterization == "mup":
                 raise ConfigError(
                     "optimizer",
@@ -121,10 +122,23 @@ class MLPExperiment(Experiment):
                     m.parameterization,
                     "standard with model_class (muP, NTK and mupify apply to the built-in MLP only)",
                 )
+            for key, default in (("init", "pytorch"), ("init_gain", 1.0)):
+                if getattr(m, key) != default:
+                    raise ConfigError(
+                        key, getattr(m, key), f"{default} with model_class (the network initialises itself)"
+                    )
             try:
                 check_object(m.model_class, "model_class")
             except ValueError as e:
                 raise ConfigError("model_class", m.model_class, str(e)) from None
+            accepted = accepted_keywords(m.model_class)
+            unknown = sorted(set(json_object("model_kwargs", m.model_kwargs)) - (accepted or set()))
+            if accepted is not None and unknown:
+                raise ConfigError(
+                    "model_kwargs",
+                    m.model_kwargs,
+                    f"keywords {m.model_class} takes ({', '.join(sorted(accepted))}); it takes no {', '.join(unknown)}",
+                )
         elif m.model_kwargs is not None:
             raise ConfigError("model_kwargs", m.model_kwargs, "null unless model_class names a network")
         optim = str(getattr(t.optim, "value", t.optim))
@@ -215,7 +229,10 @@ class MLPExperiment(Experiment):
         else:
             model = MLP(model_config(MLPConfig, m, drop=_NOT_MLP, d_in=d_in, d_out=d_out))
         if self.cfg.run.init_checkpt:
-            load_init_weights(model, self.cfg.run.init_checkpt)
+            missing = load_init_weights(model, self.cfg.run.init_checkpt)
+            if model.net_init is not None and any(k.startswith("net_init.") for k in missing):
+                # a folder saved without centering: centre on the loaded network, not on a random one
+                model.net_init.load_state_dict(model.net.state_dict())
         return model
 
     def _build_module(self, d_in: int, d_out: int) -> ModuleModel:

@@ -39,7 +39,7 @@ class MLPModelArguments:
     )
     gamma: float = field(
         default=1.0,
-        metadata={"help": "Output rescale f -> f/gamma; lr -> lr*gamma^2 (gamma<1) or lr*gamma (gamma>1)."},
+        metadata={"help": "Output rescale f -> f/gamma (the learning rate follows gamma_lr_rule)."},
     )
     centering: bool = field(
         default=True,
@@ -103,12 +103,18 @@ class MLPDataArguments:
         default="sample_pca",
         metadata={
             "help": "powerlaw_hermite: whiten with the PCA of one reference sample of pca_samples inputs drawn "
-            "with torch.Generator().manual_seed(seed) (the original's basis, including its SVD's sign "
+            "with torch.Generator().manual_seed(pca_seed) (the original's basis, including its SVD's sign "
             "convention), or with the exact population spectrum."
         },
     )
     pca_samples: int = bounded(
         14_000, "powerlaw_hermite, sample_pca: size of the reference sample (the original's N_TRAIN + N_TEST).", lo=1
+    )
+    pca_seed: int = bounded(
+        42,
+        "powerlaw_hermite, sample_pca: seed of the reference sample (the original's SEED, default 42); independent "
+        "of the job's seed, so every job of a sweep learns the same target function.",
+        lo=0,
     )
 
 
@@ -119,7 +125,7 @@ class MLPTrainingArguments(ExperimentTrainingArguments):
 
     learning_rate: float = field(
         default=1e-2,
-        metadata={"help": "Base learning rate (seed LR); rescaled by gamma and, under muP, per layer."},
+        metadata={"help": "Base learning rate (seed LR); per layer under muP / mupify, by gamma_lr_rule under gamma."},
     )
     optim: OptimizerNames | str = field(default="sgd", metadata={"help": "Optimizer (seed: SGD)."})
     optimizer: str | None = field(

@@ -53,7 +53,7 @@ def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.op
         for name, p in module.named_parameters(recurse=False):
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
-                keyed.setdefault((mult, name == "bias"), []).append(p)
+                keyed.setdefault((mult, name.endswith("bias")), []).append(p)
     groups = []
     for (mult, is_bias), params in sorted(keyed.items(), key=lambda kv: kv[0][1]):
         group = {"params": params, "weight_decay": 0.0 if is_bias else args.weight_decay}

@@ -213,6 +213,13 @@ class MLP(PreTrainedModel):
         if module.bias is not None:
             init.zeros_(module.bias)
 
+    def train(self, mode: bool = True) -> MLP:
+        """The centering copy stays in eval mode, as the original's baseline."""
+        super().train(mode)
+        if self.net_init is not None:
+            self.net_init.eval()
+        return self
+
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Post-activation hidden layers of the trained network, each (B, width) (grabs, coord checks)."""
         return self.net(x, return_hidden=True)[1]
@@ -223,18 +230,22 @@ class MLP(PreTrainedModel):
             with torch.no_grad():
                 baseline = self.net_init(x)  # (B, d_out), frozen
             out = out - baseline
-        out = out / self.config.gamma
-        if labels is not None and labels.dim() == 1 and out.shape[-1] == 1:
-            out = out.squeeze(-1)  # (B,)
-        loss = None
-        if labels is not None:
-            if labels.shape != out.shape:
-                raise ValueError(
-                    f"MLP: labels of shape {tuple(labels.shape)} do not match predictions of shape "
-                    f"{tuple(out.shape)}; expected (B,) or (B, d_out={self.config.d_out})."
-                )
-            loss = F.mse_loss(out, labels.to(out.dtype))
-        return MLPOutput(loss=loss, predictions=out)
+        return mse_output(out / self.config.gamma, labels, f"MLP: expected (B,) or (B, d_out={self.config.d_out})")
 
 
-__all__ = ["MLP", "MUP_MISSING", "MLPNetwork", "MLPOutput", "MupifyLinear", "Readout", "ScaledLinear"]
+def mse_output(out: torch.Tensor, labels: torch.Tensor | None, hint: str, squeeze: bool = False) -> MLPOutput:
+    """Predictions (B, 1) become (B,) for 1-D labels (or always, with `squeeze`), and the MSE against
+    `labels` when given; a shape mismatch is one clear error ending in `hint`."""
+    if out.dim() > 1 and out.shape[-1] == 1 and (labels.dim() == 1 if labels is not None else squeeze):
+        out = out.squeeze(-1)  # (B,)
+    loss = None
+    if labels is not None:
+        if labels.shape != out.shape:
+            raise ValueError(
+                f"labels of shape {tuple(labels.shape)} do not match predictions of shape {tuple(out.shape)}; {hint}"
+            )
+        loss = F.mse_loss(out, labels.to(out.dtype))
+    return MLPOutput(loss=loss, predictions=out)
+
+
+__all__ = ["MLP", "MUP_MISSING", "MLPNetwork", "MLPOutput", "MupifyLinear", "Readout", "ScaledLinear", "mse_output"]

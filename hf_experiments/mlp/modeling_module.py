@@ -14,18 +14,18 @@ import copy
 import importlib
 import importlib.util
 import inspect
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_module import ModuleConfig
-from .modeling_mlp import MLPOutput, _as_buffers
+from .modeling_mlp import MLPOutput, _as_buffers, mse_output
 
 # Values the wrapper applies itself: a `PreTrainedModel` factory's config must not apply them a second time.
 WRAPPER_KEYS = ("gamma", "centering", "parameterization", "init", "init_gain")
@@ -70,6 +70,10 @@ def resolve_factory(spec: str) -> Any:
     its siblings, so a saved folder's code stays loadable on its own."""
     if spec.startswith("live:"):
         live = LIVE_FACTORIES
+        name = spec[len("live:") :].partition("#")[0]
+        main = sys.modules.get("__main__")
+        if spec not in live and name.startswith("__main__.") and hasattr(main, name[len("__main__.") :]):
+            return getattr(main, name[len("__main__.") :])  # defined again (same name) in this notebook or script
         if spec not in live:
             raise ValueError(
                 f"model_class={spec!r} was defined in a notebook or script of another process; define it again "
@@ -138,24 +142,20 @@ class ModuleModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """The network's own constructor initialised it (see the module docstring)."""
 
+    def train(self, mode: bool = True) -> ModuleModel:
+        """The centering copy stays in eval mode (no dropout, BatchNorm statistics frozen), as the original's."""
+        super().train(mode)
+        if self.net_init is not None:
+            self.net_init.eval()
+        return self
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> MLPOutput:
         out = _predictions(self.net(x))
         if self.net_init is not None:
             with torch.no_grad():
                 baseline = _predictions(self.net_init(x))  # frozen
             out = out - baseline
-        out = out / self.config.gamma
-        if out.dim() > 1 and out.shape[-1] == 1 and (labels is None or labels.dim() == 1):
-            out = out.squeeze(-1)  # (B,)
-        loss = None
-        if labels is not None:
-            if labels.shape != out.shape:
-                raise ValueError(
-                    f"model_class: labels of shape {tuple(labels.shape)} do not match predictions of shape "
-                    f"{tuple(out.shape)}"
-                )
-            loss = F.mse_loss(out, labels.to(out.dtype))
-        return MLPOutput(loss=loss, predictions=out)
+        return mse_output(out / self.config.gamma, labels, f"model_class={self.config.model_class}", squeeze=True)
 
 
 __all__ = ["WRAPPER_KEYS", "ModuleModel", "build_network", "constructor_args", "resolve_factory"]

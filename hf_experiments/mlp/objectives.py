@@ -34,19 +34,31 @@ def json_object(key: str, raw: dict | str | None) -> dict[str, Any]:
     return raw
 
 
+# The torch classes a name may pick: losses (not any nn.Module), optimizers (not the abstract base).
+LOSS_BASE = nn.modules.loss._Loss
+
+
 def _torch_class(spec: str, module: Any, base: type) -> type | None:
     obj = getattr(module, spec, None)
-    return obj if inspect.isclass(obj) and issubclass(obj, base) else None
+    return obj if inspect.isclass(obj) and issubclass(obj, base) and obj is not torch.optim.Optimizer else None
 
 
 def _names(module: Any, base: type) -> list[str]:
     return sorted(n for n in dir(module) if _torch_class(n, module, base) is not None and not n.startswith("_"))
 
 
-def check_spec(key: str, spec: str, module: Any, base: type) -> None:
-    """Validation: `spec` is a class of `module` (torch.nn / torch.optim) or an import path that exists
-    (read, not run). ConfigError naming what is allowed."""
-    if _torch_class(spec, module, base) is not None:
+def check_spec(key: str, spec: str, module: Any, base: type, kwargs: dict[str, Any] | None = None) -> None:
+    """Validation: `spec` is a class of `module` (torch.nn losses / torch.optim optimizers) that takes `kwargs`,
+    or an import path that exists (read, not run). ConfigError naming what is allowed."""
+    cls = _torch_class(spec, module, base)
+    if cls is not None:
+        try:
+            inspect.signature(cls).bind_partial(
+                *(["params"] if base is torch.optim.Optimizer else []), **(kwargs or {})
+            )
+        except TypeError as e:
+            names = [n for n in inspect.signature(cls).parameters if n not in ("self", "params")]
+            raise ConfigError(f"{key}_kwargs", kwargs, f"keywords {spec} takes ({', '.join(names)}): {e}") from None
         return
     if ":" not in spec and "." not in spec:
         import difflib
@@ -54,9 +66,8 @@ def check_spec(key: str, spec: str, module: Any, base: type) -> None:
         names = _names(module, base)
         close = difflib.get_close_matches(spec, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            key, spec, f"a {module.__name__} class name ({', '.join(names[:6])}, ...) or an import path{hint}"
-        )
+        kind = f"{module.__name__} {'loss ' if base is LOSS_BASE else ''}class name"
+        raise ConfigError(key, spec, f"a {kind} ({', '.join(names[:6])}, ...) or an import path{hint}")
     try:
         check_object(spec, key)
     except ValueError as e:
@@ -66,7 +77,7 @@ def check_spec(key: str, spec: str, module: Any, base: type) -> None:
 def resolve_loss(spec: str, kwargs: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A torch.nn loss class name or an import path (a class, built with `kwargs`, or a function of
     (predictions, labels), given `kwargs` as keywords) -> loss(predictions, labels)."""
-    obj = _torch_class(spec, nn, nn.Module) or import_object(spec, "loss")
+    obj = _torch_class(spec, nn, LOSS_BASE) or import_object(spec, "loss")
     if inspect.isclass(obj):
         return obj(**kwargs)
     return functools.partial(obj, **kwargs) if kwargs else obj

@@ -404,7 +404,7 @@ def _spectral_norms(width: int, param: str, steps: int = 10) -> tuple[float, flo
     dimension 256 with +-1 labels of a Hermite target."""
     from hf_experiments.mlp.batch_functions import powerlaw_hermite
 
-    x, y = powerlaw_hermite(320, np.random.default_rng(0), dim=256, target_monomials=["0", "1"], seed=0)
+    x, y = powerlaw_hermite(320, np.random.default_rng(0), dim=256, target_monomials=["0", "1"], pca_seed=0)
     x, y = torch.as_tensor(x), torch.sign(torch.as_tensor(y))
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
@@ -480,3 +480,83 @@ def test_two_lambdas_get_two_names_and_an_edited_function_is_reported(tmp_path, 
     capsys.readouterr()
     run_sweep(base_config(tmp_path, "versions"), iterators={"trial": [0]}, batch_fn=random_bfn_edited)
     assert "1 finished job(s) ran another version of batch_fn" in capsys.readouterr().out
+
+
+def make_grab(k):
+    def grab(**kwargs):
+        return k
+
+    return grab
+
+
+def test_closures_of_one_factory_stay_two_grabs(tmp_path):
+    """Two grabs made by one factory (same code, other captured value) and two lambdas differing only in a
+    default argument get two live names."""
+    sweep, _ = run_sweep(
+        base_config(tmp_path, "closures"),
+        iterators={"trial": [0]},
+        batch_fn=random_bfn,
+        grabs={"one": make_grab(1), "two": make_grab(2), "d1": lambda k=1, **kw: k, "d2": lambda k=2, **kw: k},
+    )
+    values = {name: recs[-1]["value"] for name, recs in load_grabs(sweep)[sweep.jobs[0].name].items()}
+    assert values == {"one": 1, "two": 2, "d1": 1, "d2": 2}
+
+
+class NoisyNet(nn.Module):
+    """Dropout and BatchNorm: what a frozen centering copy must not apply in training mode."""
+
+    def __init__(self, d_in=4, width=8, d_out=1):
+        super().__init__()
+        self.lin, self.bn, self.drop, self.out = (
+            nn.Linear(d_in, width),
+            nn.BatchNorm1d(width),
+            nn.Dropout(0.5),
+            nn.Linear(width, d_out),
+        )
+
+    def forward(self, x):
+        return self.out(self.drop(self.bn(self.lin(x))))
+
+
+def test_the_centering_copy_stays_frozen_in_training_mode():
+    from hf_experiments.mlp.configuration_module import ModuleConfig
+    from hf_experiments.mlp.modeling_module import ModuleModel
+
+    model = ModuleModel(ModuleConfig(model_class="tests.mlp.test_modelscape_port:NoisyNet", centering=True)).train()
+    assert model.net.training and not model.net_init.training
+    x = torch.randn(16, 4)
+    stats = model.net_init.bn.running_mean.clone()
+    with torch.no_grad():
+        a, b = model.net_init(x), model.net_init(x)
+    torch.testing.assert_close(a, b)  # no dropout in the copy
+    torch.testing.assert_close(model.net_init.bn.running_mean, stats)  # its statistics do not move
+    assert model.net.bn.running_mean.abs().sum() == 0  # (the trained network's do, once it runs in training mode)
+    model.net(x)
+    assert model.net.bn.running_mean.abs().sum() > 0
+
+
+def test_a_class_defined_again_in_main_reloads(monkeypatch):
+    """A model class from a notebook (`live:__main__.<Name>#...`) resolves in a process that defines it again."""
+    import sys
+
+    from hf_experiments.mlp import modeling_module
+
+    monkeypatch.setattr(sys.modules["__main__"], "ReDefined", CustomMLP, raising=False)
+    monkeypatch.setattr(modeling_module, "LIVE_FACTORIES", {})
+    assert modeling_module.resolve_factory("live:__main__.ReDefined#0123456789") is CustomMLP
+    with pytest.raises(ValueError, match="define it again"):
+        modeling_module.resolve_factory("live:__main__.NotDefinedAnywhere#0")
+
+
+def test_the_pca_basis_is_the_same_for_every_job_seed(tmp_path):
+    """The reference sample follows `pca_seed`, not the job's seed: jobs with other seeds learn the same target
+    function (with the job seed, seed 3 gave the orthogonal target (z0 - z1) / 2)."""
+    from hf_experiments.mlp.batch_functions import hermite_targets
+    from tests.mlp.helpers import build_experiment, tiny_mlp_config
+
+    for seed in (0, 3):
+        exp, _ = build_experiment(tiny_mlp_config(tmp_path, seed=seed, dim=8), tmp_path)
+        x, y = (t.numpy().astype(np.float64) for t in exp.test)
+        np.testing.assert_allclose(y, hermite_targets(x, ["0", "1"], pca_seed=42), rtol=1e-4, atol=1e-5)
+    x = np.random.default_rng(1).standard_normal((32, 8))
+    assert not np.allclose(hermite_targets(x, ["0", "1"], pca_seed=0), hermite_targets(x, ["0", "1"], pca_seed=3))

@@ -111,3 +111,16 @@ def test_mupify_layers_follow_mupifys_rules():
     assert std == pytest.approx(w**-0.5, rel=0.05) and float(
         model.net.hidden_layers[0].bias.detach().std()
     ) == pytest.approx(w**-0.5, rel=0.3)
+
+
+@pytest.mark.parametrize(("param", "factors"), [("mfp", (256, 256, 256)), ("mup-lr", (256 / 8, 1, 1 / 256))])
+def test_mupify_learning_rates_per_layer(param, factors):
+    """build_optimizer gives each layer lr x its mupify learning-rate factor (readin, hidden, readout), weights
+    and biases alike."""
+    model = MLP(MLPConfig(d_in=8, width=256, depth=2, parameterization="mupify", mupify_param=param))
+    args = TrainingArguments(output_dir="unused", optim="sgd", learning_rate=0.1, report_to="none", use_cpu=True)
+    lr_of = {id(p): g["lr"] for g in build_optimizer(model, args).param_groups for p in g["params"]}
+    net = model.net
+    for layer, factor in zip((net.input_layer, net.hidden_layers[0], net.output_layer), factors):
+        assert lr_of[id(layer.weight)] == pytest.approx(0.1 * factor)
+        assert lr_of[id(layer.bias)] == pytest.approx(0.1 * factor)

@@ -42,6 +42,28 @@ CASES = [
     ("hermite_basis unknown", {"hermite_basis": "pca"}, "hermite_basis", "sample_pca"),
     ("pca_samples 0", {"pca_samples": 0}, "pca_samples", "[1, inf]"),
     ("live function in a file", {"batch_fn": "live:__main__.my_bfn"}, "batch_fn", "in-process"),
+    ("a module that is no loss", {"loss": "ReLU"}, "loss", "torch.nn loss class name"),
+    ("loss_kwargs it does not take", {"loss": "HuberLoss", "loss_kwargs": {"bogus": 1}}, "loss_kwargs", "delta"),
+    (
+        "optimizer_kwargs misspelt",
+        {"optimizer": "SGD", "optimizer_kwargs": {"momentm": 0.9}},
+        "optimizer_kwargs",
+        "momentum",
+    ),
+    ("the abstract optimizer", {"optimizer": "Optimizer"}, "optimizer", "class name"),
+    (
+        "model_kwargs misspelt",
+        {"model_class": "tests.mlp.test_modelscape_port:SimpleResNet", "model_kwargs": {"num_blokcs": 5}},
+        "model_kwargs",
+        "num_blokcs",
+    ),
+    ("init with model_class", {"model_class": "torch.nn:Linear", "init": "normal"}, "init", "initialises itself"),
+    (
+        "init_gain with model_class",
+        {"model_class": "torch.nn:Linear", "init_gain": 2.0},
+        "init_gain",
+        "initialises itself",
+    ),
 ]
 
 
