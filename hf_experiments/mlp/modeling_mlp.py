@@ -141,7 +141,20 @@ class MLPOutput(ModelOutput):
     predictions: torch.FloatTensor | None = None
 
 
-class MLP(PreTrainedModel):
+class FrozenInitCopy:
+    """Mixin for models with a centering copy `net_init`: it stays in eval mode (no dropout, BatchNorm statistics
+    frozen), as the original's baseline, whatever `train()` is called with."""
+
+    net_init: nn.Module | None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.net_init is not None:
+            self.net_init.eval()
+        return self
+
+
+class MLP(FrozenInitCopy, PreTrainedModel):
     """Fully connected network f(x) = readout(...)/gamma, optionally centred: f(x) - f_init(x)."""
 
     config: MLPConfig
@@ -213,13 +226,6 @@ class MLP(PreTrainedModel):
         if module.bias is not None:
             init.zeros_(module.bias)
 
-    def train(self, mode: bool = True) -> MLP:
-        """The centering copy stays in eval mode, as the original's baseline."""
-        super().train(mode)
-        if self.net_init is not None:
-            self.net_init.eval()
-        return self
-
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Post-activation hidden layers of the trained network, each (B, width) (grabs, coord checks)."""
         return self.net(x, return_hidden=True)[1]
@@ -248,4 +254,14 @@ def mse_output(out: torch.Tensor, labels: torch.Tensor | None, hint: str, squeez
     return MLPOutput(loss=loss, predictions=out)
 
 
-__all__ = ["MLP", "MUP_MISSING", "MLPNetwork", "MLPOutput", "MupifyLinear", "Readout", "ScaledLinear", "mse_output"]
+__all__ = [
+    "MLP",
+    "MUP_MISSING",
+    "FrozenInitCopy",
+    "MLPNetwork",
+    "MLPOutput",
+    "MupifyLinear",
+    "Readout",
+    "ScaledLinear",
+    "mse_output",
+]

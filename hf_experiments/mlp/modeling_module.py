@@ -25,7 +25,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_module import ModuleConfig
-from .modeling_mlp import MLPOutput, _as_buffers, mse_output
+from .modeling_mlp import FrozenInitCopy, MLPOutput, _as_buffers, mse_output
 
 # Values the wrapper applies itself: a `PreTrainedModel` factory's config must not apply them a second time.
 WRAPPER_KEYS = ("gamma", "centering", "parameterization", "init", "init_gain")
@@ -120,7 +120,7 @@ def _predictions(out: Any) -> torch.Tensor:
     raise TypeError(f"model_class returned {type(out).__name__}; expected a tensor of predictions")
 
 
-class ModuleModel(PreTrainedModel):
+class ModuleModel(FrozenInitCopy, PreTrainedModel):
     """f(x) = net(x) / gamma, optionally centred, where `net = model_class(**model_args)`."""
 
     config: ModuleConfig
@@ -141,13 +141,6 @@ class ModuleModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """The network's own constructor initialised it (see the module docstring)."""
-
-    def train(self, mode: bool = True) -> ModuleModel:
-        """The centering copy stays in eval mode (no dropout, BatchNorm statistics frozen), as the original's."""
-        super().train(mode)
-        if self.net_init is not None:
-            self.net_init.eval()
-        return self
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> MLPOutput:
         out = _predictions(self.net(x))
