@@ -4,7 +4,8 @@ Identical to `transformers.Trainer` except: a checkpoint counts as complete (and
 every rank has written its part; SIGTERM / SIGUSR1 lead to a checkpoint at the next optimizer-step boundary and a
 clean stop; `max_eval_batches` bounds evaluation; the seed framework's `per_device_batch_size`,
 `length_bucketed_sampling` and step schedule work for every experiment; on resume the current config's
-logging/eval/save intervals apply; and each checkpoint carries a copy of the run's `run_config.json`.
+logging/eval/save intervals apply; each checkpoint carries a copy of the run's `run_config.json`; and saved
+configs keep the model's `use_cache` (not the Trainer's training-time False).
 
 Design: `docs/framework.md`, section "`ExperimentTrainer`".
 """
@@ -30,6 +31,13 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
     length bucketing and the step schedule (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        model = kwargs.get("model", args[0] if args else None)
+        # `Trainer.__init__` sets `config.use_cache = args.use_cache` (False: no KV cache while training); saved
+        # configs get the model's own value back (`save_model`), so a model rebuilt from a run's config.json
+        # generates with its cache.
+        if model is not None and not hasattr(model, "_hfe_use_cache"):  # first Trainer of this model: its own value
+            model._hfe_use_cache = getattr(getattr(model, "config", None), "use_cache", True)
+        self._use_cache_to_save = getattr(model, "_hfe_use_cache", True)
         super().__init__(*args, **kwargs)
         self.preempted = False
         self._preemption = PreemptionCallback(self)
@@ -44,6 +52,18 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
                 f"{self.args.length_bucketed_sampling} are not allowed with a streamed training set "
                 f"({type(self.train_dataset).__name__}); they need a map-style dataset of rows"
             )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model` (checkpoints and the final model), with `use_cache` saved as the model had it
+        before training, not the Trainer's training-time False."""
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        if config is None or not hasattr(config, "use_cache"):
+            return super().save_model(output_dir, _internal_call)
+        during_training, config.use_cache = config.use_cache, self._use_cache_to_save
+        try:
+            return super().save_model(output_dir, _internal_call)
+        finally:
+            config.use_cache = during_training
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         try:
