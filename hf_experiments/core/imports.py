@@ -120,6 +120,11 @@ def _module_source(module_name: str) -> Path | None:
     return Path(origin) if origin and origin.endswith(".py") else None
 
 
+def _source_file(module_name: str) -> Path | None:
+    """A `file.py` path as it is, else the module's source found on `sys.path` (`_module_source`)."""
+    return Path(module_name) if module_name.endswith(".py") else _module_source(module_name)
+
+
 def _defines(source: Path, attr: str) -> bool:
     """Whether a module's source defines `attr` at top level (or may: `import *` or a module `__getattr__`)."""
     tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
@@ -147,7 +152,7 @@ def check_object(spec: str, what: str = "function") -> None:
         return
     module_name, attr = _split(spec, what)
     try:
-        source = Path(module_name) if module_name.endswith(".py") else _module_source(module_name)
+        source = _source_file(module_name)
         if module_name.endswith(".py") and not source.is_file():
             raise FileNotFoundError(module_name)
         if source is not None and not _defines(source, attr):
@@ -178,7 +183,7 @@ def accepted_keywords(spec: str) -> set[str] | None:
         return {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
     module_name, attr = _split(spec, "model_class")
     try:
-        source = Path(module_name) if module_name.endswith(".py") else _module_source(module_name)
+        source = _source_file(module_name)
     except (ImportError, OSError):
         return None
     if source is None or not source.is_file():

@@ -37,7 +37,6 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
         # generates with its cache.
         if model is not None and not hasattr(model, "_hfe_use_cache"):  # first Trainer of this model: its own value
             model._hfe_use_cache = getattr(getattr(model, "config", None), "use_cache", True)
-        self._use_cache_to_save = getattr(model, "_hfe_use_cache", True)
         super().__init__(*args, **kwargs)
         self.preempted = False
         self._preemption = PreemptionCallback(self)
@@ -56,10 +55,11 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """`Trainer.save_model` (checkpoints and the final model), with `use_cache` saved as the model had it
         before training, not the Trainer's training-time False."""
-        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        model = self.accelerator.unwrap_model(self.model)
+        config = getattr(model, "config", None)
         if config is None or not hasattr(config, "use_cache"):
             return super().save_model(output_dir, _internal_call)
-        during_training, config.use_cache = config.use_cache, self._use_cache_to_save
+        during_training, config.use_cache = config.use_cache, getattr(model, "_hfe_use_cache", True)
         try:
             return super().save_model(output_dir, _internal_call)
         finally:

@@ -103,12 +103,11 @@ class MLPExperiment(Experiment):
         )
         if d.batch_fn == "powerlaw_hermite" and m.model_class is None:
             check_trainable(MLP, config, cfg.run.init_checkpt)
-        for key in ("model_kwargs", "loss_kwargs", "optimizer_kwargs"):
-            json_object(key, getattr(m, key, None) if key == "model_kwargs" else getattr(t, key))
+        model_kwargs = json_object("model_kwargs", m.model_kwargs)
+        optimizer_kwargs = json_object("optimizer_kwargs", t.optimizer_kwargs)
         check_spec("loss", t.loss, torch.nn, LOSS_BASE, json_object("loss_kwargs", t.loss_kwargs))
         if t.optimizer is not None:
-            kwargs = json_object("optimizer_kwargs", t.optimizer_kwargs)
-            check_spec("optimizer", t.optimizer, torch.optim, torch.optim.Optimizer, kwargs)
+            check_spec("optimizer", t.optimizer, torch.optim, torch.optim.Optimizer, optimizer_kwargs)
             if m.parameterization == "mup":
                 raise ConfigError(
                     "optimizer",
@@ -132,7 +131,7 @@ class MLPExperiment(Experiment):
             except ValueError as e:
                 raise ConfigError("model_class", m.model_class, str(e)) from None
             accepted = accepted_keywords(m.model_class)
-            unknown = sorted(set(json_object("model_kwargs", m.model_kwargs)) - (accepted or set()))
+            unknown = sorted(set(model_kwargs) - (accepted or set()))
             if accepted is not None and unknown:
                 raise ConfigError(
                     "model_kwargs",
@@ -246,8 +245,9 @@ class MLPExperiment(Experiment):
         spec = m.model_class
         if spec.startswith(LIVE_PREFIX):  # so `from_pretrained` in this process finds it too
             LIVE_FACTORIES[spec] = factory
-        if spec.split(":")[0].endswith(".py"):  # a file: recorded absolute, so the saved folder finds it
-            spec = f"{Path(spec.rsplit(':', 1)[0]).resolve()}:{spec.rsplit(':', 1)[1]}"
+        path, _, attr = spec.rpartition(":")
+        if path.endswith(".py"):  # a file: recorded absolute, so the saved folder finds it
+            spec = f"{Path(path).resolve()}:{attr}"
         config = ModuleConfig(
             model_class=spec,
             model_args=constructor_args(factory, offered, extra),

@@ -76,6 +76,10 @@ class MLPTrainer(LossCheckpointMixin, ExperimentTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The configured loss, resolved once; None: MSE, the model's own loss.
+        spec = getattr(self.args, "loss", "MSELoss")
+        loss_kwargs = json_object("loss_kwargs", getattr(self.args, "loss_kwargs", None))
+        self._loss_fn = None if spec == "MSELoss" and not loss_kwargs else resolve_loss(spec, loss_kwargs)
         if isinstance(self.train_dataset, OnlineBatches):
             self.train_dataset.start_step = lambda: self.state.global_step
             # The stream starts at the resumed step itself; the Trainer must not skip batches on top of that.
@@ -93,12 +97,8 @@ class MLPTrainer(LossCheckpointMixin, ExperimentTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The configured loss on the model's predictions; MSE (the default) is the model's own loss."""
-        spec = getattr(self.args, "loss", "MSELoss")
-        kwargs = json_object("loss_kwargs", getattr(self.args, "loss_kwargs", None))
-        if spec == "MSELoss" and not kwargs:
+        if self._loss_fn is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if getattr(self, "_loss_fn", None) is None:
-            self._loss_fn = resolve_loss(spec, kwargs)
         outputs = model(x=inputs["x"])
         loss = apply_loss(self._loss_fn, outputs.predictions, inputs["labels"])
         outputs.loss = loss
