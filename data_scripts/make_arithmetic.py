@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from hf_experiments.blotch.arithmetic import ProblemParams, write_arithmetic_dataset
+from hf_experiments.blotch.arithmetic import ProblemParams, small_space, small_space_counts, write_arithmetic_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--zipf_order", type=float, default=0.0, help="Zipf exponent of numbers (0: uniform)")
     parser.add_argument("--p_paren", type=float, default=0.0, help="P(an entity is a parenthetical)")
+    parser.add_argument(
+        "--solver",
+        choices=("original", "sorted"),
+        default="original",
+        help="solution steps: the original's (grantsrb/blotching find_soln) or ours (sorted)",
+    )
+    parser.add_argument(
+        "--max_samples",
+        type=int,
+        default=None,
+        help="training-cache size (default n_train): a space with answers below 400 and fewer problems "
+        "than this is enumerated and split as the original does",
+    )
     parser.add_argument("--n_train", type=int, default=100_000, help="training problems")
     parser.add_argument("--n_val", type=int, default=1000, help="validation problems")
     parser.add_argument("--n_ood", type=int, default=1000, help="out-of-distribution problems (0: none)")
@@ -52,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("n_train", "n_val"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name}={getattr(args, name)} is not allowed; use a value >= 1")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise ValueError(f"--max_samples={args.max_samples} is not allowed; use a value >= 1")
     if args.n_ood < 0:
         raise ValueError(f"--n_ood={args.n_ood} is not allowed; use a value >= 0")
     params = ProblemParams(
@@ -63,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         space_mults=args.space_mults,
         zipf_order=args.zipf_order,
         p_paren=args.p_paren,
+        solver=args.solver,
     )
     num_proc = args.num_proc if args.n_train >= 20_000 else 1
     out = write_arithmetic_dataset(
@@ -77,8 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         num_proc=num_proc,
         overwrite=args.overwrite,
         push_to_hub=args.push_to_hub,
+        max_samples=args.max_samples,
     )
-    print(f"wrote {out} ({args.n_train} train, {args.n_val} validation, {args.n_ood} ood problems)")
+    n_train, n_val = args.n_train, args.n_val
+    if small_space(params, args.max_samples or args.n_train):
+        n_train, n_val = small_space_counts(params, n_train, n_val)
+        print("small problem space: every problem enumerated and split as the original does")
+    print(f"wrote {out} ({n_train} train, {n_val} validation, {args.n_ood} ood problems)")
     return 0
 
 

@@ -1,9 +1,11 @@
 """Arithmetic problems (sums and products of small integers) and their deterministic step-by-step solutions.
 
 Problems such as ``27+75``, ``3*2+18``, ``(4+9)*3`` are sampled with the parameters of the original's ``MathEnv``
-(grantsrb/blotching, ``envs.py``); :func:`solve` rewrites a problem one small labelled step at a time
-(parentheticals, ``rearrange``, ``expand``, ``decompose``, ``sum``, ``combine``) until only the answer is left.
-Train and validation problems never overlap. The dataset behind ``data_scripts/make_arithmetic.py`` is built here.
+(grantsrb/blotching, ``envs.py``); :func:`solve` rewrites a problem one small labelled step at a time until only the
+answer is left, by the original's rules (``solver="original"``, :mod:`.solver_original`, the default) or by ours
+(``solver="sorted"``: numbers kept in ascending order). Train and validation problems never overlap; a small
+problem space (the original's rule, :func:`small_space`) is enumerated and split. The dataset behind
+``data_scripts/make_arithmetic.py`` is built here.
 
 Design: `docs/semantic_blotching.md`, section "Problems and solutions".
 """
@@ -16,16 +18,22 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
+from itertools import pairwise
 from itertools import product as cartesian
 from typing import Any, Union
 
 import numpy as np
 
+from .solver_original import solve_original
+
 # An expression tree: a sum of products; a factor is an int or a parenthesised sum.
 Factor = Union[int, "SumExpr"]
 SumExpr = list[list[Factor]]
 
-STEP_LABELS = ("rearrange", "expand", "decompose", "sum", "combine")
+STEP_LABELS = ("rearrange", "expand", "decompose", "sum", "combine")  # the "sorted" solver's labels
+SOLVERS = ("original", "sorted")
+SMALL_MAX_VALUE = 400  # the original enumerates every problem when the largest possible answer is below this
+SMALL_VAL_SHARE = 0.2  # ... and holds out min(20%, val_samples) of them
 ENUMERATE_FACTOR = 4  # enumerate when the space holds at most this many times the problems asked for
 MAX_ENUMERATE = 5_000_000  # ... and is small enough to list in memory
 _TOKEN = re.compile(r"\d+|[+*()]")
@@ -46,8 +54,11 @@ class ProblemParams:
     space_mults: bool = True
     zipf_order: float = 0.0
     p_paren: float = 0.0
+    solver: str = "original"
 
     def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver={self.solver!r} is not allowed; use one of {', '.join(SOLVERS)}")
         for name, lo in (("max_num", 0), ("max_ents", 2), ("max_mult_num", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
@@ -58,14 +69,21 @@ class ProblemParams:
                 raise ValueError(f"{name}={value!r} is not allowed; use a probability in [0, 1]")
         if float(self.zipf_order) < 0:
             raise ValueError(f"zipf_order={self.zipf_order!r} is not allowed; use a value >= 0 (0 = uniform)")
+        if float(self.zipf_order) > 0:  # Zipf draws from 1..max: a range needs at least the value 1
+            for name in ("max_num", "max_mult_num") if self.p_mult > 0 else ("max_num",):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name}={getattr(self, name)} is not allowed with zipf_order > 0; use >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def value_pmf(hi: int, zipf_order: float) -> np.ndarray:
-    """P(k) for k in [0, hi]: uniform, or ∝ 1/(k+1)^zipf_order."""
-    weights = 1.0 / np.arange(1, hi + 2, dtype=np.float64) ** float(zipf_order)
+    """P(k) for k in [0, hi]: uniform, or as the original's Zipf ``P(k) ∝ 1/k^zipf_order`` on 1..hi (never 0)."""
+    if zipf_order == 0 or hi < 1:  # hi < 1 only for an unused range (checked in ProblemParams)
+        return np.full(hi + 1, 1.0 / (hi + 1))
+    weights = np.zeros(hi + 1)
+    weights[1:] = 1.0 / np.arange(1, hi + 1, dtype=np.float64) ** float(zipf_order)
     return weights / weights.sum()
 
 
@@ -147,13 +165,73 @@ def problem_space_size(params: ProblemParams) -> int | None:
     """How many distinct problems the sampler can produce; None with parentheticals (not enumerated)."""
     if params.p_paren > 0 and params.max_ents > 2:
         return None
+    zero = 0 if params.zipf_order > 0 else 1  # Zipf never draws 0
     total = 0
     for n in range(2, params.max_ents + 1):
         if _n_ents_pmf(n, params) == 0:
             continue
         for pattern, _ in _op_patterns(n, params):
-            total += math.prod(params.max_mult_num + 1 if m else params.max_num + 1 for m in _multiplicands(pattern))
+            total += math.prod((params.max_mult_num if m else params.max_num) + zero for m in _multiplicands(pattern))
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# The original's small-space rule
+# --------------------------------------------------------------------------------------------
+def max_value(params: ProblemParams) -> int:
+    """The largest answer by the original's estimate (``MathEnv.get_max_val``); it decides :func:`small_space`."""
+    n, mmn = params.max_ents, params.max_mult_num
+    if params.p_mult == 0:
+        return params.max_num * n
+    biggest = (n // 2) * mmn**2 + (n % 2) * params.max_num if params.space_mults else mmn**n
+    return max(biggest, params.max_num * n)
+
+
+def _all_patterns(n: int, params: ProblemParams) -> Iterator[tuple[bool, ...]]:
+    """Operator patterns the original enumerates: sums only when p_mult == 0, else every space_mults-legal one."""
+    for pattern in cartesian((False, True), repeat=n - 1) if params.p_mult > 0 else [(False,) * (n - 1)]:
+        if not (params.space_mults and any(a and b for a, b in pairwise(pattern))):
+            yield pattern
+
+
+def all_problems_size(params: ProblemParams) -> int:
+    """How many problems :func:`all_problems` lists (computed without listing them)."""
+    return sum(
+        math.prod((params.max_mult_num if m else params.max_num) + 1 for m in _multiplicands(pattern))
+        for n in range(2, params.max_ents + 1)
+        for pattern in _all_patterns(n, params)
+    )
+
+
+def all_problems(params: ProblemParams) -> np.ndarray:
+    """Every problem of 2..max_ents entities with values from 0, as the original's ``get_all_problems`` lists
+    them for a small space (whatever p_ent and zipf_order say); products keep their multiplicand range and
+    ``space_mults`` (the original's list does not: docs/semantic_blotching.md)."""
+    texts = []
+    for n in range(2, params.max_ents + 1):
+        for pattern in _all_patterns(n, params):
+            his = [params.max_mult_num if m else params.max_num for m in _multiplicands(pattern)]
+            grids = np.meshgrid(*[np.arange(hi + 1) for hi in his], indexing="ij")
+            values = np.stack([g.reshape(-1) for g in grids], axis=1)
+            mult = np.broadcast_to(np.array(pattern, dtype=bool), (len(values), n - 1))
+            texts.append(_join(values.astype(str).astype(object), mult, np.ones_like(mult)))
+    return np.concatenate(texts)
+
+
+def small_space(params: ProblemParams, max_samples: int) -> bool:
+    """The original's rule for enumerating instead of sampling: the largest answer is below 400 and every
+    problem fits in the training cache (fewer problems than ``max_samples``)."""
+    if params.p_paren > 0 and params.max_ents > 2:
+        return False
+    return max_value(params) < SMALL_MAX_VALUE and all_problems_size(params) < max_samples
+
+
+def small_space_counts(params: ProblemParams, n_train: int, n_val: int) -> tuple[int, int]:
+    """(train, validation) sizes of an enumerated space: min(20%, n_val) held out, the rest (at most n_train)
+    trained on, as the original splits it (at least one validation problem)."""
+    size = all_problems_size(params)
+    val = max(1, min(int(SMALL_VAL_SHARE * size), n_val))
+    return min(n_train, size - val), val
 
 
 def enumerate_problems(params: ProblemParams) -> tuple[np.ndarray, np.ndarray]:
@@ -383,10 +461,20 @@ def _solve_flat(tree: SumExpr) -> Iterator[tuple[SumExpr, str]]:
         yield state(), label
 
 
-def _solve_tree(tree: SumExpr) -> Iterator[tuple[SumExpr, str]]:
+def _solve_flat_original(tree: SumExpr) -> Iterator[tuple[SumExpr, str]]:
+    """The original's rules (:mod:`.solver_original`) on a sum of products, as trees for :func:`_solve_tree`."""
+    for text, label in solve_original(to_text(tree)):
+        yield parse(text), label
+
+
+_FLAT_SOLVERS = {"original": _solve_flat_original, "sorted": _solve_flat}
+
+
+def _solve_tree(tree: SumExpr, flat=_solve_flat) -> Iterator[tuple[SumExpr, str]]:
     """Steps of any expression: parentheticals first (leftmost), each replaced by its value once solved.
 
-    Yields the (mutated) whole tree after every step: consumers format it before resuming.
+    ``flat`` solves a sum without parentheses. Yields the (mutated) whole tree after every step: consumers
+    format it before resuming.
     """
     while True:
         where = next(
@@ -396,25 +484,37 @@ def _solve_tree(tree: SumExpr) -> Iterator[tuple[SumExpr, str]]:
         if where is None:
             break
         i, j = where
-        for inner, label in _solve_tree(tree[i][j]):
+        for inner, label in _solve_tree(tree[i][j], flat):
             tree[i][j] = inner[0][0] if len(inner) == 1 and len(inner[0]) == 1 else inner
             yield tree, label
-    yield from _solve_flat(tree)
+    yield from flat(tree)
 
 
-def solve(problem: str) -> list[tuple[str, str]]:
-    """``"27+75"`` -> ``[("7+20+75", "decompose"), ..., ("102", "sum")]``; the last step is the answer."""
+def solve(problem: str, solver: str = "original") -> list[tuple[str, str]]:
+    """``"27+75"`` -> ``[("7+20+75", "decompose2->1"), ..., ("102", "sum2->3")]``; the last step is the answer.
+
+    ``solver``: ``"original"`` (the original's rules and labels) or ``"sorted"`` (ours; labels
+    :data:`STEP_LABELS`). Parentheticals (ours only) are solved first, each by the same rules.
+    """
+    if solver not in _FLAT_SOLVERS:
+        raise ValueError(f"solver={solver!r} is not allowed; use one of {', '.join(SOLVERS)}")
+    if solver == "original" and "(" not in problem:
+        if "+" not in problem and "*" not in problem:
+            raise ValueError(f"problem {problem!r} is not allowed; it needs at least two entities")
+        if _FLAT.fullmatch(problem) is None:
+            raise ValueError(f"expression {problem!r} is not allowed; use digits, '+', '*' and parentheses")
+        return solve_original(problem)
     tree = parse(problem)
     if len(tree) == 1 and len(tree[0]) == 1 and isinstance(tree[0][0], int):
         raise ValueError(f"problem {problem!r} is not allowed; it needs at least two entities")
-    return [(to_text(state), label) for state, label in _solve_tree(tree)]
+    return [(to_text(state), label) for state, label in _solve_tree(tree, _FLAT_SOLVERS[solver])]
 
 
-def solve_batch(batch: dict[str, list]) -> dict[str, list]:
+def solve_batch(batch: dict[str, list], solver: str = "original") -> dict[str, list]:
     """``datasets.map`` function: ``problem`` -> ``solution`` ("s1=...=answer"), labels, answer, n_steps."""
     out: dict[str, list] = {"solution": [], "step_labels": [], "answer": [], "n_steps": []}
     for problem in batch["problem"]:
-        steps = solve(problem)
+        steps = solve(problem, solver)
         out["solution"].append("=".join(s for s, _ in steps))
         out["step_labels"].append([label for _, label in steps])
         out["answer"].append(int(steps[-1][0]))
@@ -430,14 +530,21 @@ def row_text(problem: str, solution: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Whole datasets
 # --------------------------------------------------------------------------------------------
-def solve_problems(problems: Sequence[str], num_proc: int | None = None, desc: str = "solve"):
+def solve_problems(problems: Sequence[str], num_proc: int | None = None, desc: str = "solve", solver: str = "original"):
     """A ``datasets.Dataset`` of problems with their solutions, solved on all cores for large inputs."""
     from datasets import Dataset
 
     ds = Dataset.from_dict({"problem": list(problems)})
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, max(1, len(ds) // 50_000)) or 1
-    return ds.map(solve_batch, batched=True, batch_size=2000, num_proc=num_proc if num_proc > 1 else None, desc=desc)
+    return ds.map(
+        solve_batch,
+        batched=True,
+        batch_size=2000,
+        num_proc=num_proc if num_proc > 1 else None,
+        desc=desc,
+        fn_kwargs={"solver": solver},
+    )
 
 
 def build_splits(
@@ -449,23 +556,36 @@ def build_splits(
     ood_max_num: int | None = None,
     ood_max_ents: int | None = None,
     num_proc: int | None = None,
+    max_samples: int | None = None,
 ) -> dict[str, Any]:
-    """``{"train", "validation"[, "ood"]}`` datasets: distinct problems, train and validation disjoint."""
+    """``{"train", "validation"[, "ood"]}`` datasets: distinct problems, train and validation disjoint.
+
+    A small space (:func:`small_space` with ``max_samples``, default ``n_train``) is enumerated and split:
+    fewer problems than asked for may result (:func:`small_space_counts`).
+    """
     rng = np.random.default_rng(seed)
-    problems = distinct_problems(n_train + n_val, params, rng)
-    # Validation first: its problems do not depend on n_train.
-    splits = {"validation": problems[:n_val], "train": problems[n_val:]}
+    if small_space(params, max_samples or n_train):
+        problems = all_problems(params)
+        problems = problems[rng.permutation(len(problems))]  # uniform, as the original shuffles its list
+        train, val = small_space_counts(params, n_train, n_val)
+        splits = {"validation": problems[:val], "train": problems[val : val + train]}
+    else:
+        problems = distinct_problems(n_train + n_val, params, rng)
+        # Validation first: its problems do not depend on n_train.
+        splits = {"validation": problems[:n_val], "train": problems[n_val:]}
     if n_ood:
         splits["ood"] = sample_ood_problems(n_ood, params, np.random.default_rng([seed, 1]), ood_max_num, ood_max_ents)
-    return {name: solve_problems(p, num_proc, desc=f"solve {name}") for name, p in splits.items()}
+    return {name: solve_problems(p, num_proc, desc=f"solve {name}", solver=params.solver) for name, p in splits.items()}
 
 
 DESCRIPTION = """\
 Arithmetic problems (sums and products of small integers) with deterministic step-by-step solutions, for the
 semantic-blotching experiments (`hf_experiments.blotch.arithmetic`; original: grantsrb/blotching). Columns: `problem`,
-`solution` (`step_1=...=answer`; a training row is `problem=solution`), `step_labels` (rearrange, expand,
-decompose, sum, combine), `answer`, `n_steps`. Train and validation problems are distinct and disjoint; the
-`ood` split holds problems with larger numbers or more entities than the training distribution allows."""
+`solution` (`step_1=...=answer`; a training row is `problem=solution`), `step_labels` (the `solver`'s labels:
+the original's rearrange, decomposemult, decompose{j}->{m}, sum{m}->{n}, combine{m}->{j}, or the `sorted`
+solver's rearrange, expand, decompose, sum, combine), `answer`, `n_steps`. Train and validation problems are
+distinct and disjoint (a small space is enumerated and split, as the original does: `split_rule`); the `ood`
+split holds problems with larger numbers or more entities than the training distribution allows."""
 
 
 def write_arithmetic_dataset(
@@ -480,11 +600,13 @@ def write_arithmetic_dataset(
     num_proc: int | None = None,
     overwrite: bool = False,
     push_to_hub: str | None = None,
+    max_samples: int | None = None,
 ) -> str:
     """Generate and write a dataset folder with a card (``datasets.load_dataset(out_dir)`` opens it)."""
     from hf_experiments.core.dataset_io import write_dataset
 
-    splits = build_splits(params, n_train, n_val, n_ood, seed, ood_max_num, ood_max_ents, num_proc)
+    splits = build_splits(params, n_train, n_val, n_ood, seed, ood_max_num, ood_max_ents, num_proc, max_samples)
+    enumerated = small_space(params, max_samples or n_train)
     card = {
         "generator": "arithmetic",
         **params.to_dict(),
@@ -494,6 +616,8 @@ def write_arithmetic_dataset(
         "seed": seed,
         "ood": asdict(ood_params(params, ood_max_num, ood_max_ents)) if n_ood else None,
         "problem_space_size": problem_space_size(params),
+        "split_rule": "enumerated (the original's small-space rule)" if enumerated else "sampled",
+        "split_sizes": {name: len(ds) for name, ds in splits.items()},
     }
     tables = {name: ds.data.table for name, ds in splits.items()}
     return str(

@@ -53,11 +53,27 @@ class BlotchDataArguments:
     p_mult: float = prob(0.0, "Probability that an operator is '*'.")
     max_mult_num: int = bounded(9, "Largest multiplicand.", lo=0)
     space_mults: bool = field(default=True, metadata={"help": "Never two '*' in a row."})
-    zipf_order: float = bounded(0.0, "Zipf exponent of number sampling (0: uniform).", lo=0.0)
-    p_paren: float = prob(0.0, "Probability that an entity is a parenthetical.")
+    zipf_order: float = bounded(
+        0.0, "Zipf exponent of number sampling: P(k) ∝ 1/k^s on 1..max (never 0), as the original (0: uniform).", lo=0.0
+    )
+    p_paren: float = prob(0.0, "Probability that an entity is a parenthetical (ours; the original has none).")
+    solver: Literal["original", "sorted"] = field(
+        default="original",
+        metadata={
+            "help": "Solution steps: original (grantsrb/blotching's find_soln, exactly), or sorted (ours: "
+            "numbers kept ascending, one decompose per number; docs/semantic_blotching.md)."
+        },
+    )
     init_samples: int | None = bounded(None, "Training problems (default: max_samples).", lo=1)
-    max_samples: int | None = bounded(None, "Most rows of the training cache (default: init_samples).", lo=1)
-    val_samples: int = bounded(1000, "Validation problems (disjoint from training).", lo=1)
+    max_samples: int | None = bounded(
+        None,
+        "Most rows of the training cache (default: init_samples). As the original: a space whose largest "
+        "answer is below 400 and that holds fewer problems than this is enumerated and split.",
+        lo=1,
+    )
+    val_samples: int = bounded(
+        1000, "Validation problems (disjoint from training; an enumerated space holds out min(20%, this)).", lo=1
+    )
     ood_samples: int = bounded(500, "Out-of-distribution problems (0: none).", lo=0)
     ood_max_num: int | None = bounded(None, "OOD largest number (default 2*max_num+1).", lo=0)
     ood_max_ents: int | None = bounded(None, "OOD most entities (default max_ents+1).", lo=2)
@@ -115,6 +131,20 @@ class BlotchDataArguments:
         default=False, metadata={"help": "axe_tol is an absolute loss difference (else relative)."}
     )
     axe_comp_steps: int = bounded(2, "Steps after an axed step whose loss is compared.", lo=1)
+    axe_rule: Literal["ours", "original"] = field(
+        default="ours",
+        metadata={
+            "help": "ours: axe_tol on the same tokens with and without the step; original: the original "
+            "code's cost (everything after the cut, the baseline counting the removed step's tokens) with "
+            "axe_abs_limit and axe_rel_limit applied together (docs/semantic_blotching.md)."
+        },
+    )
+    axe_abs_limit: float | None = bounded(
+        None, "axe_rule=original: keep a removal when its loss difference is below this (None: no limit)."
+    )
+    axe_rel_limit: float | None = bounded(
+        None, "axe_rule=original: ... and its difference relative to the baseline below this (None: no limit)."
+    )
     internalize_steps: int = bounded(
         0, "Stepwise-internalization baseline: every round drops this many more leading solution steps (0: off).", lo=0
     )

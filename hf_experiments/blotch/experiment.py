@@ -17,6 +17,7 @@ from pathlib import Path
 
 from datasets import DatasetDict, load_dataset
 from filelock import FileLock
+from transformers.utils import logging
 
 from hf_experiments.blotch import evaluation as blotch_eval
 from hf_experiments.blotch.self_training.cache_trainer import CacheTrainerMixin
@@ -36,13 +37,22 @@ from hf_experiments.core.experiment import Experiment
 from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 from hf_experiments.core.tokenization_char import CharTokenizer
 
-from .arithmetic import ProblemParams, ood_params, problem_space_size, write_arithmetic_dataset
+from .arithmetic import (
+    ProblemParams,
+    ood_params,
+    problem_space_size,
+    small_space,
+    small_space_counts,
+    write_arithmetic_dataset,
+)
 from .blotch_config import BlotchDataArguments, BlotchModelArguments, BlotchTrainingArguments
 from .blotch_trainer import BlotchTrainer
 from .blotching import BlotchCollator, default_n_btokens
 from .configuration_blotch import BlotchConfig
 from .modeling_blotch import BlotchModel
 from .tokenization_arith import arith_tokenizer, encode_rows
+
+logger = logging.get_logger(__name__)
 
 
 class BlotchCacheTrainer(CacheTrainerMixin, BlotchTrainer):
@@ -59,6 +69,7 @@ def problem_params(d: BlotchDataArguments) -> ProblemParams:
         space_mults=d.space_mults,
         zipf_order=d.zipf_order,
         p_paren=d.p_paren,
+        solver=d.solver,
     )
 
 
@@ -73,6 +84,11 @@ def uses_cache(d: BlotchDataArguments) -> bool:
 
 def n_train(d: BlotchDataArguments) -> int:
     return d.init_samples or d.max_samples or 20_000
+
+
+def cache_cap(d: BlotchDataArguments) -> int:
+    """Most rows of the training cache; also what the original's small-space rule compares the space with."""
+    return d.max_samples or n_train(d)
 
 
 def resolved_n_btokens(m: BlotchModelArguments, d: BlotchDataArguments) -> int:
@@ -106,6 +122,7 @@ def dataset_name(d: BlotchDataArguments) -> str:
     spec = {
         **problem_params(d).to_dict(),
         "n_train": n_train(d),
+        "max_samples": cache_cap(d),
         "n_val": d.val_samples,
         "n_ood": d.ood_samples,
         "ood_max_num": d.ood_max_num,
@@ -139,6 +156,9 @@ class BlotchExperiment(Experiment):
         check_trainable(BlotchModel, model_config_of(cfg, arith_tokenizer()), cfg.run.init_checkpt)
         if d.init_samples and d.max_samples and d.init_samples > d.max_samples:
             raise ConfigError("init_samples", d.init_samples, f"at most max_samples={d.max_samples}")
+        for key in ("axe_abs_limit", "axe_rel_limit"):
+            if getattr(d, key) is not None and d.axe_rule != "original":
+                raise ConfigError(key, getattr(d, key), "unset unless axe_rule='original' (ours uses axe_tol)")
         cls._validate_cache(cfg)
         if t.n_rollouts > 1 and t.val_temp == 0:
             raise ConfigError("n_rollouts", t.n_rollouts, "1 with greedy decoding (set val_temp > 0 to vote)")
@@ -153,7 +173,9 @@ class BlotchExperiment(Experiment):
             except ValueError as e:
                 raise ConfigError("max_num", d.max_num, str(e)) from None
             size = problem_space_size(params)
-            if size is not None and size < n_train(d) + d.val_samples:
+            if small_space(params, cache_cap(d)):  # enumerated and split as the original: counts may shrink
+                pass
+            elif size is not None and size < n_train(d) + d.val_samples:
                 raise ConfigError(
                     "init_samples",
                     n_train(d),
@@ -181,7 +203,7 @@ class BlotchExperiment(Experiment):
         if d.star_rationalize and not d.star_loops:
             raise ConfigError("star_rationalize", True, "false unless star_loops > 0")
         grows = d.star_loops or (d.aug_loops and not d.in_place)
-        cap = d.max_samples or n_train(d)
+        cap = cache_cap(d)
         if grows and cap <= n_train(d) and d.cache_full_policy == "drop_new":
             key, value = ("star_loops", d.star_loops) if d.star_loops else ("in_place", d.in_place)
             raise ConfigError(
@@ -225,7 +247,14 @@ class BlotchExperiment(Experiment):
                         d.generation_seed,
                         d.ood_max_num,
                         d.ood_max_ents,
+                        max_samples=cache_cap(d),
                     )
+            if small_space(problem_params(d), cache_cap(d)):
+                train, val = small_space_counts(problem_params(d), n_train(d), d.val_samples)
+                logger.warning(
+                    f"small problem space: every problem enumerated and split as the original does "
+                    f"({train} train, {val} validation; max_samples={cache_cap(d)})"
+                )
         raw = load_dataset(str(path))
         self.tokenizer = tok = arith_tokenizer()
 
@@ -281,9 +310,7 @@ class BlotchExperiment(Experiment):
                 data_collator=self.collator(model),
                 processing_class=self.tokenizer,
             )
-        cache = DataCache.from_dataset(
-            self.tokenizer, data["train"], n_train(d), d.max_samples or n_train(d), d.cache_full_policy
-        )
+        cache = DataCache.from_dataset(self.tokenizer, data["train"], n_train(d), cache_cap(d), d.cache_full_policy)
         trainer = BlotchCacheTrainer(
             model=model,
             args=self.cfg.training,
@@ -330,7 +357,19 @@ class BlotchExperiment(Experiment):
         if d.aug_loops:
             out.append(AugmentCallback(ctx, schedule, d.aug_loops, d.aug_temp, d.in_place))
         if d.axe_loops:
-            out.append(AxeCallback(ctx, schedule, d.axe_loops, d.axe_tol, d.abs_axe_tol, d.axe_comp_steps))
+            out.append(
+                AxeCallback(
+                    ctx,
+                    schedule,
+                    d.axe_loops,
+                    d.axe_tol,
+                    d.abs_axe_tol,
+                    d.axe_comp_steps,
+                    rule=d.axe_rule,
+                    abs_limit=d.axe_abs_limit,
+                    rel_limit=d.axe_rel_limit,
+                )
+            )
         if d.internalize_steps:
             out.append(InternalizeCallback(ctx, schedule, d.internalize_steps))
         val = data["validation"].select(range(min(len(data["validation"]), d.history_eval_samples)))

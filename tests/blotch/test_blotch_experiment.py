@@ -64,6 +64,10 @@ def parse(tmp_path, **cfg):
         ({"ood_max_num": 9, "ood_max_ents": 3}, "ood_max_num"),
         ({"posenc_type": "Rotary"}, "posenc_type"),
         ({"blotch_p": 1.5}, "blotch_p"),
+        ({"solver": "fast"}, "solver"),
+        ({"axe_abs_limit": 1.0}, "axe_abs_limit"),  # only with axe_rule='original'
+        ({"axe_rule": "strict"}, "axe_rule"),
+        ({"zipf_order": 1.0, "max_num": 0, "ood_max_num": 5}, "max_num"),  # Zipf draws from 1..max_num
     ],
 )
 def test_bad_configs_are_rejected_before_anything_is_written(tmp_path, bad, key):

@@ -491,3 +491,59 @@ def test_an_empty_shard_gives_an_empty_result():
 def test_bad_arguments_name_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
         call(scripted({}))
+
+
+def brute_force_original_costs(model, problem: str, solution: str, btok: int | None):
+    """The original's axing numbers (``datas.axe_data``), one candidate at a time from character offsets: the
+    tokens from the removed step's first character on; (with, without) per intermediate step."""
+    n_real = model.config.vocab_size - model.config.n_btokens
+    shift = 1 + (btok is not None)
+
+    def ce(text: str):
+        ids = torch.tensor(encode_rows(TOK, [text])[0])
+        if btok is not None:
+            ids = torch.cat([torch.tensor([btok]), ids])
+        with torch.no_grad():
+            return F.cross_entropy(model(input_ids=ids[None]).logits[0, :-1, :n_real], ids[1:], reduction="none")
+
+    full = f"{problem}={solution}"
+    eqs = [i for i, c in enumerate(full) if c == "="]
+    out = []
+    for j in range(1, len(solution.split("="))):
+        ax = eqs[j - 1] + 1  # the removed step's first character; its tokens run to and with the next '='
+        short = full[:ax] + full[eqs[j] + 1 :]
+        ce_f, ce_s = ce(full), ce(short)
+        tail_s = ce_s[ax + shift - 1 :]  # targets from the cut on (EOS included)
+        out.append((float(ce_f[ax + shift - 1 :].sum() / len(tail_s)), float(tail_s.mean())))
+    return out
+
+
+def test_original_axing_costs_equal_the_originals_formula():
+    model = tiny_blotch()
+    problems, solutions = zip(*ROWS)
+    rc = removal_costs(model, TOK, problems, solutions, comp_steps=1, blotch_p=0.4, batch_size=3)
+    btok = btoken_id(model, 0.4)
+    expected = [c for p, s in ROWS for c in brute_force_original_costs(model, p, s, btok)]
+    torch.testing.assert_close(
+        torch.tensor(rc.orig_with), torch.tensor([e[0] for e in expected]), atol=1e-4, rtol=1e-4, check_dtype=False
+    )
+    torch.testing.assert_close(
+        torch.tensor(rc.orig_without), torch.tensor([e[1] for e in expected]), atol=1e-4, rtol=1e-4, check_dtype=False
+    )
+    # the baseline counts the removed step's tokens: it is larger than the same tokens' mean would be (negative control)
+    assert (rc.orig_with > rc.loss_with).mean() > 0.5
+
+
+def test_original_axing_rule_applies_both_limits():
+    model = scripted(AXE_SCRIPTS)
+    problems = list(AXE_SCRIPTS)
+    solutions = [gt(p) for p in problems]
+    free = axe(model, TOK, problems, solutions, tol=0.0, abs_tol=True, comp_steps=1, rule="original", **GEN)
+    assert free.solutions[problems.index("27+75")] is not None  # no limits: a solved row always loses a step
+    for limits in ({"abs_limit": -1e9}, {"rel_limit": -1e9}, {"abs_limit": 1e9, "rel_limit": -1e9}):
+        none = axe(
+            model, TOK, problems, solutions, tol=1e9, abs_tol=True, comp_steps=1, rule="original", **GEN, **limits
+        )
+        assert all(s is None for s in none.solutions), limits  # either limit alone vetoes
+    with pytest.raises(ValueError, match="rule='fast' is not allowed"):
+        axe(model, TOK, problems, solutions, tol=1.0, abs_tol=True, comp_steps=1, rule="fast", **GEN)

@@ -1,13 +1,15 @@
 """Axing: for rows the model solves, remove the single intermediate step whose removal
 costs least (teacher-forced loss of what follows, per token, with and without it) when within tolerance and the
-answer stays correct. Readings of the seed and details: `docs/data_cache.md`.
+answer stays correct. Readings of the seed and details: `docs/data_cache.md`; ``rule="original"`` scores and
+accepts as the original's code does (``datas.axe_data``; the differences: `docs/semantic_blotching.md`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -44,6 +46,10 @@ class RemovalCosts:
     loss_with: np.ndarray  # (C,) mean token loss of what follows, step kept
     loss_without: np.ndarray  # (C,) the same tokens, step removed
     answer_ok: np.ndarray  # (C,) bool: teacher-forced argmax reproduces the answer digits and EOS, step removed
+    # The original's numbers: everything after the removed step's opening '=' to the end, both divided by the
+    # shortened row's token count; the full row's sum includes the removed step's own tokens.
+    orig_with: np.ndarray  # (C,)
+    orig_without: np.ndarray  # (C,)
 
     def cost(self, abs_tol: bool) -> np.ndarray:
         """``L_without - L_with``, or relative to ``L_with`` (floored) when not ``abs_tol``."""
@@ -53,9 +59,10 @@ class RemovalCosts:
 
 def _segment_stats(
     model: Any, tokenizer: Any, texts: Sequence[str], btok: int | None, batch_size: int, n_segments: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Teacher-forced rows ``[btok] BOS text EOS``: per row and segment (the ``=`` opens a segment), the
-    summed token loss, the token count and the answer-token argmax misses ('=' excluded); each (R, S)."""
+    summed token loss, the token count, the answer-token argmax misses ('=' excluded) and the loss of the
+    segment's opening '='; each (R, S)."""
     device = next(model.parameters()).device
     eq = tokenizer.convert_tokens_to_ids("=")
     n_real = _n_real_tokens(model)
@@ -66,6 +73,7 @@ def _segment_stats(
     loss_sum = np.zeros((len(rows), n_segments))
     count = np.zeros((len(rows), n_segments))
     wrong = np.zeros((len(rows), n_segments))
+    eq_loss = np.zeros((len(rows), n_segments))
     for start in range(0, len(rows), batch_size):
         idx = order[start : start + batch_size]
         ids = pad_rows([rows[i] for i in idx], tokenizer.pad_token_id)  # (B, T) right-padded
@@ -82,10 +90,11 @@ def _segment_stats(
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * valid  # (B, T-1)
         miss = ((logits.argmax(-1) != target) & valid & (target != eq)).float()
         seg = torch.cumsum(ids == eq, 1)[:, 1:].clamp(max=n_segments - 1).to(device)  # (B, T-1) of each target
-        for out, val in ((loss_sum, ce), (count, valid.float()), (wrong, miss)):
+        opening = ce * (target == eq)  # each segment after the problem starts with one '=' target
+        for out, val in ((loss_sum, ce), (count, valid.float()), (wrong, miss), (eq_loss, opening)):
             acc = torch.zeros(len(idx), n_segments, device=device).scatter_add_(1, seg, val)
             out[idx] = acc.cpu().double().numpy()
-    return loss_sum, count, wrong
+    return loss_sum, count, wrong, eq_loss
 
 
 def removal_costs(
@@ -116,14 +125,14 @@ def removal_costs(
     cand_step = np.concatenate([np.arange(1, k) for k in n_seg]) if len(split) else np.zeros(0, int)  # (C,)
     empty = np.zeros(0)
     if len(cand_row) == 0:
-        return RemovalCosts(cand_row, cand_step.astype(int), empty, empty, np.zeros(0, bool))
+        return RemovalCosts(cand_row, cand_step.astype(int), empty, empty, np.zeros(0, bool), empty, empty)
     full = [f"{p}={s}" for p, s in zip(problems, solutions)]
     short = [problems[i] + "=" + "=".join(split[i][: j - 1] + split[i][j:]) for i, j in zip(cand_row, cand_step)]
     width = int(n_seg.max()) + 1
     with _inference(model) as inner:
         btok = btoken_id(inner, blotch_p)
-        base_loss, base_cnt, _ = _segment_stats(inner, tokenizer, full, btok, batch_size, width)
-        cut_loss, cut_cnt, cut_wrong = _segment_stats(inner, tokenizer, short, btok, batch_size, width)
+        base_loss, base_cnt, _, base_eq = _segment_stats(inner, tokenizer, full, btok, batch_size, width)
+        cut_loss, cut_cnt, cut_wrong, cut_eq = _segment_stats(inner, tokenizer, short, btok, batch_size, width)
 
     def window(values: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Sum of segments lo..hi (inclusive) of the given rows, via prefix sums."""
@@ -137,7 +146,12 @@ def removal_costs(
     loss_with = window(base_loss, cand_row, cand_step + 1, last) / window(base_cnt, cand_row, cand_step + 1, last)
     loss_without = window(cut_loss, cut_idx, cand_step, last - 1) / window(cut_cnt, cut_idx, cand_step, last - 1)
     answer_ok = cut_wrong[cut_idx, k - 1] == 0  # the answer is segment K-1 once a step is gone
-    return RemovalCosts(cand_row, cand_step, loss_with, loss_without, answer_ok)
+    # The original: targets from the removed step's first token on (its opening '=' is before the cut), i.e.
+    # full-row segments j..K and shortened-row segments j..K-1, each without the opening '=' of segment j.
+    n_after = window(cut_cnt, cut_idx, cand_step, k - 1) - 1
+    orig_without = (window(cut_loss, cut_idx, cand_step, k - 1) - cut_eq[cut_idx, cand_step]) / n_after
+    orig_with = (window(base_loss, cand_row, cand_step, k) - base_eq[cand_row, cand_step]) / n_after
+    return RemovalCosts(cand_row, cand_step, loss_with, loss_without, answer_ok, orig_with, orig_without)
 
 
 def axe(
@@ -152,13 +166,21 @@ def axe(
     blotch_p: float | None,
     batch_size: int,
     max_new_tokens: int,
+    rule: Literal["ours", "original"] = "ours",
+    abs_limit: float | None = None,
+    rel_limit: float | None = None,
 ) -> ManipulationResult:
     """Remove the least-cost single intermediate step of each row the model solves, if within ``tol``.
 
     ``solutions[i]`` of the result is the row minus that step, or None (unsolved, no intermediate step, no
     candidate keeps the answer, or the least cost exceeds ``tol``). ``answer_acc``: share of rows solved.
+    ``rule="original"``: the original's costs (``RemovalCosts.orig_*``), the least absolute difference chosen and
+    kept when ``diff < abs_limit`` and ``diff / with < rel_limit`` (None: no limit); ``tol``, ``abs_tol`` and
+    ``comp_steps`` are then unused.
     """
     _check_common(batch_size, max_new_tokens)
+    if rule not in ("ours", "original"):
+        raise ValueError(f"rule={rule!r} is not allowed; use 'ours' or 'original'")
     _check_pairs(problems, solutions)
     if not problems:  # an empty shard of a rank
         return _result([], 0, 0.0, {"solved": 0.0, "candidates": 0.0})
@@ -185,13 +207,21 @@ def axe(
             blotch_p=blotch_p,
             batch_size=batch_size,
         )
-        cost = np.where(rc.answer_ok, rc.cost(abs_tol), np.inf)
+        if rule == "original":
+            cost = np.where(rc.answer_ok, rc.orig_without - rc.orig_with, np.inf)
+            rel = cost / np.maximum(rc.orig_with, REL_FLOOR)
+            lim_abs = math.inf if abs_limit is None else abs_limit
+            lim_rel = math.inf if rel_limit is None else rel_limit
+            accept = np.isfinite(cost) & (cost < lim_abs) & (rel < lim_rel)
+        else:
+            cost = np.where(rc.answer_ok, rc.cost(abs_tol), np.inf)
+            accept = np.isfinite(cost) & (cost <= tol)
         order = np.lexsort((rc.step, cost, rc.row))  # per row: least cost first, ties -> earliest step
         rows, first = np.unique(rc.row[order], return_index=True)
         best = order[first]
         chosen = []
         for r, c in zip(rows, best):
-            if np.isfinite(cost[c]) and cost[c] <= tol:
+            if accept[c]:
                 i = sel[r]
                 steps = solutions[i].split("=")
                 kept[i] = "=".join(steps[: rc.step[c] - 1] + steps[rc.step[c] :])

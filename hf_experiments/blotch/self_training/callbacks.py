@@ -70,7 +70,9 @@ class StarCallback(CacheManipulation):
         problems = self.new_problems(self.loops * ctx.batch_size, round_)
         from hf_experiments.blotch.arithmetic import solve
 
-        longest = max((solution_length("=".join(s for s, _ in solve(p))) for p in problems), default=1)
+        longest = max(
+            (solution_length("=".join(s for s, _ in solve(p, self.params.solver))) for p in problems), default=1
+        )
         budget = _max_new_tokens(ctx, problems, longest)
 
         def run(local: np.ndarray):
@@ -83,6 +85,7 @@ class StarCallback(CacheManipulation):
                 batch_size=ctx.batch_size,
                 max_new_tokens=budget,
                 rationalize=self.rationalize,
+                solver=self.params.solver,
             )
 
         merged = run_sharded(len(problems), run, ctx, (round_, 1))
@@ -157,9 +160,13 @@ class AxeCallback(CacheManipulation):
         abs_tol: bool,
         comp_steps: int,
         axe_fn: Callable | None = None,
+        rule: str = "ours",
+        abs_limit: float | None = None,
+        rel_limit: float | None = None,
     ) -> None:
         super().__init__(ctx, schedule)
         self.loops, self.tol, self.abs_tol, self.comp_steps, self.axe_fn = loops, tol, abs_tol, comp_steps, axe_fn
+        self.rule, self.abs_limit, self.rel_limit = rule, abs_limit, rel_limit
 
     def apply(self, round_, state):
         ctx, cache = self.ctx, self.ctx.cache
@@ -181,6 +188,9 @@ class AxeCallback(CacheManipulation):
                 blotch_p=ctx.blotch_p,
                 batch_size=ctx.batch_size,
                 max_new_tokens=budget,
+                rule=self.rule,
+                abs_limit=self.abs_limit,
+                rel_limit=self.rel_limit,
             )
 
         merged = run_sharded(len(rows), run, ctx, (round_, 3))

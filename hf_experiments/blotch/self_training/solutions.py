@@ -35,9 +35,9 @@ def solution_length(solution: str) -> int:
     return len(solution) + 1
 
 
-def ground_truth(problem: str) -> str:
+def ground_truth(problem: str, solver: str = "original") -> str:
     """The solver's solution ``"s1=...=answer"`` of ``problem``."""
-    return "=".join(step for step, _ in solve(problem))
+    return "=".join(step for step, _ in solve(problem, solver))
 
 
 def _is_number(text: str) -> bool:

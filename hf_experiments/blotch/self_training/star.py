@@ -88,17 +88,19 @@ def star(
     n_rollouts: int = 1,
     rationalize_temp: float = 1.0,
     rationalize_tries: int = 8,
+    solver: str = "original",
 ) -> ManipulationResult:
     """STaR bootstrapping on new problems: keep a correct model solution shorter than the ground truth.
 
     ``rationalize``: rows whose sampled final answer was wrong get a second chance through :func:`rationalize`
     (kept under the same rule). ``answer_acc`` is the share of rollouts with the right final answer.
+    ``solver`` writes the ground truth whose length a kept solution must beat.
     """
     _check_common(batch_size, max_new_tokens, temperature)
     if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, (int, np.integer)) or n_rollouts < 1:
         raise ValueError(f"n_rollouts={n_rollouts!r} is not allowed; use an integer >= 1")
     values = [evaluate(p) for p in problems]
-    limits = [solution_length(ground_truth(p)) for p in problems]
+    limits = [solution_length(ground_truth(p, solver)) for p in problems]
     kept, acc, answered = _solve_and_filter(
         model,
         tokenizer,

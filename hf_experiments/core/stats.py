@@ -1,0 +1,42 @@
+"""Means with 95% intervals for results over seeds (Student's t), shared by the experiments' figures and tables.
+
+Written here because scipy is not a dependency of this package: only the two-sided 95% t quantile is needed, and
+it is tabulated below (from the t distribution; normal value beyond 30 degrees of freedom).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+# two-sided 95% quantiles t_{0.975, df}, df = 1..30
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t975(df: int) -> float:
+    """The two-sided 95% Student-t quantile for ``df`` degrees of freedom (1.96 beyond 30)."""
+    if df < 1:
+        raise ValueError(f"df={df} is not allowed; use at least 1 degree of freedom (two values)")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, half-width of its 95% interval); the half-width is NaN for a single value."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("values is empty; pass at least one value")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, t975(n - 1) * sd / math.sqrt(n)
+
+
+def fmt_ci(values: Sequence[float], digits: int = 3) -> str:
+    """``"0.985 ± 0.006"`` (or the bare mean for one value)."""
+    mean, half = mean_ci(values)
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
