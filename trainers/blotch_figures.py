@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no_direct", action="store_true", help="leave out the direct baseline")
     p.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds)
     p.add_argument("--layers", type=int, nargs="+", default=defaults.layers, help="depths of the layer sweep")
+    p.add_argument(
+        "--layer_roles",
+        nargs="+",
+        choices=("vanilla", "blotched", "direct"),
+        default=defaults.layer_roles,
+        help="configs trained at every depth of the layer sweep",
+    )
     p.add_argument("--temperatures", type=float, nargs="+", default=defaults.temperatures)
     p.add_argument("--n_eval", type=int, default=defaults.n_eval, help="validation problems per temperature")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (the cores are split between them)")
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(a.temperatures) < 0 or a.n_eval < 1 or a.jobs < 1:
         print("config error: --temperatures >= 0, --n_eval >= 1 and --jobs >= 1 are required", file=sys.stderr)
         return 2
-    plan = FigurePlan(configs, a.seeds, a.layers, a.temperatures, a.n_eval)
+    plan = FigurePlan(configs, a.seeds, a.layers, a.temperatures, a.n_eval, a.layer_roles)
     summary = make_figures(plan, a.save_root, a.jobs, a.set, a.copy_to)
     print(json.dumps(summary, indent=1))
     return 0

@@ -228,8 +228,11 @@ def small_space(params: ProblemParams, max_samples: int) -> bool:
 
 def small_space_counts(params: ProblemParams, n_train: int, n_val: int) -> tuple[int, int]:
     """(train, validation) sizes of an enumerated space: min(20%, n_val) held out, the rest (at most n_train)
-    trained on, as the original splits it (at least one validation problem)."""
+    trained on, as the original splits it (at least one validation problem). Raises ValueError for a space of
+    one problem (nothing would be left to train on)."""
     size = all_problems_size(params)
+    if size < 2:
+        raise ValueError(f"the problem space holds {size} problem; raise max_num or max_ents to get two or more")
     val = max(1, min(int(SMALL_VAL_SHARE * size), n_val))
     return min(n_train, size - val), val
 

@@ -32,7 +32,7 @@ from hf_experiments.blotch.self_training.history import CacheHistoryCallback
 from hf_experiments.blotch.self_training.rounds import CacheContext
 from hf_experiments.blotch.self_training.schedule import ManipulationSchedule
 from hf_experiments.core.config import ConfigError, RunConfig
-from hf_experiments.core.dataset_io import check_dataset_folder
+from hf_experiments.core.dataset_io import check_dataset_folder, read_card_params
 from hf_experiments.core.experiment import Experiment
 from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
 from hf_experiments.core.tokenization_char import CharTokenizer
@@ -122,13 +122,14 @@ def dataset_name(d: BlotchDataArguments) -> str:
     spec = {
         **problem_params(d).to_dict(),
         "n_train": n_train(d),
-        "max_samples": cache_cap(d),
         "n_val": d.val_samples,
         "n_ood": d.ood_samples,
         "ood_max_num": d.ood_max_num,
         "ood_max_ents": d.ood_max_ents,
         "seed": d.generation_seed,
     }
+    if small_space(problem_params(d), cache_cap(d)):  # the cache size then decides the split (other data: not)
+        spec["max_samples"] = cache_cap(d)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     return f"arithmetic_n{d.max_num}_e{d.max_ents}_{digest}"
 
@@ -166,6 +167,14 @@ class BlotchExperiment(Experiment):
             check_dataset_folder(
                 "dataset_path", d.dataset_path, ("train", "validation"), ("problem", "solution", "answer")
             )
+            try:
+                written_by = read_card_params(d.dataset_path).get("solver", "sorted")  # folders before #16: sorted
+            except ValueError:  # not written by make_arithmetic.py: its solutions are what they are
+                written_by = d.solver
+            if written_by != d.solver:
+                raise ConfigError(
+                    "solver", d.solver, f"'{written_by}', the solver that wrote dataset_path (or regenerate the data)"
+                )
         else:
             try:
                 params = problem_params(d)
@@ -174,7 +183,10 @@ class BlotchExperiment(Experiment):
                 raise ConfigError("max_num", d.max_num, str(e)) from None
             size = problem_space_size(params)
             if small_space(params, cache_cap(d)):  # enumerated and split as the original: counts may shrink
-                pass
+                try:
+                    small_space_counts(params, n_train(d), d.val_samples)
+                except ValueError as e:
+                    raise ConfigError("max_num", d.max_num, str(e)) from None
             elif size is not None and size < n_train(d) + d.val_samples:
                 raise ConfigError(
                     "init_samples",

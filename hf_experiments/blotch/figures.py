@@ -37,15 +37,33 @@ class RunSpec:
     seed: int
     n_layers: int | None = None
 
+    def settings(self, overrides: Sequence[str] = ()) -> dict[str, str]:
+        """The command-line values of this run, as text (the later entry wins, as on the command line)."""
+        out = {k: v for k, v in (item.split("=", 1) for item in overrides)}
+        out["seed"] = str(self.seed)
+        if self.n_layers is not None:  # the layer sweep's depth wins over a --set n_layers
+            out["n_layers"] = str(self.n_layers)
+        return out
+
     def command(self, save_root: str, overrides: Sequence[str] = ()) -> list[str]:
-        cmd = [sys.executable, "trainers/run.py", "--config", self.config, "--save_root", save_root]
-        cmd += ["--exp_name", self.name, "--seed", str(self.seed), "--report_to", "none"]
-        if self.n_layers is not None:
-            cmd += ["--n_layers", str(self.n_layers)]
-        for item in overrides:
-            key, value = item.split("=", 1)
+        cmd = [sys.executable, "trainers/run.py", "--config", str(Path(self.config).resolve())]
+        cmd += ["--save_root", str(Path(save_root).resolve()), "--exp_name", self.name, "--report_to", "none"]
+        for key, value in self.settings(overrides).items():
             cmd += [f"--{key}", value]
         return cmd
+
+    def check_finished(self, folder: Path, overrides: Sequence[str] = ()) -> None:
+        """A finished run is reused only if it was made with this run's values (raises ValueError otherwise)."""
+        saved = json.loads((folder / "run_config.json").read_text())
+        for key, value in self.settings(overrides).items():
+            have = saved.get(key)
+            same = str(have).lower() == value.lower() or (
+                isinstance(have, (int, float)) and not isinstance(have, bool) and _as_float(value) == float(have)
+            )
+            if not same:
+                raise ValueError(
+                    f"{folder} was trained with {key}={have!r}, not {value}; use another --save_root or remove it"
+                )
 
 
 @dataclass
@@ -59,16 +77,17 @@ class FigurePlan:
             "direct": "configs/blotch_sums2_direct.json",
         }
     )
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])  # seed 0 was the configs' pilot
     layers: list[int] = field(default_factory=lambda: [1, 2, 4])
     temperatures: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
     n_eval: int = 1000
+    layer_roles: list[str] = field(default_factory=lambda: ["vanilla", "blotched"])
 
     def runs(self) -> list[RunSpec]:
-        """Every role x seed, then the layer sweep (vanilla and blotched, first seed); a depth equal to the
-        config's own reuses the seed run."""
+        """Every role x seed, then the layer sweep (``layer_roles``, first seed); a depth equal to the config's own
+        reuses the seed run."""
         out = [RunSpec(f"{role}_seed{s}", role, cfg, s) for role, cfg in self.configs.items() for s in self.seeds]
-        for role in ("vanilla", "blotched"):
+        for role in self.layer_roles:
             if role not in self.configs:
                 continue
             own = config_value(self.configs[role], "n_layers")
@@ -82,6 +101,13 @@ class FigurePlan:
     def layer_run(self, role: str, depth: int) -> str:
         own = config_value(self.configs[role], "n_layers")
         return f"{role}_seed{self.seeds[0]}" if depth == own else f"{role}_L{depth}_seed{self.seeds[0]}"
+
+
+def _as_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def config_value(path: str, key: str, default: Any = None) -> Any:
@@ -99,33 +125,46 @@ def config_value(path: str, key: str, default: Any = None) -> Any:
 
 
 def run_missing(specs: Sequence[RunSpec], save_root: str, jobs: int = 1, overrides: Sequence[str] = ()) -> None:
-    """Train every run without ``metrics.json``, ``jobs`` at a time with the cores split between them."""
+    """Train every run without ``metrics.json``, ``jobs`` at a time with the cores split between them; a finished
+    run must have been made with the same values (:meth:`RunSpec.check_finished`). On an error or Ctrl-C the
+    running trainings are stopped (each resumes from its last checkpoint on the next call)."""
     from tqdm.auto import tqdm
 
-    todo = [s for s in specs if not (Path(save_root) / s.name / "metrics.json").exists()]
+    root_dir = Path(save_root)
+    todo = []
+    for spec in specs:
+        if (root_dir / spec.name / "metrics.json").exists():
+            spec.check_finished(root_dir / spec.name, overrides)
+        else:
+            todo.append(spec)
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    root = Path(__file__).resolve().parents[2]
-    logs = Path(save_root) / "logs"
+    repo = Path(__file__).resolve().parents[2]
+    logs = root_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(todo), desc="blotch figure runs", unit="run")
     running: list[tuple[RunSpec, subprocess.Popen, Any]] = []
     pending, failed = list(todo), []
-    while pending or running:
-        while pending and len(running) < jobs:
-            spec = pending.pop(0)
-            log = open(logs / f"{spec.name}.log", "w")  # closed when the run ends
-            proc = subprocess.Popen(spec.command(save_root, overrides), cwd=root, env=env, stdout=log, stderr=log)
-            running.append((spec, proc, log))
-        time.sleep(1)
-        for spec, proc, log in [item for item in running if item[1].poll() is not None]:
-            running.remove((spec, proc, log))
-            log.close()
-            if proc.returncode != 0:
-                failed.append(spec.name)
-            bar.update(1)
-            bar.set_postfix_str(spec.name)
-    bar.close()
+    with tqdm(total=len(todo), desc="blotch figure runs", unit="run") as bar:
+        try:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    spec = pending.pop(0)
+                    log = open(logs / f"{spec.name}.log", "w")  # closed when the run ends
+                    cmd = spec.command(save_root, overrides)
+                    running.append((spec, subprocess.Popen(cmd, cwd=repo, env=env, stdout=log, stderr=log), log))
+                time.sleep(1)
+                for spec, proc, log in [item for item in running if item[1].poll() is not None]:
+                    running.remove((spec, proc, log))
+                    log.close()
+                    if proc.returncode != 0:
+                        failed.append(spec.name)
+                    bar.update(1)
+                    bar.set_postfix_str(spec.name)
+        finally:
+            for _, proc, log in running:  # interrupted: stop the children, so no second trainer meets them later
+                proc.terminate()
+                proc.wait()
+                log.close()
     if failed:
         raise RuntimeError(f"runs failed: {', '.join(failed)} (logs in {logs})")
 
@@ -243,7 +282,7 @@ def build_tables(plan: FigurePlan, save_root: str) -> dict[str, list[dict[str, A
                 }
             )
     tables["layers"] = []
-    for role in ("vanilla", "blotched"):
+    for role in plan.layer_roles:
         if role not in plan.configs:
             continue
         for depth in plan.layers:

@@ -68,6 +68,7 @@ def parse(tmp_path, **cfg):
         ({"axe_abs_limit": 1.0}, "axe_abs_limit"),  # only with axe_rule='original'
         ({"axe_rule": "strict"}, "axe_rule"),
         ({"zipf_order": 1.0, "max_num": 0, "ood_max_num": 5}, "max_num"),  # Zipf draws from 1..max_num
+        ({"max_num": 0, "max_ents": 2, "ood_samples": 0}, "max_num"),  # an enumerated space of one problem
     ],
 )
 def test_bad_configs_are_rejected_before_anything_is_written(tmp_path, bad, key):
@@ -167,3 +168,19 @@ def test_the_originals_schedule_excludes_the_step_schedule(tmp_path):
             lr_scheduler_type="constant",
             report_to="none",
         )
+
+
+def test_a_dataset_folder_must_come_from_the_configured_solver(tmp_path):
+    from hf_experiments.blotch.arithmetic import ProblemParams, write_arithmetic_dataset
+    from hf_experiments.blotch.blotch_config import BlotchDataArguments
+    from hf_experiments.blotch.experiment import dataset_name
+
+    folder = write_arithmetic_dataset(str(tmp_path / "d"), ProblemParams(max_num=9, solver="sorted"), 50, 10)
+    with pytest.raises(ConfigError, match="'sorted', the solver that wrote dataset_path") as err:
+        parse(tmp_path, dataset_path=folder)
+    assert err.value.key == "solver"
+    assert parse(tmp_path, dataset_path=folder, solver="sorted").data.solver == "sorted"
+    # the cache size is part of the data's name only where it decides the split (a small space)
+    sampled = [dataset_name(BlotchDataArguments(init_samples=500, max_samples=m)) for m in (500, 900)]
+    small = [dataset_name(BlotchDataArguments(max_ents=2, init_samples=500, max_samples=m)) for m in (500, 20_000)]
+    assert sampled[0] == sampled[1] and small[0] != small[1]

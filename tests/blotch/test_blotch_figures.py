@@ -33,7 +33,7 @@ def test_mean_ci_is_the_t_interval():
     mean, half = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
     assert math.isnan(mean_ci([5.0])[1]) and fmt_ci([5.0]) == "5.000"
-    assert t975(100) == 1.96
+    assert t975(31) == pytest.approx(2.0395, abs=2e-4) and t975(100) == pytest.approx(1.9840, abs=2e-4)
     with pytest.raises(ValueError, match="empty"):
         mean_ci([])
 
@@ -101,3 +101,18 @@ def test_paper_scale_gpu_configs_run_two_steps_on_cpu(tmp_path_factory, name):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((save / name / "metrics.json").read_text())
     assert "validation_answer_acc" in metrics
+
+
+def test_a_finished_run_is_reused_only_with_the_same_values(tmp_path):
+    from hf_experiments.blotch.figures import FigurePlan, RunSpec
+
+    (tmp_path / "run_config.json").write_text(json.dumps({"seed": 1, "max_steps": 4, "lr": 0.003, "n_layers": 2}))
+    spec = RunSpec("vanilla_seed1", "vanilla", "configs/blotch_sums2_vanilla.json", 1)
+    spec.check_finished(tmp_path, ["max_steps=4", "lr=3e-3"])  # the same values, written differently
+    with pytest.raises(ValueError, match="max_steps=4, not 200"):
+        spec.check_finished(tmp_path, ["max_steps=200"])
+    deeper = RunSpec("vanilla_L4_seed1", "vanilla", "configs/blotch_sums2_vanilla.json", 1, n_layers=4)
+    assert deeper.settings(["n_layers=1"])["n_layers"] == "4"  # the sweep's depth wins over --set
+    with pytest.raises(ValueError, match="n_layers"):
+        deeper.check_finished(tmp_path)
+    assert FigurePlan().seeds == [1, 2, 3]  # seed 0 was the pilot of the configs' choices

@@ -47,7 +47,7 @@ class RemovalCosts:
     loss_without: np.ndarray  # (C,) the same tokens, step removed
     answer_ok: np.ndarray  # (C,) bool: teacher-forced argmax reproduces the answer digits and EOS, step removed
     # The original's numbers: everything after the removed step's opening '=' to the end, both divided by the
-    # shortened row's token count; the full row's sum includes the removed step's own tokens.
+    # shortened row's token count from the cut to EOS; the full row's sum includes the removed step's own tokens.
     orig_with: np.ndarray  # (C,)
     orig_without: np.ndarray  # (C,)
 
