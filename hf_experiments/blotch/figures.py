@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hf_experiments.core import child_runs
 from hf_experiments.core.plots import figure, write_csv
 from hf_experiments.core.stats import mean_ci
 
@@ -125,48 +123,8 @@ def config_value(path: str, key: str, default: Any = None) -> Any:
 
 
 def run_missing(specs: Sequence[RunSpec], save_root: str, jobs: int = 1, overrides: Sequence[str] = ()) -> None:
-    """Train every run without ``metrics.json``, ``jobs`` at a time with the cores split between them; a finished
-    run must have been made with the same values (:meth:`RunSpec.check_finished`). On an error or Ctrl-C the
-    running trainings are stopped (each resumes from its last checkpoint on the next call)."""
-    from tqdm.auto import tqdm
-
-    root_dir = Path(save_root)
-    todo = []
-    for spec in specs:
-        if (root_dir / spec.name / "metrics.json").exists():
-            spec.check_finished(root_dir / spec.name, overrides)
-        else:
-            todo.append(spec)
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    repo = Path(__file__).resolve().parents[2]
-    logs = root_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    running: list[tuple[RunSpec, subprocess.Popen, Any]] = []
-    pending, failed = list(todo), []
-    with tqdm(total=len(todo), desc="blotch figure runs", unit="run") as bar:
-        try:
-            while pending or running:
-                while pending and len(running) < jobs:
-                    spec = pending.pop(0)
-                    log = open(logs / f"{spec.name}.log", "w")  # closed when the run ends
-                    cmd = spec.command(save_root, overrides)
-                    running.append((spec, subprocess.Popen(cmd, cwd=repo, env=env, stdout=log, stderr=log), log))
-                time.sleep(1)
-                for spec, proc, log in [item for item in running if item[1].poll() is not None]:
-                    running.remove((spec, proc, log))
-                    log.close()
-                    if proc.returncode != 0:
-                        failed.append(spec.name)
-                    bar.update(1)
-                    bar.set_postfix_str(spec.name)
-        finally:
-            for _, proc, log in running:  # interrupted: stop the children, so no second trainer meets them later
-                proc.terminate()
-                proc.wait()
-                log.close()
-    if failed:
-        raise RuntimeError(f"runs failed: {', '.join(failed)} (logs in {logs})")
+    """Train the figure runs that have no ``metrics.json`` yet (`hf_experiments.core.child_runs.run_missing`)."""
+    child_runs.run_missing(specs, save_root, jobs, overrides, desc="blotch figure runs")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Resolve a `model_string` to a `from_pretrained` argument, building the offline default backbone if needed.
 
 The context-compression experiment needs a frozen causal LM and must run with no network, so `"builtin:tiny-lm"`
-is a small GPT-2 (with a byte-level BPE tokenizer) that the package trains itself on the embedded stdlib corpus
-(`hf_experiments/compression/corpus.py`), once per machine and cache dir, and then reuses. Building is safe
-under concurrent callers and leaves the caller's RNG and distributed state alone.
+is a small GPT-2 (with a byte-level BPE tokenizer) trained on the embedded stdlib corpus
+(`hf_experiments/compression/corpus.py`). Its weights ship with the package (`weights/<name>/`, produced by
+`python data_scripts/build_backbone.py`), because a backbone that clearly uses its context takes longer to train
+than a first run should wait. When the shipped record's recipe differs from `BUILTIN_SPECS` (a changed recipe,
+a test's tiny one) the package trains it itself, once per machine and cache dir, and then reuses it. Building is
+safe under concurrent callers and leaves the caller's RNG and distributed state alone.
 
 Design: `docs/compression.md`, section "The built-in backbone".
 """
@@ -30,7 +33,7 @@ from .corpus import default_cache_dir
 logger = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_FORMAT_VERSION = 1  # the "-v1" in the cache folder name; bump when the recipe below changes
+BUILTIN_FORMAT_VERSION = 2  # the "-v2" in the cache folder name; bump when the recipe below changes
 INFO_FILE = "builtin_backbone.json"  # build record saved next to the weights: spec, losses, timings
 EOS_TOKEN = "<|endoftext|>"  # GPT-2's convention: one token is BOS, EOS (document separator) and default UNK
 PAD_TOKEN = "<|pad|>"  # distinct from EOS, so padding masks never hide a real document boundary
@@ -55,17 +58,21 @@ class BuiltinSpec:
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
-    n_positions: int = 256  # context length; training windows use all of it so every position is trained
+    n_positions: int = 128  # context length; training windows use all of it so every position is trained
     vocab_size: int = 4096
-    max_steps: int = 300
-    batch_size: int = 8  # 300 x 8 x 256 = 0.6M tokens, ~1.2 passes over the corpus
+    max_steps: int = 4000
+    batch_size: int = 16  # 4000 x 16 x 128 = 8.2M tokens, ~15 passes over the ~0.55M training tokens
     learning_rate: float = 3e-3
+    # Tokens between window starts (None: n_positions - 1, no overlap). Overlapping windows start at 4x as many
+    # places, so the prediction right after BOS is fit on 4x as many (distinct) first tokens and does not
+    # overfit them: it stays an honest no-context (unigram-like) prediction.
+    stride: int | None = 31
     max_chars: int | None = None  # corpus prefix used for tokenizer + LM training (None: all ~2 MB)
-    val_fraction: float = 0.02
+    val_fraction: float = 0.05  # held-out documents (text_data.hash_split): the compression experiment's
     seed: int = 0
 
 
-# "tiny-lm": ~1.3M parameters, a few minutes on 2 CPU cores (seconds on a GPU).
+# "tiny-lm": ~1.3M parameters; ~20 min on one CPU core, so its weights ship with the package (`weights/`).
 BUILTIN_SPECS: dict[str, BuiltinSpec] = {"tiny-lm": BuiltinSpec()}
 
 
@@ -109,6 +116,21 @@ def _unigram_loss(train_ids, val_ids, vocab_size: int) -> float:
     return float(-logp[targets].mean())
 
 
+def _first_token_loss(model, val_ids, batch_size: int) -> float:
+    """Mean cross-entropy of the token right after BOS on validation windows (the no-context prediction)."""
+    import torch
+    import torch.nn.functional as F
+
+    ids = torch.as_tensor(val_ids[:, :2], dtype=torch.long)
+    model.eval()
+    with torch.no_grad():
+        losses = [
+            F.cross_entropy(model(input_ids=chunk[:, :1]).logits[:, 0].float(), chunk[:, 1], reduction="sum")
+            for chunk in ids.split(max(batch_size, 64))
+        ]
+    return float(torch.stack(losses).sum() / len(ids))
+
+
 def build_builtin_backbone(
     out_dir: str | Path,
     *,
@@ -119,7 +141,7 @@ def build_builtin_backbone(
     """Train a builtin backbone (tokenizer + GPT-2 LM), save it atomically at `out_dir`; return its record.
 
     `overrides` replace `BuiltinSpec` fields (n_layer, n_embd, n_head, n_positions, vocab_size, max_steps,
-    batch_size, learning_rate, max_chars, val_fraction, seed), e.g. to build a tiny one in seconds for tests.
+    batch_size, learning_rate, stride, max_chars, val_fraction, seed), e.g. to build a tiny one in seconds for tests.
     Runs in the calling process (it seeds the global RNGs); `resolve_backbone` calls it in a child process.
     The record (also saved as `out_dir/builtin_backbone.json`) holds the spec, the logged training losses,
     the final validation loss and the unigram baseline loss. `out_dir` must not exist yet.
@@ -136,7 +158,7 @@ def build_builtin_backbone(
     )
 
     from .corpus import embedded_corpus
-    from .text_data import window_dataset
+    from .text_data import hash_split, window_dataset
 
     unknown = set(overrides) - {f.name for f in dataclasses.fields(BuiltinSpec)}
     if unknown:
@@ -153,10 +175,15 @@ def build_builtin_backbone(
 
     set_seed(spec.seed)
     docs = embedded_corpus(spec.max_chars, cache_dir=corpus_cache_dir)
-    tokenizer = _train_tokenizer(docs, spec.vocab_size, spec.n_positions, progress)
-    split = Dataset.from_dict({"text": docs}).train_test_split(test_size=spec.val_fraction, seed=spec.seed)
-    train = window_dataset(split["train"], tokenizer, spec.n_positions)
-    val = window_dataset(split["test"], tokenizer, spec.n_positions)
+    # The compression experiment's own document split: its validation text is never trained on here.
+    split = hash_split(Dataset.from_dict({"text": docs}), spec.val_fraction)
+    tokenizer = _train_tokenizer(split["train"]["text"], spec.vocab_size, spec.n_positions, progress)
+    # Every window is BOS + a stretch of the document stream starting anywhere (mostly mid-document), so
+    # right after a lone BOS the model learns the marginal token distribution: an honest no-context baseline.
+    bos = tokenizer.bos_token_id
+    stride = spec.stride or spec.n_positions - 1
+    train = window_dataset(split["train"], tokenizer, spec.n_positions, stride=stride, bos_id=bos)
+    val = window_dataset(split["validation"], tokenizer, spec.n_positions, stride=spec.n_positions - 1, bos_id=bos)
     if len(train) == 0 or len(val) == 0:
         raise ValueError(
             f"max_chars={spec.max_chars!r} gives {len(train)} train / {len(val)} validation windows of "
@@ -172,6 +199,7 @@ def build_builtin_backbone(
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,  # short budget: no dropout
+        activation_function="gelu_pytorch_tanh",  # the fused kernel of GPT-2's tanh GELU (same function)
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -200,6 +228,7 @@ def build_builtin_backbone(
             dataloader_num_workers=0,
             dataloader_pin_memory=False,
         )
+        train, val = train.select_columns(["input_ids"]), val.select_columns(["input_ids"])
         trainer = Trainer(
             model=model,
             args=args,
@@ -211,12 +240,14 @@ def build_builtin_backbone(
         eval_loss = trainer.evaluate()["eval_loss"]
         train_ids = np.asarray(train["input_ids"])  # (N_train, n_positions)
         val_ids = np.asarray(val["input_ids"])  # (N_val, n_positions)
+        first_token_loss = _first_token_loss(model, val_ids, spec.batch_size)
         record = {
             "spec": dataclasses.asdict(spec),
             "format_version": BUILTIN_FORMAT_VERSION,
             "train_losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
             "eval_loss": eval_loss,
             "unigram_loss": _unigram_loss(train_ids, val_ids, len(tokenizer)),
+            "first_token_loss": first_token_loss,  # right after BOS: should be about the unigram loss
             "uniform_loss": math.log(len(tokenizer)),
             "n_train_windows": len(train),
             "n_params": sum(p.numel() for p in model.parameters()),
@@ -240,6 +271,24 @@ def build_builtin_backbone(
         out_dir,
     )
     return record
+
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"  # package data: weights built by this module
+
+
+def shipped_dir(name: str) -> Path | None:
+    """The packaged folder of `builtin:<name>` when it holds exactly the current recipe, else None."""
+    path = SHIPPED_DIR / name
+    if not _is_built(path) or not (path / "model.safetensors").is_file():
+        return None
+    try:
+        record = json.loads((path / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    spec = dataclasses.asdict(BUILTIN_SPECS[name])
+    if record.get("spec") != spec or record.get("format_version") != BUILTIN_FORMAT_VERSION:
+        return None
+    return path
 
 
 def builtin_dir(name: str, cache_dir: str | Path | None = None) -> Path:
@@ -279,6 +328,10 @@ def _resolve_builtin(name: str, cache_dir: str | Path | None, progress: bool) ->
             f"model_string={BUILTIN_PREFIX + name!r} is unknown; allowed builtins: "
             f"{[BUILTIN_PREFIX + n for n in BUILTIN_SPECS]}"
         )
+    shipped = shipped_dir(name)
+    if shipped is not None:
+        logger.info("using builtin backbone %r shipped with the package at %s", name, shipped)
+        return str(shipped)
     out_dir = builtin_dir(name, cache_dir)
     if _is_built(out_dir):
         logger.info("using builtin backbone %r cached at %s", name, out_dir)
@@ -320,7 +373,8 @@ def _in_local_hub_cache(repo_id: str) -> bool:
 def resolve_backbone(model_string: str, cache_dir: str | None = None, progress: bool = True) -> str:
     """Turn `model_string` into a `from_pretrained` argument: a local folder or a Hub id.
 
-    "builtin:<name>" (see BUILTIN_SPECS): its cached folder, built first if missing (once, under a file lock).
+    "builtin:<name>" (see BUILTIN_SPECS): the weights shipped with the package when they match the recipe,
+    else its cached folder, built first if missing (once, under a file lock).
     An existing local path: returned as an absolute path. Anything else is a Hub id, returned unchanged;
     when the Hub is offline (HF_HUB_OFFLINE=1) and the id is not in the local HF cache: a ConnectionError.
     `cache_dir` defaults to `$HF_EXPERIMENTS_CACHE` or `~/.cache/hf_experiments`.

@@ -29,7 +29,7 @@ from .compression_config import (
 from .compression_trainer import CompressionTrainer
 from .configuration_compression import CompressionConfig
 from .evaluation import evaluate_compression, plot_low_pred_high
-from .modeling_compression import CompressionModel
+from .modeling_compression import CompressionModel, bundle_backbone
 from .text_data import load_text_dataset, window_dataset
 
 
@@ -43,10 +43,11 @@ class CompressionExperiment(Experiment):
     @classmethod
     def validate(cls, cfg: RunConfig) -> None:
         m, d = cfg.model, cfg.data
+        if parse_cmp_layer(m.cmp_layer) == "output" and m.pooling == "mean":
+            raise ConfigError("cmp_layer", m.cmp_layer, "an integer layer index, 'half' or 'middle' with pooling='mean'")
         model_config(CompressionConfig, m, cmp_layer=parse_cmp_layer(m.cmp_layer))  # the model's own checks
-        window = m.cmp_len + m.seq_len
-        if d.seq_overlap >= window:
-            raise ConfigError("seq_overlap", d.seq_overlap, f"less than cmp_len + seq_len = {window}")
+        if m.seq_overlap >= m.cmp_len:
+            raise ConfigError("seq_overlap", m.seq_overlap, f"an integer in [0, cmp_len={m.cmp_len})")
         for f in d.data_files or []:
             if not Path(f).is_file():
                 raise ConfigError("data_files", f, "existing files (not found)")
@@ -88,7 +89,7 @@ class CompressionExperiment(Experiment):
                         ds,
                         self.tokenizer,
                         window,
-                        stride=window - d.seq_overlap,
+                        stride=d.window_stride or window,
                         num_proc=d.num_proc,
                         cache_dir=str(cache),
                     )
@@ -138,5 +139,23 @@ class CompressionExperiment(Experiment):
         )
         metrics.update(extra)
         if trainer.is_world_process_zero() and "low_loss" in extra:
-            plot_low_pred_high(extra, self.cfg.run_dir / "cmp_low_pred_high.png")
+            plot_low_pred_high(extra, self.cfg.run_dir / "cmp_low_pred_high.png")  # + cmp_low_pred_high.csv
         return metrics
+
+    def complete_model_dir(self, model_dir: Path) -> str | None:
+        """Make the saved folder self-contained: a local backbone (the built-in one, a local path) is copied
+        into `model/backbone/` and the config points there; a hub backbone stays a hub id."""
+        config = CompressionConfig.from_pretrained(model_dir)
+        if config.saves_backbone:
+            return "The backbone's weights are in this folder (`save_backbone` / `train_mode: full`)."
+        source = Path(self.backbone_path)
+        if not source.is_dir():
+            return (
+                f"The backbone is the Hugging Face Hub model `{config.model_string}`: loading this folder "
+                "downloads it (or reads it from the local Hub cache)."
+            )
+        bundle_backbone(source, model_dir)
+        return (
+            f"The backbone (`{self.cfg.model.model_string}`) is saved in `backbone/` inside this folder: "
+            "`AutoModel.from_pretrained(<this folder>)` after `import hf_experiments` loads it offline."
+        )

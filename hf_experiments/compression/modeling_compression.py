@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,15 +45,20 @@ class CompressionOutput(ModelOutput):
     rmb_logits: torch.FloatTensor | None = None
 
 
-def resolve_cmp_layer(cmp_layer: int | str, num_hidden_layers: int) -> int:
-    """Map `cmp_layer` to an index into `hidden_states` (`num_hidden_layers + 1` entries, 0 = embeddings)."""
-    if cmp_layer == "half":
-        return num_hidden_layers // 2
+def resolve_cmp_layer(cmp_layer: int | str, num_hidden_layers: int) -> int | str:
+    """Map `cmp_layer` to an index into `hidden_states` (`num_hidden_layers + 1` entries, 0 = embeddings).
+
+    "half" / "middle" is the original's `(L + 1) // 2` (for even L the same as L // 2); "output" stays a name.
+    """
+    if cmp_layer in ("half", "middle"):
+        return (num_hidden_layers + 1) // 2
+    if cmp_layer == "output":
+        return cmp_layer
     low, high = -(num_hidden_layers + 1), num_hidden_layers
     if isinstance(cmp_layer, bool) or not isinstance(cmp_layer, int) or not low <= cmp_layer <= high:
         raise ValueError(
             f"cmp_layer={cmp_layer!r} is out of range for a backbone with {num_hidden_layers} layers: "
-            f"allowed are integers in [{low}, {high}] or 'half'"
+            f"allowed are integers in [{low}, {high}], 'half', 'middle' or 'output'"
         )
     return cmp_layer
 
@@ -107,8 +113,13 @@ class CompressionModel(PreTrainedModel):
             backbone = AutoModelForCausalLM.from_pretrained(config.model_string)
         self.backbone = backbone
         config.backbone_config = backbone.config.to_dict()
-        n_layers = backbone.config.get_text_config().num_hidden_layers
-        self.cmp_layer_index = resolve_cmp_layer(config.cmp_layer, n_layers)
+        text_config = backbone.config.get_text_config()
+        self.cmp_layer_index = resolve_cmp_layer(config.cmp_layer, text_config.num_hidden_layers)
+        bos = getattr(text_config, "bos_token_id", None)
+        if isinstance(bos, list):
+            bos = bos[0] if bos else None
+        # The token that starts every sequence the backbone reads (None: nothing is prepended).
+        self.bos_token_id: int | None = bos if config.prepend_bos else None
 
         embeddings = backbone.get_input_embeddings().weight
         dim, factory = embeddings.size(1), {"dtype": embeddings.dtype, "device": embeddings.device}
@@ -204,37 +215,79 @@ class CompressionModel(PreTrainedModel):
             kwargs["position_ids"] = positions
         return self.backbone(inputs_embeds=embeds, attention_mask=mask, **kwargs)
 
-    def _hidden_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """All layers' hidden states of the base model (no LM head: its logits would be thrown away)."""
-        kwargs = {"position_ids": position_ids_from_mask(mask)} if self._base_takes_positions else {}
-        out = self.backbone.base_model(
+    def _base(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> ModelOutput:
+        """The base model (no LM head) with all hidden states; `positions` default to those of `mask`."""
+        kwargs = {}
+        if self._base_takes_positions:
+            kwargs["position_ids"] = position_ids_from_mask(mask) if positions is None else positions
+        return self.backbone.base_model(
             inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, use_cache=False, **kwargs
         )
-        return out.hidden_states
 
     @staticmethod
     def _ones(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return torch.ones_like(ids) if mask is None else mask
 
+    def _with_bos(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[BOS] + embeds` and its mask when the backbone has a BOS token and `prepend_bos`; else unchanged."""
+        if self.bos_token_id is None:
+            return embeds, mask
+        bos = self._embed(torch.full((embeds.size(0), 1), self.bos_token_id, device=embeds.device))
+        return torch.cat([bos.to(embeds.dtype), embeds], dim=1), torch.cat(
+            [mask.new_ones(mask.size(0), 1), mask], dim=1
+        )
+
+    @property
+    def _n_bos(self) -> int:
+        return int(self.bos_token_id is not None)
+
+    def split_window(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(context, its mask, targets, their mask): the first `cmp_len` tokens, and the predicted text from
+        `cmp_len - seq_overlap` on (the original's `seq_overlap`: the targets repeat the context's end)."""
+        cfg, mask = self.config, self._ones(input_ids, attention_mask)
+        start = cfg.target_start
+        return input_ids[:, : cfg.cmp_len], mask[:, : cfg.cmp_len], input_ids[:, start:], mask[:, start:]
+
     # ----- the three passes -----
 
     def compress(self, ctx_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Compressed context (B, n_cmps, D) from `cmp_layer`'s hidden states."""
+        """Compressed context (B, n_cmps, D): `cmp_layer`'s states at the compression tokens after the context.
+
+        With `cmp_attention="context_only"` the compression tokens are hidden as keys (the original's zero-padded
+        mask): each attends to the context only, not to itself or another compression token; their positions
+        still follow the context's.
+        """
         ctx_mask = self._ones(ctx_ids, attention_mask)
         batch, n_cmps = ctx_ids.size(0), self.config.n_cmps
         if self.cmp_embs is None:  # pooling == "mean": the no-new-tokens baseline
-            hidden = self._hidden_states(self._embed(ctx_ids), ctx_mask)[self.cmp_layer_index]  # (B, L, D)
+            embeds, mask = self._with_bos(self._embed(ctx_ids), ctx_mask)
+            hidden = self._base(embeds, mask).hidden_states[self.cmp_layer_index][:, self._n_bos :]  # (B, L, D)
             compressed = chunk_mean(hidden, ctx_mask, n_cmps)
         else:
             embeds = torch.cat([self._embed(ctx_ids), self.cmp_embs.expand(batch, -1, -1)], dim=1)  # (B, L+n, D)
             mask = torch.cat([ctx_mask, ctx_mask.new_ones(batch, n_cmps)], dim=1)
-            compressed = self._hidden_states(embeds, mask)[self.cmp_layer_index][:, -n_cmps:]  # (B, n, D)
+            embeds, mask = self._with_bos(embeds, mask)
+            positions = position_ids_from_mask(mask)
+            if self.config.cmp_attention == "context_only":
+                mask = mask.clone()
+                mask[:, -n_cmps:] = 0
+            out = self._base(embeds, mask, positions)
+            if self.cmp_layer_index == "output":  # the original's softmax-weighted mix of token embeddings
+                logits = self.backbone.get_output_embeddings()(out.last_hidden_state[:, -n_cmps:])  # (B, n, V)
+                weights = self.backbone.get_input_embeddings().weight  # (V, D)
+                compressed = logits.float().softmax(-1).to(weights.dtype) @ weights / n_cmps
+            else:
+                compressed = out.hidden_states[self.cmp_layer_index][:, -n_cmps:]  # (B, n, D)
         return compressed if self.cmp_proj is None else self.cmp_proj(compressed)
 
-    def _task_prefix(self, compressed: torch.Tensor, task: Task) -> torch.Tensor:
-        """`[compressed, task token]`: (B, n_cmps + 1, D)."""
+    def _task_prefix(self, compressed: torch.Tensor, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[BOS?, compressed, task token]` (B, n_bos + n_cmps + 1, D) and its all-ones mask."""
         token = self.task_embs[TASK_INDEX[task]].expand(compressed.size(0), 1, -1)  # (B, 1, D)
-        return torch.cat([compressed, token.to(compressed.dtype)], dim=1)
+        prefix = torch.cat([compressed, token.to(compressed.dtype)], dim=1)
+        mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+        return self._with_bos(prefix, mask)
 
     def task_logits(
         self,
@@ -245,43 +298,52 @@ class CompressionModel(PreTrainedModel):
     ) -> torch.Tensor:
         """Logits (B, T, V) predicting every token of `target_ids` (B, T).
 
-        Input: `[compressed, task token, targets[:-1]]`; the task token predicts targets[0].
+        Input: `[BOS?, compressed, task token, targets[:-1]]`; the task token predicts targets[0].
         """
-        prefix = self._task_prefix(compressed, task)
+        prefix, prefix_mask = self._task_prefix(compressed, task)
         target_mask = self._ones(target_ids, attention_mask)
-        embeds = torch.cat([prefix, self._embed(target_ids[:, :-1])], dim=1)  # (B, n+T, D)
-        mask = torch.cat([target_mask.new_ones(prefix.shape[:2]), target_mask[:, :-1]], dim=1)
+        embeds = torch.cat([prefix, self._embed(target_ids[:, :-1])], dim=1)  # (B, P+T-1, D)
+        mask = torch.cat([prefix_mask, target_mask[:, :-1]], dim=1)
         logits = self._lm(embeds, mask, use_cache=False).logits
-        return logits[:, self.config.n_cmps :]  # position n (the task token) predicts target[0]
+        return logits[:, prefix.size(1) - 1 :]  # the task token's position predicts target[0]
 
     def full_context_logits(
-        self, ctx_ids: torch.LongTensor, seq_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The original LM with the uncompressed context: logits (B, T, V) predicting every seq token."""
-        ids = torch.cat([ctx_ids, seq_ids[:, :-1]], dim=1)  # (B, L+T-1)
-        mask = self._ones(torch.cat([ctx_ids, seq_ids], dim=1), attention_mask)[:, :-1]
+        """The original LM on the whole window `[BOS?, window[:-1]]`: logits (B, T, V) predicting the targets."""
+        mask = self._ones(input_ids, attention_mask)
+        embeds, lm_mask = self._with_bos(self._embed(input_ids[:, :-1]), mask[:, :-1])
         with self.original_lm():
-            logits = self._lm(self._embed(ids), mask, use_cache=False).logits
-        return logits[:, ctx_ids.size(1) - 1 :]
+            logits = self._lm(embeds, lm_mask, use_cache=False).logits
+        return logits[:, self.config.target_start - 1 + self._n_bos :]
+
+    def scored_targets(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens (B, T') every mode of `comparison_logits` predicts, and their mask: all targets, or all
+        but the first when no BOS is prepended (nothing can predict a text's first token from nothing)."""
+        _, _, tgt, tgt_mask = self.split_window(input_ids, attention_mask)
+        skip = 1 - self._n_bos
+        return tgt[:, skip:], tgt_mask[:, skip:]
 
     def comparison_logits(
         self, input_ids: torch.LongTensor, mode: Mode, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logits (B, seq_len - 1, V) predicting `input_ids[:, cmp_len + 1:]`, the same positions in any mode.
+        """Logits (B, T', V) predicting `scored_targets`, the same tokens in every mode.
 
-        low = seq tokens alone (BOS-free, so seq[0] cannot be predicted), high = full context + seq,
-        pred = compressed context + forward task token + seq.
+        low = `[BOS?] + targets` alone, high = the whole window (full context), pred = `[BOS?, compressed
+        context, forward task token] + targets`.
         """
-        ctx, seq = input_ids[:, : self.config.cmp_len], input_ids[:, self.config.cmp_len :]
-        mask = self._ones(input_ids, attention_mask)
-        ctx_mask, seq_mask = mask[:, : self.config.cmp_len], mask[:, self.config.cmp_len :]
+        ctx, ctx_mask, tgt, tgt_mask = self.split_window(input_ids, attention_mask)
+        skip = 1 - self._n_bos
         if mode == "low":
+            embeds, mask = self._with_bos(self._embed(tgt[:, :-1]), tgt_mask[:, :-1])
             with self.original_lm():
-                return self._lm(self._embed(seq[:, :-1]), seq_mask[:, :-1], use_cache=False).logits
+                return self._lm(embeds, mask, use_cache=False).logits
         if mode == "high":
-            return self.full_context_logits(ctx, seq, mask)[:, 1:]
+            return self.full_context_logits(input_ids, attention_mask)[:, skip:]
         if mode == "pred":
-            return self.task_logits(self.compress(ctx, ctx_mask), "forward", seq, seq_mask)[:, 1:]
+            return self.task_logits(self.compress(ctx, ctx_mask), "forward", tgt, tgt_mask)[:, skip:]
         raise ValueError(f"mode={mode!r} is invalid: allowed are 'low', 'high', 'pred'")
 
     def forward(
@@ -301,24 +363,25 @@ class CompressionModel(PreTrainedModel):
                 f"input_ids has length {input_ids.size(1)}: it must be cmp_len + seq_len = {cfg.window_len}"
             )
         mask = self._ones(input_ids, attention_mask)
-        ctx, seq = input_ids[:, : cfg.cmp_len], input_ids[:, cfg.cmp_len :]
-        ctx_mask, seq_mask = mask[:, : cfg.cmp_len], mask[:, cfg.cmp_len :]
+        ctx, ctx_mask, tgt, tgt_mask = self.split_window(input_ids, mask)
         compressed = self.compress(ctx, ctx_mask)
 
         fwd_loss = rmb_loss = kl_loss = logits = rmb_logits = None
         if not cfg.rmb_only:
-            logits = self.task_logits(compressed, "forward", seq, seq_mask)  # (B, T, V)
-            fwd_loss = token_cross_entropy(logits, seq, seq_mask)
+            logits = self.task_logits(compressed, "forward", tgt, tgt_mask)  # (B, T, V)
+            fwd_loss = token_cross_entropy(logits, tgt, tgt_mask)
             if cfg.kl_weight > 0:
                 with torch.no_grad():
-                    full = self.full_context_logits(ctx, seq, mask)
-                kl_loss = self._kl(full, logits, seq_mask)
+                    full = self.full_context_logits(input_ids, mask)
+                kl_loss = self._kl(full, logits, tgt_mask)
         if cfg.rmb_task or cfg.rmb_only:
             rmb_logits = self.task_logits(compressed, "remember", ctx, ctx_mask)  # (B, L, V)
             rmb_loss = token_cross_entropy(rmb_logits, ctx, ctx_mask)
 
         if cfg.rmb_only:
             loss = rmb_loss
+        elif rmb_loss is not None and cfg.loss_sum:
+            loss = fwd_loss + rmb_loss  # the original's sum
         elif rmb_loss is not None:
             loss = (1 - cfg.ae_ratio) * fwd_loss + cfg.ae_ratio * rmb_loss
         else:
@@ -416,20 +479,61 @@ class CompressionModel(PreTrainedModel):
         mode "pred" (default): from `[compressed ctx, forward task token, prompt]`; "high": from the
         uncompressed `[ctx, prompt]` and "low": from `prompt` alone, both with the original LM (adapters off).
         """
+        embeds, mask = self.generation_prefix(ctx_ids, prompt_ids, mode, ctx_mask)
+        if mode == "pred":
+            return self.decode(embeds, max_new_tokens, mask, do_sample, temperature, use_cache)
+        with self.original_lm():
+            return self.decode(embeds, max_new_tokens, mask, do_sample, temperature, use_cache)
+
+    def generation_prefix(
+        self,
+        ctx_ids: torch.LongTensor,
+        prompt_ids: torch.LongTensor | None = None,
+        mode: Mode = "pred",
+        ctx_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and mask a continuation starts from: `[BOS?, compressed, forward token, prompt]` (pred),
+        `[BOS?, ctx, prompt]` (high) or `[BOS?, prompt]` (low)."""
+        if prompt_ids is None:
+            prompt_ids = ctx_ids.new_zeros(ctx_ids.size(0), 0)
         prompt_mask = torch.ones_like(prompt_ids)
         if mode == "pred":
-            prefix = self._task_prefix(self.compress(ctx_ids, ctx_mask), "forward")
-            embeds = torch.cat([prefix, self._embed(prompt_ids)], dim=1)
-            mask = torch.cat([prompt_mask.new_ones(prefix.shape[:2]), prompt_mask], dim=1)
-            return self.decode(embeds, max_new_tokens, mask, do_sample, temperature, use_cache)
+            prefix, prefix_mask = self._task_prefix(self.compress(ctx_ids, ctx_mask), "forward")
+            return torch.cat([prefix, self._embed(prompt_ids)], dim=1), torch.cat([prefix_mask, prompt_mask], dim=1)
         if mode not in ("low", "high"):
             raise ValueError(f"mode={mode!r} is invalid: allowed are 'low', 'high', 'pred'")
         ids, mask = prompt_ids, prompt_mask
         if mode == "high":
             ids = torch.cat([ctx_ids, prompt_ids], dim=1)
             mask = torch.cat([self._ones(ctx_ids, ctx_mask), prompt_mask], dim=1)
+        if ids.size(1) == 0 and self.bos_token_id is None:
+            raise ValueError(f"mode={mode!r} with no prompt needs a backbone with a BOS token to start from")
+        return self._with_bos(self._embed(ids), mask)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        prompt_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mode: Mode = "pred",
+        **generate_kwargs,
+    ) -> torch.LongTensor:
+        """`GenerationMixin.generate` of the backbone from a compressed context: new tokens (B, N).
+
+        input_ids: the context (B, cmp_len); prompt_ids: text that follows it (B, P), optional. Every
+        `generate` option works (`max_new_tokens`, `do_sample`, `num_beams`, `generation_config`, ...); the
+        backbone's own generation config applies, so a hub model may stop at its EOS. mode "high" / "low"
+        continue from the uncompressed context / the prompt alone with the original LM.
+        """
+        embeds, mask = self.generation_prefix(input_ids, prompt_ids, mode, attention_mask)
+        generate_kwargs.setdefault("pad_token_id", self.backbone.generation_config.pad_token_id)
+        if generate_kwargs["pad_token_id"] is None:
+            generate_kwargs["pad_token_id"] = self.backbone.generation_config.eos_token_id
+        if mode == "pred":
+            return self.backbone.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
         with self.original_lm():
-            return self.decode(self._embed(ids), max_new_tokens, mask, do_sample, temperature, use_cache)
+            return self.backbone.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
 
     @torch.no_grad()
     def reconstruct(
@@ -439,10 +543,10 @@ class CompressionModel(PreTrainedModel):
         ctx_mask: torch.Tensor | None = None,
         use_cache: bool = True,
     ) -> torch.LongTensor:
-        """Greedy reconstruction (B, max_new_tokens or cmp_len) of the context, from [compressed, rmb]."""
-        prefix = self._task_prefix(self.compress(ctx_ids, ctx_mask), "remember")
+        """Greedy reconstruction (B, max_new_tokens or cmp_len) of the context, from [BOS?, compressed, rmb]."""
+        prefix, mask = self._task_prefix(self.compress(ctx_ids, ctx_mask), "remember")
         n_new = ctx_ids.size(1) if max_new_tokens is None else max_new_tokens
-        return self.decode(prefix, n_new, use_cache=use_cache)
+        return self.decode(prefix, n_new, mask, use_cache=use_cache)
 
     # ----- checkpoints -----
 
@@ -459,7 +563,8 @@ class CompressionModel(PreTrainedModel):
 
         The backbone comes from `backbone` if given, from `config.backbone_config` when the checkpoint holds
         its weights (so the original weights need not be reachable), else from `config.model_string` with
-        `backbone_kwargs` (e.g. `dtype`). The library's generic loader would re-initialise every weight the
+        `backbone_kwargs` (e.g. `dtype`): a folder inside the saved one when it names one (a bundled local
+        backbone), else a path or hub id. The library's generic loader would re-initialise every weight the
         checkpoint lacks, i.e. the whole frozen backbone, hence this override.
         """
         path = Path(pretrained_model_name_or_path)
@@ -469,7 +574,9 @@ class CompressionModel(PreTrainedModel):
             backbone_config = AutoConfig.for_model(**config.backbone_config)
             backbone = AutoModelForCausalLM.from_config(backbone_config, dtype=backbone_config.dtype)
         elif backbone is None:
-            backbone = AutoModelForCausalLM.from_pretrained(config.model_string, **backbone_kwargs)
+            bundled = path / config.model_string  # a backbone saved inside the folder (see bundle_backbone)
+            source = str(bundled) if config.model_string and bundled.is_dir() else config.model_string
+            backbone = AutoModelForCausalLM.from_pretrained(source, **backbone_kwargs)
         model = cls(config, backbone=backbone)
         result = model.load_state_dict(_load_weights(path), strict=False)
         unexpected_missing = set(result.missing_keys) - model._keys_to_ignore_on_save - set(model.all_tied_weights_keys)
@@ -479,6 +586,38 @@ class CompressionModel(PreTrainedModel):
                 f"unexpected {sorted(result.unexpected_keys)}"
             )
         return model.eval()
+
+
+BUNDLED_BACKBONE = "backbone"  # sub-folder of a saved model that holds a copy of its local backbone
+
+
+def bundle_backbone(source: str | Path, model_dir: str | Path) -> Path:
+    """Copy a local backbone folder into `model_dir/backbone/` and point the saved config's `model_string` at
+    it (relative, so the folder can move): the saved model then loads on a machine without the original.
+
+    Copies the backbone's own files (config, weights, tokenizer, generation config, build record), written to
+    a temporary folder first and renamed, so a crash leaves the old state or the new one.
+    """
+    import shutil
+    import tempfile
+
+    model_dir, source = Path(model_dir), Path(source)
+    target = model_dir / BUNDLED_BACKBONE
+    tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=".backbone.tmp-"))
+    try:
+        for item in source.iterdir():
+            if item.is_file() and not item.name.startswith(".") and not item.name.endswith(".lock"):
+                shutil.copy2(item, tmp / item.name)
+        os.chmod(tmp, 0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    config = CompressionConfig.from_pretrained(model_dir)
+    config.model_string = BUNDLED_BACKBONE
+    config.save_pretrained(model_dir)
+    return target
 
 
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -491,4 +630,4 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-__all__ = ["CompressionModel", "CompressionOutput", "resolve_cmp_layer"]
+__all__ = ["CompressionModel", "CompressionOutput", "bundle_backbone", "resolve_cmp_layer"]

@@ -7,6 +7,7 @@ into `input_ids` rows of exactly `window_len` tokens, the shape every trainer he
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -46,7 +47,7 @@ _BUILDERS = {
     ".csv": "csv",
 }
 _HUB_DATASETS = ("openwebtext", "glue")
-WINDOWING_VERSION = 1  # part of the windowing cache key; bump when `_window_batch` changes its output
+WINDOWING_VERSION = 2  # part of the windowing cache key; bump when `_window_batch` changes its output
 
 
 def hub_offline() -> bool:
@@ -131,6 +132,33 @@ def _split(ds: Dataset, val_fraction: float, seed: int) -> DatasetDict:
     return DatasetDict(train=parts["train"], validation=parts["test"])
 
 
+def hash_split(ds: Dataset, val_fraction: float) -> DatasetDict:
+    """Validation = the documents whose text hashes below `val_fraction` (blake2b of the UTF-8 text).
+
+    Used for the embedded corpus: a document's side does not depend on which other documents exist, so the
+    built-in backbone (trained on the train side at the default fraction) never saw a validation document,
+    on any Python version, and any smaller `val_fraction` selects a subset of the same held-out documents.
+    """
+    threshold = int(val_fraction * 2**64)
+
+    def is_val(texts: list[str]) -> list[bool]:
+        return [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") < threshold for t in texts]
+
+    flags = ds.map(lambda b: {"is_val": is_val(b)}, input_columns="text", batched=True, remove_columns=ds.column_names)[
+        "is_val"
+    ]
+    val = [i for i, f in enumerate(flags) if f]
+    if not val or len(val) == len(ds):
+        raise ValueError(
+            f"val_fraction={val_fraction!r} leaves no train or no validation document; use a value in (0, 1)"
+        )
+    train = sorted(set(range(len(ds))) - set(val))
+    return DatasetDict(train=ds.select(train), validation=ds.select(val))
+
+
+EMBEDDED_VAL_FRACTION = 0.05  # the built-in backbone trains on the train side of this hash split
+
+
 def load_text_dataset(
     dataset: str,
     data_files: list[str] | None = None,
@@ -146,7 +174,9 @@ def load_text_dataset(
     data_files: local .txt (one document per blank-line separated paragraph) / .parquet / .json / .jsonl /
       .csv files; `text_column` names the text field for the structured formats.
     A "validation" split shipped with the data is kept; otherwise `val_fraction` of the documents (at least
-    one) is split off with `seed`. Empty documents are dropped. `cache_dir` goes to `datasets.load_dataset`.
+    one) is split off with `seed` -- except for the embedded corpus, split by document hash (`hash_split`;
+    `seed` unused) so that its validation documents are never in the built-in backbone's training data.
+    Empty documents are dropped. `cache_dir` goes to `datasets.load_dataset`.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r} is invalid; allowed: a float in (0, 1)")
@@ -185,22 +215,50 @@ def load_text_dataset(
         return DatasetDict(train=out["train"], validation=out["validation"])
     if "train" not in out:
         raise ValueError(f"the data has splits {sorted(out)}; a 'train' split is needed")
+    if dataset == "embedded" and not data_files:
+        if val_fraction > EMBEDDED_VAL_FRACTION:
+            logger.warning(
+                "val_fraction=%s > %s: some validation documents of the embedded corpus were in the built-in "
+                "backbone's training data",
+                val_fraction,
+                EMBEDDED_VAL_FRACTION,
+            )
+        return hash_split(out["train"], val_fraction)
     return _split(out["train"], val_fraction, seed)
 
 
-def _window_batch(texts: list[str], tokenizer, eos_id: int, window_len: int, stride: int) -> dict[str, np.ndarray]:
+def _window_batch(
+    texts: list[str],
+    indices: list[int],
+    tokenizer,
+    eos_id: int,
+    window_len: int,
+    stride: int,
+    bos_id: int | None,
+) -> dict[str, np.ndarray]:
     """Tokenise a batch of documents, join them as `doc EOS doc EOS ...`, cut windows (numpy, no token loops).
 
-    The tail of each batch shorter than a window is dropped (at most window_len - 1 tokens per map batch).
+    Each window also gets `doc_id`: the index (in the input dataset) of the document its first token belongs
+    to, so statistics can be blocked by document. With `bos_id`, every window is `[BOS] + window_len - 1`
+    stream tokens. The tail of each batch shorter than a window is dropped (at most window_len - 1 tokens per
+    map batch).
     """
+    body = window_len - (bos_id is not None)
     ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
-    flat = np.insert(flat, np.cumsum(lengths), eos_id)  # (N_tokens + N_docs,): an EOS after every document
-    if len(flat) < window_len:
-        return {"input_ids": np.zeros((0, window_len), dtype=np.int32)}
-    windows = np.lib.stride_tricks.sliding_window_view(flat, window_len)[::stride]  # (N_windows, window_len)
-    return {"input_ids": np.ascontiguousarray(windows)}
+    lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))  # + its EOS
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()) - len(ids))
+    flat = np.insert(flat, np.cumsum(lengths - 1), eos_id)  # (N_tokens + N_docs,): an EOS after every document
+    if len(flat) < max(body, 1):
+        return {"input_ids": np.zeros((0, window_len), dtype=np.int32), "doc_id": np.zeros(0, dtype=np.int64)}
+    if body == 0:  # window_len 1 with BOS: every window is the BOS alone
+        windows = np.zeros((len(flat) // stride, 0), dtype=np.int32)
+    else:
+        windows = np.lib.stride_tricks.sliding_window_view(flat, body)[::stride]  # (N_windows, body)
+    starts = np.arange(len(windows), dtype=np.int64) * stride
+    doc_id = np.asarray(indices, dtype=np.int64)[np.searchsorted(np.cumsum(lengths), starts, side="right")]
+    if bos_id is not None:
+        windows = np.concatenate([np.full((len(windows), 1), bos_id, dtype=np.int32), windows], axis=1)
+    return {"input_ids": np.ascontiguousarray(windows), "doc_id": doc_id}
 
 
 def window_dataset(
@@ -210,17 +268,19 @@ def window_dataset(
     stride: int | None = None,
     num_proc: int | None = None,
     cache_dir: str | None = None,
+    bos_id: int | None = None,
 ) -> Dataset:
     """Tokenise `ds["text"]` and cut the document stream into rows of exactly `window_len` token ids.
 
     Documents are concatenated with the tokenizer's EOS between them (no BOS / special tokens otherwise), and
-    windows start every `stride` tokens (default `window_len`: no overlap). The seed's `seq_overlap` is
-    `window_len - stride`. Output: one int32 column `input_ids` (rows come back as Python lists, so collators
-    make int64 tensors). Each map batch (1000 documents) is windowed on its own, dropping its last partial
-    window.
+    windows start every `stride` tokens (default `window_len`: no overlap; the config key `window_stride`). With `bos_id` every window starts with that token followed by `window_len - 1`
+    stream tokens (how the built-in backbone trains, so it predicts well right after BOS). Output: an int32
+    column `input_ids` (rows come back as Python lists, so collators make int64 tensors) and `doc_id`, the
+    input row of each window's first token (for statistics blocked by document). Each map batch (1000
+    documents) is windowed on its own, dropping its last partial window.
 
     Caching: with `cache_dir`, the result is written to `cache_dir/windows-<key>.arrow`, where the key hashes
-    the input's `datasets` fingerprint, the tokenizer, `window_len`, `stride` and WINDOWING_VERSION, so a
+    the input's `datasets` fingerprint, the tokenizer, `window_len`, `stride`, `bos_id` and WINDOWING_VERSION, so a
     repeated call loads it instead of re-tokenising. Without it, `datasets`' default applies (disk-backed
     inputs cache next to their source files; in-memory inputs are recomputed).
     """
@@ -228,7 +288,7 @@ def window_dataset(
         raise ValueError(f"window_len={window_len!r} is invalid; allowed: an int >= 1")
     stride = window_len if stride is None else stride
     if not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride={stride!r} is invalid; allowed: an int >= 1 (window_len - seq_overlap)")
+        raise ValueError(f"stride={stride!r} is invalid; allowed: an int >= 1")
     if "text" not in ds.column_names:
         raise ValueError(f"ds has columns {ds.column_names}; window_dataset needs a 'text' column")
     eos_id = tokenizer.eos_token_id
@@ -237,18 +297,19 @@ def window_dataset(
 
     map_kwargs = {}
     if cache_dir is not None:
-        key = Hasher.hash([ds._fingerprint, Hasher.hash(tokenizer), window_len, stride, WINDOWING_VERSION])
+        key = Hasher.hash([ds._fingerprint, Hasher.hash(tokenizer), window_len, stride, bos_id, WINDOWING_VERSION])
         os.makedirs(cache_dir, exist_ok=True)
         map_kwargs = {
             "cache_file_name": os.path.join(cache_dir, f"windows-{key}.arrow"),
             "new_fingerprint": key,
         }
     return ds.map(
-        partial(_window_batch, tokenizer=tokenizer, eos_id=eos_id, window_len=window_len, stride=stride),
+        partial(_window_batch, tokenizer=tokenizer, eos_id=eos_id, window_len=window_len, stride=stride, bos_id=bos_id),
         input_columns="text",
         batched=True,
+        with_indices=True,
         remove_columns=ds.column_names,
-        features=Features({"input_ids": List(Value("int32"), length=window_len)}),
+        features=Features({"input_ids": List(Value("int32"), length=window_len), "doc_id": Value("int64")}),
         num_proc=num_proc,
         desc=f"tokenise + cut {window_len}-token windows",
         **map_kwargs,

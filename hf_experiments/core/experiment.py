@@ -5,6 +5,7 @@ final metrics are built. `core.runner.main` calls these in order for every exper
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .config import ExperimentTrainingArguments
@@ -50,3 +51,8 @@ class Experiment:
     def evaluate(self, trainer: Trainer, data: DatasetDict) -> dict[str, float]:
         """Final evaluation; may also write plots into the run folder (main process only)."""
         return trainer.evaluate()
+
+    def complete_model_dir(self, model_dir: Path) -> str | None:
+        """Called on the main process after the final model and tokenizer are saved in `model_dir` and before
+        its card is written: add what the folder needs to load elsewhere. Returns a line for the model card."""
+        return None

@@ -261,7 +261,13 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
 
     dtypes = (RunArguments, exp_cls.model_args, exp_cls.data_args, exp_cls.training_args)
     parser = StrictArgumentParser(dtypes, prog="trainers/run.py")
-    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    # A bool field defaulting to True also gets a `--no_<key>` flag with the same dest (store_false, no type);
+    # a config file's value is for the field itself, so the `--<key>` action must win the dest.
+    actions = {
+        a.dest: a
+        for a in sorted(parser._actions, key=lambda a: not any(o.startswith("--no_") for o in a.option_strings))
+        if a.dest != "help"
+    }
     hints = {f.name: get_type_hints(d)[f.name] for d in dtypes for f in dataclasses.fields(d)}
     nullable = {k for k, tp in hints.items() if _admits_none(tp)}
     valid_keys = sorted(actions)

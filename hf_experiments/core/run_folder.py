@@ -203,17 +203,24 @@ def move_aside(run_dir: str | os.PathLike) -> Path | None:
     return target
 
 
-def write_model_card(model_dir: str | os.PathLike, experiment: str, config: dict, metrics: dict) -> None:
-    """A README.md model card (`huggingface_hub.ModelCard`): what trained it, with which config, what it scored."""
+def write_model_card(
+    model_dir: str | os.PathLike, experiment: str, config: dict, metrics: dict, note: str | None = None
+) -> None:
+    """A README.md model card (`huggingface_hub.ModelCard`): what trained it, with which config, what it scored.
+
+    Only scalar metrics go in its table (per-position lists and the like stay in `metrics.json`); `note` is a
+    paragraph from the experiment (e.g. where the backbone comes from)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(library_name="transformers", tags=["hf_experiments", experiment])
-    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, (list, tuple, dict))}
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scalars.items())
     card = ModelCard(
         f"---\n{data.to_yaml()}\n---\n\n"
         f"# {config.get('exp_name', experiment)}\n\nTrained with `hf_experiments` (experiment `{experiment}`):\n\n"
         f"```\naccelerate launch trainers/run.py --config run_config.json\n```\n\n"
-        f"## Final evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
+        + (f"{note}\n\n" if note else "")
+        + f"## Final evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
         f"## Config\n\n```json\n{json.dumps(config, indent=2, sort_keys=True, default=str)}\n```\n"
     )
     card.save(Path(model_dir) / "README.md")

@@ -123,7 +123,7 @@ def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     return Path(folder).resolve() in Path(path).resolve().parents
 
 
-def finish(cfg: RunConfig, trainer: Trainer, tokenizer: Any, metrics: dict[str, Any]) -> Path:
+def finish(cfg: RunConfig, trainer: Trainer, tokenizer: Any, metrics: dict[str, Any], experiment: Any = None) -> Path:
     """Save the final model with tokenizer and model card, and `metrics.json`, into the run folder; the
     finished record last, so a run counts as finished only once all of it is on disk."""
     model_dir = cfg.run_dir / "model"
@@ -132,8 +132,9 @@ def finish(cfg: RunConfig, trainer: Trainer, tokenizer: Any, metrics: dict[str, 
     if trainer.args.should_save:
         if tokenizer is not None:
             tokenizer.save_pretrained(str(model_dir))
+        note = experiment.complete_model_dir(model_dir) if experiment is not None else None
         clean = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
-        write_model_card(model_dir, cfg.run.experiment, cfg.to_dict(), clean)
+        write_model_card(model_dir, cfg.run.experiment, cfg.to_dict(), clean, note)
         write_json_atomic(cfg.run_dir / "metrics.json", clean)
         write_json_atomic(
             cfg.run_dir / FINISHED_RECORD, {"global_step": trainer.state.global_step, "config": _config_key(cfg)}
@@ -258,7 +259,7 @@ def _run(cfg: RunConfig, lock: RunLock | None) -> int:
         return on_preempted(cfg)
 
     metrics = {**experiment.evaluate(trainer, data), "world_size": trainer.args.world_size}
-    model_dir = finish(cfg, trainer, experiment.tokenizer, metrics)
+    model_dir = finish(cfg, trainer, experiment.tokenizer, metrics, experiment)
     if trainer.is_world_process_zero():
         print(f"final metrics: {metrics}\nrun folder: {cfg.run_dir}  (model: {model_dir})")
     return 0

@@ -44,3 +44,37 @@ def fmt_ci(values: Sequence[float], digits: int = 3) -> str:
     """``"0.985 ± 0.006"`` (or the bare mean for one value)."""
     mean, half = mean_ci(values)
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def block_bootstrap_ratio(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    blocks: Sequence[int],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% percentile interval of `sum(numerators) / sum(denominators)`, resampling whole blocks.
+
+    Rows of one block (e.g. the windows of one document) are correlated, so the blocks, not the rows, are
+    drawn with replacement; a ratio of sums is what a pooled metric (loss per token, gap recovered) is.
+    Returns (NaN, NaN) with fewer than two blocks. numpy only (scipy is not a dependency).
+    """
+    import numpy as np
+
+    num, den = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    _, block = np.unique(np.asarray(blocks), return_inverse=True)
+    n_blocks = int(block.max()) + 1 if len(block) else 0
+    if n_blocks < 2:
+        return math.nan, math.nan
+    num_b = np.bincount(block, weights=num, minlength=n_blocks)  # (n_blocks,)
+    den_b = np.bincount(block, weights=den, minlength=n_blocks)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_blocks, size=(n_boot, n_blocks))  # (n_boot, n_blocks) block indices
+    counts = np.apply_along_axis(np.bincount, 1, draws, minlength=n_blocks)  # times each block is drawn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (counts @ num_b) / (counts @ den_b)
+    ratios = ratios[np.isfinite(ratios)]
+    if len(ratios) == 0:
+        return math.nan, math.nan
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)

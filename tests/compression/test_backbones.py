@@ -85,7 +85,7 @@ def test_concurrent_resolution_builds_once(built):
     assert sum(m.startswith("building builtin backbone") for m in messages) == 1
     # atomic build: only the finished folder (and its lock file) remain, no temp folders
     leftovers = sorted(p.name for p in (cache / "backbones").iterdir())
-    assert leftovers == ["tiny-lm-v1", "tiny-lm-v1.lock"]
+    assert leftovers == ["tiny-lm-v2", "tiny-lm-v2.lock"]
 
 
 def test_builtin_loads_with_auto_classes_and_learned(built):

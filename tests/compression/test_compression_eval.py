@@ -131,12 +131,25 @@ def test_metrics_are_present_rates_and_tensor_equals_dataset_input(gpt2_dir):
     model = make_model(gpt2_dir, rmb_task=True)
     ids = copy_windows(10)
     metrics = evaluate_compression(model, ids, batch_size=4, free_run_tokens=3)
-    assert set(RATES) | {"low_loss", "high_loss", "pred_loss", "gap_recovered", "num_windows"} == set(metrics)
+    stats = {"gap_recovered", "low_minus_pred", "low_minus_high"}
+    expected = (
+        set(RATES)
+        | {"low_loss", "high_loss", "pred_loss", "num_windows", "num_documents", "gap_degenerate", "first_token_scored"}
+        | stats
+        | {f"{k}_ci_{side}" for k in stats for side in ("low", "high")}
+        | {f"{m}_loss_by_position" for m in ("low", "high", "pred")}
+    )
+    assert expected == set(metrics)
     assert all(0.0 <= metrics[key] <= 1.0 for key in RATES)
-    assert metrics["num_windows"] == 10
+    assert metrics["num_windows"] == 10 and metrics["num_documents"] == 10  # no doc ids: a window is a block
+    assert metrics["first_token_scored"] == 1.0 and len(metrics["low_loss_by_position"]) == SEQ_LEN
+    for m in ("low", "high", "pred"):  # the per-position losses average to the overall loss (equal counts)
+        assert sum(metrics[f"{m}_loss_by_position"]) / SEQ_LEN == pytest.approx(metrics[f"{m}_loss"], abs=1e-4)
     assert all(metrics[f"{m}_top1"] <= metrics[f"{m}_top5"] for m in ("low", "high", "pred"))
     as_dataset = datasets.Dataset.from_dict({"input_ids": ids.tolist()})
-    assert evaluate_compression(model, as_dataset, batch_size=3, free_run_tokens=3) == pytest.approx(metrics, rel=1e-4)
+    again = evaluate_compression(model, as_dataset, batch_size=3, free_run_tokens=3)
+    scalars = [k for k, v in metrics.items() if isinstance(v, float) and "_ci_" not in k]
+    assert {k: again[k] for k in scalars} == pytest.approx({k: metrics[k] for k in scalars}, rel=1e-4, nan_ok=True)
     assert evaluate_compression(model, ids, batch_size=4, max_batches=2)["num_windows"] == 8
     assert "rmb_bleu" not in evaluate_compression(make_model(gpt2_dir), ids, batch_size=4)
 
@@ -147,7 +160,8 @@ def test_teacher_forced_losses_equal_the_plain_backbone_when_compression_is_exac
     With `pooling="mean"`, `cmp_layer=0` and one vector per context token, a Llama backbone (whose
     hidden_states[0] are the raw input embeddings) gets the context's own embeddings as "compressed" states.
     With the forward task token set to a separator's embedding, the pred input IS the token sequence
-    [ctx, SEP, seq], so every pred metric must equal the backbone's on that sequence.
+    [BOS, ctx, SEP, seq], so every pred metric must equal the backbone's on that sequence; every seq token,
+    the first included, is scored in every mode.
     """
     model = make_model(
         save_backbone(tiny_llama(), tmp_path), pooling="mean", cmp_layer=0, n_cmps=CMP_LEN, rmb_task=True
@@ -168,11 +182,11 @@ def test_teacher_forced_losses_equal_the_plain_backbone_when_compression_is_exac
         loss = F.cross_entropy(logits.transpose(1, 2), targets).item()
         return loss, (logits.argmax(-1) == targets).float().mean().item()
 
-    sep_col = torch.full((5, 1), sep)
+    sep_col, bos = torch.full((5, 1), sep), torch.full((5, 1), model.bos_token_id)
     expected = {
-        "low": plain(seq, SEQ_LEN - 1),
-        "high": plain(ids, SEQ_LEN - 1),
-        "pred": plain(torch.cat([ctx, sep_col, seq], dim=1), SEQ_LEN - 1),
+        "low": plain(torch.cat([bos, seq], dim=1), SEQ_LEN),
+        "high": plain(torch.cat([bos, ids], dim=1), SEQ_LEN),
+        "pred": plain(torch.cat([bos, ctx, sep_col, seq], dim=1), SEQ_LEN),
     }
     for mode, (loss, top1) in expected.items():
         assert metrics[f"{mode}_loss"] == pytest.approx(loss, abs=1e-5)
@@ -239,5 +253,38 @@ def test_plot_writes_a_png(tmp_path):
     }
     path = plot_low_pred_high(metrics, tmp_path / "plots" / "gap.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    by_position = {f"{m}_loss_by_position": [3.5, 2.9] for m in ("low", "pred", "high")}
+    degenerate = {**metrics, **by_position, "gap_degenerate": 1.0, "low_minus_high": 0.001, "first_token_scored": 1.0}
+    plot_low_pred_high(degenerate, tmp_path / "deg.png")
+    assert (tmp_path / "deg.csv").read_text().splitlines()[0] == "position,low_loss,pred_loss,high_loss"
     with pytest.raises(ValueError, match="high_loss"):
         plot_low_pred_high({"low_loss": 1.0}, tmp_path / "x.png")
+
+
+# ----- statistics -----
+
+
+def test_gap_statistics_are_blocked_by_document_and_flag_a_degenerate_gap(caplog):
+    from hf_experiments.compression.evaluation import gap_statistics
+
+    gen = torch.Generator().manual_seed(0)
+    n, docs = 400, torch.arange(400) // 8  # 50 documents of 8 windows
+    tokens = torch.full((n,), 10.0)
+    low = 30 + torch.rand(n, generator=gen)
+    high, pred = low - 5.0, low - 4.0  # per token: gap 0.5, recovered 0.4
+    stats = gap_statistics({"low": low, "high": high, "pred": pred}, tokens, docs)
+    assert stats["gap_recovered"] == pytest.approx(0.8) and stats["low_minus_high"] == pytest.approx(0.5)
+    assert stats["gap_recovered_ci_low"] <= 0.8 <= stats["gap_recovered_ci_high"]
+    assert stats["num_documents"] == 50 and stats["gap_degenerate"] == 0.0
+    # a context that does not help: the share is noise, flagged (and the log says so)
+    noise = torch.randn(n, generator=gen) * 0.05
+    flat = gap_statistics({"low": low, "high": low + noise, "pred": low + noise / 2}, tokens, docs)
+    assert flat["gap_degenerate"] == 1.0 and "not a meaningful share" in caplog.text
+
+
+def test_document_ids_reach_the_bootstrap(gpt2_dir):
+    """Windows of a `datasets.Dataset` with `doc_id` are blocked by it: fewer documents than windows."""
+    model = make_model(gpt2_dir)
+    ids = copy_windows(12)
+    ds = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "doc_id": [i // 4 for i in range(12)]})
+    assert evaluate_compression(model, ds, batch_size=5)["num_documents"] == 3

@@ -80,6 +80,46 @@ def test_cmp_run_writes_metrics_plot_model_and_tensorboard(tmp_path, tiny_backbo
     saved = sum(f.stat().st_size for f in (run_dir / "model").glob("*.safetensors"))
     backbone = sum(f.stat().st_size for f in Path(tiny_backbone).glob("*.safetensors"))
     assert saved < backbone / 5
+    # ... but the folder is self-contained: the local backbone travels in `model/backbone/`, the card says so.
+    assert (run_dir / "model" / "backbone" / "config.json").is_file()
+    assert "saved in `backbone/`" in (run_dir / "model" / "README.md").read_text()
+    _loads_elsewhere(run_dir / "model", Path(tiny_backbone), tmp_path, model)
+
+
+_FRESH = """
+import sys, torch, hf_experiments
+from transformers import AutoModel
+model = AutoModel.from_pretrained(sys.argv[1]).eval()
+ids = torch.tensor([list(range(3, 3 + model.config.cmp_len))])
+out = model.generate(ids, prompt_ids=ids[:, :2], max_new_tokens=4, do_sample=False)
+print(type(model).__name__, out.shape[-1], model.config.model_string)
+print("OUT", out.tolist())
+"""
+
+
+def _loads_elsewhere(model_dir: Path, backbone: Path, tmp_path: Path, here: CompressionModel) -> None:
+    """Copy the folder away, hide the original backbone and the caches, load it in a fresh offline process."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import env
+
+    copy = shutil.copytree(model_dir, tmp_path / "elsewhere" / "cmp_model")
+    hidden = backbone.with_name(backbone.name + ".hidden")
+    backbone.rename(hidden)
+    try:
+        e = env() | {"HF_EXPERIMENTS_CACHE": str(tmp_path / "no_cache"), "HF_HOME": str(tmp_path / "no_hf")}
+        res = subprocess.run([sys.executable, "-c", _FRESH, str(copy)], capture_output=True, text=True, env=e)
+    finally:
+        hidden.rename(backbone)
+    assert res.returncode == 0, res.stderr[-3000:]
+    name, n_new, model_string = res.stdout.splitlines()[0].split()
+    assert (name, n_new, model_string) == ("CompressionModel", "4", "backbone")
+    # the same continuation as the model in this process
+    ids = torch.tensor([list(range(3, 3 + here.config.cmp_len))])
+    expect = here.eval().generate(ids, prompt_ids=ids[:, :2], max_new_tokens=4, do_sample=False)
+    assert res.stdout.splitlines()[1] == f"OUT {expect.tolist()}"
 
 
 def _windows(n: int = 8, t: int = 16) -> Dataset:

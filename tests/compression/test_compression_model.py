@@ -60,6 +60,11 @@ def make_model(path: str, seed: int = 0, **overrides) -> CompressionModel:
     return CompressionModel(CompressionConfig(**kwargs))
 
 
+def bos_first(model: CompressionModel, ids: torch.LongTensor) -> torch.LongTensor:
+    """`[BOS] + ids` (what the backbone reads with prepend_bos)."""
+    return torch.cat([torch.full((ids.size(0), 1), model.bos_token_id), ids], dim=1)
+
+
 def windows(batch: int = 3, seed: int = 1) -> torch.LongTensor:
     return torch.randint(0, VOCAB, (batch, CMP_LEN + SEQ_LEN), generator=torch.Generator().manual_seed(seed))
 
@@ -68,11 +73,12 @@ def windows(batch: int = 3, seed: int = 1) -> torch.LongTensor:
 
 
 @pytest.mark.parametrize("arch", list(BACKBONES))
-@pytest.mark.parametrize("cmp_layer, index", [(1, 1), (-1, -1), ("half", 1), (0, 0)])
+@pytest.mark.parametrize("cmp_layer, index", [(1, 1), (-1, -1), ("half", 1), ("middle", 1), (0, 0)])
 def test_compressed_states_come_from_the_requested_layer(backbone_dirs, arch, cmp_layer, index):
     model = make_model(backbone_dirs[arch], cmp_layer=cmp_layer).eval()
     ctx = windows()[:, :CMP_LEN]
-    embeds = torch.cat([model.backbone.get_input_embeddings()(ctx), model.cmp_embs.expand(3, -1, -1)], dim=1)
+    tokens = model.backbone.get_input_embeddings()(bos_first(model, ctx))  # [BOS, ctx]
+    embeds = torch.cat([tokens, model.cmp_embs.expand(3, -1, -1)], dim=1)
     with torch.no_grad():
         hidden = model.backbone(inputs_embeds=embeds, output_hidden_states=True).hidden_states
         compressed = model.compress(ctx)
@@ -88,7 +94,8 @@ def test_mean_pooling_averages_contiguous_chunks_of_the_context(backbone_dirs, a
     assert model.cmp_embs is None  # the baseline has no compression tokens
     ctx = windows()[:, :CMP_LEN]
     with torch.no_grad():
-        hidden = model.backbone(input_ids=ctx, output_hidden_states=True).hidden_states[-1]  # (B, 6, D)
+        hidden = model.backbone(input_ids=bos_first(model, ctx), output_hidden_states=True).hidden_states[-1]
+        hidden = hidden[:, 1:]  # (B, 6, D): the context's states, after BOS
         compressed = model.compress(ctx)
     expected = torch.stack([hidden[:, :3].mean(1), hidden[:, 3:].mean(1)], dim=1)  # 6 tokens -> 2 chunks of 3
     torch.testing.assert_close(compressed, expected, rtol=0, atol=1e-6)
@@ -122,7 +129,9 @@ def test_cmp_layer_outside_the_backbone_is_rejected(backbone_dirs, cmp_layer):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("cmp_layer", "middle"),
+        ("cmp_layer", "top"),
+        ("seq_overlap", 10),
+        ("cmp_attention", "full"),
         ("n_cmps", 0),
         ("ae_ratio", 1.5),
         ("kl_weight", -1.0),
@@ -201,8 +210,14 @@ def test_logits_at_t_see_exactly_the_tokens_before_t(backbone_dirs, arch):
         a, b = model(ids).logits, model(changed).logits  # (B, T, V), position t predicts seq[t]
         torch.testing.assert_close(a[:, : j + 1], b[:, : j + 1], rtol=0, atol=1e-6)
         assert not torch.allclose(a[:, j + 1], b[:, j + 1], atol=1e-4)
-        for mode in ("low", "high", "pred"):  # position t predicts seq[t + 1]
+        for mode in ("low", "high", "pred"):  # with BOS every seq token is scored: position t predicts seq[t]
             a, b = model.comparison_logits(ids, mode), model.comparison_logits(changed, mode)
+            assert a.shape == (3, SEQ_LEN, VOCAB)
+            torch.testing.assert_close(a[:, : j + 1], b[:, : j + 1], rtol=0, atol=1e-6)
+            assert not torch.allclose(a[:, j + 1], b[:, j + 1], atol=1e-4)
+        plain = make_model(backbone_dirs[arch], prepend_bos=False).eval()  # no BOS: seq[0] cannot be scored
+        for mode in ("low", "high", "pred"):  # position t predicts seq[t + 1]
+            a, b = plain.comparison_logits(ids, mode), plain.comparison_logits(changed, mode)
             assert a.shape == (3, SEQ_LEN - 1, VOCAB)
             torch.testing.assert_close(a[:, :j], b[:, :j], rtol=0, atol=1e-6)
             assert not torch.allclose(a[:, j], b[:, j], atol=1e-4)
@@ -326,7 +341,7 @@ def test_greedy_generation_follows_the_teacher_forced_argmax(backbone_dirs):
     ctx, seq = ids[:, :CMP_LEN], ids[:, CMP_LEN:]
     generated = model.generate_from_context(ctx, seq[:, :1], 1)
     first = model.comparison_logits(torch.cat([ctx, seq[:, :1], generated], dim=1)[:, : CMP_LEN + 2], "pred")
-    assert torch.equal(first.argmax(-1)[:, 0], generated[:, 0])  # pred logits after seq[0] give the greedy token
+    assert torch.equal(first.argmax(-1)[:, 1], generated[:, 0])  # pred logits after seq[0] give the greedy token
 
 
 def test_sampling_is_reproducible_and_rejects_non_positive_temperature(backbone_dirs):
@@ -439,3 +454,103 @@ def test_trainer_checkpoints_hold_only_trained_weights_and_resume_exactly(backbo
     torch.testing.assert_close(resumed.task_embs, straight.task_embs, rtol=0, atol=1e-6)
     original = AutoModelForCausalLM.from_pretrained(backbone_dirs["gpt2"]).state_dict()
     assert all(torch.equal(resumed.backbone.state_dict()[name], value) for name, value in original.items())
+
+
+# ----- the original's options -----
+
+
+def test_context_only_attention_hides_compression_tokens_from_each_other(backbone_dirs):
+    """cmp_attention='context_only' (the original's zero-padded mask): a compression token's state depends on
+    the context only, so changing another compression token's embedding leaves it unchanged; with the causal
+    default the later token sees the earlier one (negative control)."""
+    ctx = windows()[:, :CMP_LEN]
+    for attention, later_moves in (("context_only", False), ("causal", True)):
+        model = make_model(backbone_dirs["gpt2"], cmp_attention=attention, cmp_layer=-1).eval()
+        with torch.no_grad():
+            before = model.compress(ctx)
+            model.cmp_embs[0] += torch.randn(
+                32, generator=torch.Generator().manual_seed(3)
+            )  # not a constant: LayerNorm removes those
+            after = model.compress(ctx)
+        moved = not torch.allclose(after[:, 1], before[:, 1], atol=1e-5)
+        assert moved == later_moves
+    model = make_model(backbone_dirs["gpt2"], cmp_attention="context_only", cmp_layer=-1).eval()
+    other = windows(seed=9)[:, :CMP_LEN]
+    with torch.no_grad():  # ... but it still reads the context
+        assert not torch.allclose(model.compress(ctx), model.compress(other), atol=1e-4)
+
+
+def test_context_only_states_equal_a_hand_built_key_mask(backbone_dirs):
+    """The original's formula: mask 0 on every compression position (hidden as keys, from themselves too),
+    positions counting on after the context."""
+    model = make_model(backbone_dirs["llama"], cmp_attention="context_only", cmp_layer=-1).eval()
+    ctx = windows()[:, :CMP_LEN]
+    emb = model.backbone.get_input_embeddings()
+    embeds = torch.cat([emb(bos_first(model, ctx)), model.cmp_embs.expand(3, -1, -1)], dim=1)
+    mask = torch.ones(embeds.shape[:2], dtype=torch.long)
+    mask[:, -N_CMPS:] = 0
+    positions = torch.arange(embeds.size(1)).expand(3, -1)
+    with torch.no_grad():
+        hidden = model.backbone.base_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, output_hidden_states=True
+        ).hidden_states[-1]
+        torch.testing.assert_close(model.compress(ctx), hidden[:, -N_CMPS:], rtol=0, atol=1e-5)
+
+
+def test_output_layer_mixes_token_embeddings_by_the_lm_softmax(backbone_dirs):
+    model = make_model(backbone_dirs["gpt2"], cmp_layer="output").eval()
+    ctx = windows()[:, :CMP_LEN]
+    emb = model.backbone.get_input_embeddings()
+    embeds = torch.cat([emb(bos_first(model, ctx)), model.cmp_embs.expand(3, -1, -1)], dim=1)
+    with torch.no_grad():
+        logits = model.backbone(inputs_embeds=embeds).logits[:, -N_CMPS:]  # (B, n, V)
+        expected = logits.softmax(-1) @ emb.weight / N_CMPS
+        torch.testing.assert_close(model.compress(ctx), expected, rtol=0, atol=1e-6)
+
+
+def test_half_is_the_originals_middle_for_odd_depths(tmp_path):
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=VOCAB)).save_pretrained(
+        tmp_path
+    )
+    assert make_model(str(tmp_path), cmp_layer="half").cmp_layer_index == 2  # (3 + 1) // 2, not 3 // 2
+
+
+def test_seq_overlap_predicts_the_contexts_last_tokens_too(backbone_dirs):
+    """The original's seq_overlap: targets start `seq_overlap` tokens before the end of the context."""
+    model = make_model(backbone_dirs["gpt2"], seq_overlap=2).eval()
+    ids = windows()
+    ctx, _, tgt, _ = model.split_window(ids)
+    assert torch.equal(ctx, ids[:, :CMP_LEN]) and torch.equal(tgt, ids[:, CMP_LEN - 2 :])
+    with torch.no_grad():
+        out = model(ids)
+        assert out.logits.shape == (3, SEQ_LEN + 2, VOCAB)
+        nll = -out.logits.log_softmax(-1).gather(-1, tgt[..., None])[..., 0]
+        torch.testing.assert_close(out.fwd_loss, nll.mean())
+        for mode in ("low", "high", "pred"):  # the same scored tokens in every mode
+            assert model.comparison_logits(ids, mode).shape == (3, SEQ_LEN + 2, VOCAB)
+        high = model.comparison_logits(ids, "high")
+        full = model.backbone(input_ids=bos_first(model, ids[:, :-1])).logits[:, CMP_LEN - 2 :]
+        torch.testing.assert_close(high, full, rtol=0, atol=1e-5)
+
+
+def test_loss_sum_adds_forward_and_remember_as_the_original(backbone_dirs):
+    ids = windows()
+    with torch.no_grad():
+        out = make_model(backbone_dirs["gpt2"], rmb_task=True, loss_sum=True, ae_ratio=0.9).eval()(ids)
+    torch.testing.assert_close(out.loss, out.fwd_loss + out.rmb_loss)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_generate_equals_the_hand_written_decoding(backbone_dirs, arch):
+    """`model.generate` (transformers' generate from the compressed prefix) == `generate_from_context`."""
+    model = make_model(backbone_dirs[arch]).eval()
+    model.backbone.generation_config.eos_token_id = None  # a fixed-length continuation, as decode's
+    ids = windows(batch=4)
+    ctx, prompt = ids[:, :CMP_LEN], ids[:, CMP_LEN : CMP_LEN + 2]
+    for mode in ("pred", "high", "low"):
+        ours = model.generate_from_context(ctx, prompt, 6, mode=mode)
+        theirs = model.generate(ctx, prompt_ids=prompt, max_new_tokens=6, do_sample=False, mode=mode)
+        assert torch.equal(theirs, ours), mode
+    no_prompt = model.generate(ctx, max_new_tokens=3, do_sample=False)  # context only: starts after the task token
+    assert torch.equal(no_prompt, model.generate_from_context(ctx, ctx[:, :0], 3))

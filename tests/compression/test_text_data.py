@@ -15,7 +15,7 @@ from datasets import Dataset
 
 from hf_experiments.compression.backbones import _train_tokenizer
 from hf_experiments.compression.corpus import MIN_DOC_CHARS, build_stdlib_corpus, embedded_corpus
-from hf_experiments.compression.text_data import load_text_dataset, window_dataset
+from hf_experiments.compression.text_data import hash_split, load_text_dataset, window_dataset
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +150,34 @@ def test_embedded_dataset_splits_partition_the_corpus(corpus):
     dd = load_text_dataset("embedded", None, val_fraction=0.05, seed=0)
     assert set(dd) == {"train", "validation"}
     assert dd["train"].column_names == ["text"] == dd["validation"].column_names
-    assert len(dd["validation"]) == round(0.05 * len(corpus))
+    assert abs(len(dd["validation"]) - 0.05 * len(corpus)) < 4 * (0.05 * len(corpus)) ** 0.5  # a hash split
     assert sorted(list(dd["train"]["text"]) + list(dd["validation"]["text"])) == sorted(corpus)
-    assert load_text_dataset("embedded", None, seed=0)["validation"]["text"][:] == dd["validation"]["text"][:]
-    assert load_text_dataset("embedded", None, seed=1)["validation"]["text"][:] != dd["validation"]["text"][:]
+    # by document hash: the seed does not move it, a smaller fraction holds out a subset of the same documents
+    assert load_text_dataset("embedded", None, seed=1)["validation"]["text"][:] == dd["validation"]["text"][:]
+    smaller = set(load_text_dataset("embedded", None, val_fraction=0.02)["validation"]["text"])
+    assert 0 < len(smaller) < len(dd["validation"]) and smaller <= set(dd["validation"]["text"])
+    # a document's side depends on its text alone: the same split of any subset of the corpus
+    part = hash_split(Dataset.from_dict({"text": corpus[::3]}), 0.05)
+    assert set(part["validation"]["text"]) == set(dd["validation"]["text"]) & set(corpus[::3])
+
+
+def test_windows_carry_their_documents_and_an_optional_bos(tokenizer):
+    texts = ["alpha beta gamma delta " * 5, "one two three " * 7, "x y z " * 9]
+    ds = Dataset.from_dict({"text": texts})
+    plain = window_dataset(ds, tokenizer, 8)
+    with_bos = window_dataset(ds, tokenizer, 8, stride=7, bos_id=3)
+    stream = []
+    for i, t in enumerate(texts):
+        stream += [(tok, i) for tok in tokenizer(t, add_special_tokens=False)["input_ids"]] + [
+            (tokenizer.eos_token_id, i)
+        ]
+    for row, doc in zip(plain["input_ids"], plain["doc_id"]):  # doc_id = the document of the window's first token
+        start = next(k for k in range(len(stream)) if [t for t, _ in stream[k : k + 8]] == row)
+        assert stream[start][1] == doc
+    assert sorted(set(plain["doc_id"])) == [0, 1, 2]
+    assert all(r[0] == 3 for r in with_bos["input_ids"])  # BOS + 7 stream tokens, consecutive windows adjacent
+    body = [t for r in with_bos["input_ids"] for t in r[1:]]
+    assert body == [t for t, _ in stream][: len(body)]
 
 
 def test_local_txt_files(tmp_path):
