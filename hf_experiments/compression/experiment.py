@@ -44,7 +44,8 @@ class CompressionExperiment(Experiment):
     def validate(cls, cfg: RunConfig) -> None:
         m, d = cfg.model, cfg.data
         if parse_cmp_layer(m.cmp_layer) == "output" and m.pooling == "mean":
-            raise ConfigError("cmp_layer", m.cmp_layer, "an integer layer index, 'half' or 'middle' with pooling='mean'")
+            allowed = "an integer layer index, 'half' or 'middle' with pooling='mean'"
+            raise ConfigError("cmp_layer", m.cmp_layer, allowed)
         model_config(CompressionConfig, m, cmp_layer=parse_cmp_layer(m.cmp_layer))  # the model's own checks
         if m.seq_overlap >= m.cmp_len:
             raise ConfigError("seq_overlap", m.seq_overlap, f"an integer in [0, cmp_len={m.cmp_len})")

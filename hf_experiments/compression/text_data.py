@@ -273,11 +273,12 @@ def window_dataset(
     """Tokenise `ds["text"]` and cut the document stream into rows of exactly `window_len` token ids.
 
     Documents are concatenated with the tokenizer's EOS between them (no BOS / special tokens otherwise), and
-    windows start every `stride` tokens (default `window_len`: no overlap; the config key `window_stride`). With `bos_id` every window starts with that token followed by `window_len - 1`
-    stream tokens (how the built-in backbone trains, so it predicts well right after BOS). Output: an int32
-    column `input_ids` (rows come back as Python lists, so collators make int64 tensors) and `doc_id`, the
-    input row of each window's first token (for statistics blocked by document). Each map batch (1000
-    documents) is windowed on its own, dropping its last partial window.
+    windows start every `stride` tokens (default `window_len`: no overlap; the config key `window_stride`).
+    With `bos_id` every window starts with that token followed by `window_len - 1` stream tokens (how the
+    built-in backbone trains, so it predicts well right after BOS). Output: an int32 column `input_ids` (rows
+    come back as Python lists, so collators make int64 tensors) and `doc_id`, the input row of each window's
+    first token (for statistics blocked by document). Each map batch (1000 documents) is windowed on its own,
+    dropping its last partial window.
 
     Caching: with `cache_dir`, the result is written to `cache_dir/windows-<key>.arrow`, where the key hashes
     the input's `datasets` fingerprint, the tokenizer, `window_len`, `stride`, `bos_id` and WINDOWING_VERSION, so a
