@@ -146,3 +146,26 @@ TINY_DATA_CACHE = dict(  # blotch with axe + internalize rounds over a data cach
     history_eval_samples=8,
     dataloader_num_workers=0,
 )
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def assert_config_error(tmp_path: Path, monkeypatch, capsys, cfg: dict, key: str, words: str) -> None:
+    """Run `cfg` in-process (`hf_experiments.cli.main`): one line `config error: ...key...words...`, exit 2,
+    and no file written under `tmp_path` (the config itself is written to `tmp_path/cfgs/bad.json` first)."""
+    from hf_experiments import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "cfgs" / "bad.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"save_root": str(tmp_path / "out"), **cfg}))
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    code = cli.main(["--config", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert err[0].startswith("config error: ") and key in err[0] and words in err[0], err[0]
+    assert files_under(tmp_path) == before

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,33 +34,23 @@ class RunSpec:
     seed: int
     n_layers: int | None = None
 
+    def as_config_run(self) -> child_runs.ConfigRun:
+        """This run as a plain config run: the seed, and the layer sweep's depth (which wins over a --set)."""
+        values = {"seed": str(self.seed)}
+        if self.n_layers is not None:
+            values["n_layers"] = str(self.n_layers)
+        return child_runs.ConfigRun(self.name, self.config, values)
+
     def settings(self, overrides: Sequence[str] = ()) -> dict[str, str]:
         """The command-line values of this run, as text (the later entry wins, as on the command line)."""
-        out = {k: v for k, v in (item.split("=", 1) for item in overrides)}
-        out["seed"] = str(self.seed)
-        if self.n_layers is not None:  # the layer sweep's depth wins over a --set n_layers
-            out["n_layers"] = str(self.n_layers)
-        return out
+        return self.as_config_run().settings(overrides)
 
     def command(self, save_root: str, overrides: Sequence[str] = ()) -> list[str]:
-        cmd = [sys.executable, "trainers/run.py", "--config", str(Path(self.config).resolve())]
-        cmd += ["--save_root", str(Path(save_root).resolve()), "--exp_name", self.name, "--report_to", "none"]
-        for key, value in self.settings(overrides).items():
-            cmd += [f"--{key}", value]
-        return cmd
+        return self.as_config_run().command(save_root, overrides)
 
     def check_finished(self, folder: Path, overrides: Sequence[str] = ()) -> None:
         """A finished run is reused only if it was made with this run's values (raises ValueError otherwise)."""
-        saved = json.loads((folder / "run_config.json").read_text())
-        for key, value in self.settings(overrides).items():
-            have = saved.get(key)
-            same = str(have).lower() == value.lower() or (
-                isinstance(have, (int, float)) and not isinstance(have, bool) and _as_float(value) == float(have)
-            )
-            if not same:
-                raise ValueError(
-                    f"{folder} was trained with {key}={have!r}, not {value}; use another --save_root or remove it"
-                )
+        self.as_config_run().check_finished(folder, overrides)
 
 
 @dataclass
@@ -99,13 +88,6 @@ class FigurePlan:
     def layer_run(self, role: str, depth: int) -> str:
         own = config_value(self.configs[role], "n_layers")
         return f"{role}_seed{self.seeds[0]}" if depth == own else f"{role}_L{depth}_seed{self.seeds[0]}"
-
-
-def _as_float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def config_value(path: str, key: str, default: Any = None) -> Any:

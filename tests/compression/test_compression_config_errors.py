@@ -4,12 +4,9 @@ In-process (`hf_experiments.cli.main`): validation runs before any backbone is r
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from hf_experiments import cli
+from tests.helpers import assert_config_error
 
 BASE = {"experiment": "cmp", "model_string": "builtin:tiny-lm", "cmp_len": 8, "seq_len": 8, "max_steps": 2}
 
@@ -27,22 +24,8 @@ CASES = [
 ]
 
 
-def _files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
 @pytest.mark.parametrize(("key", "value", "words"), CASES, ids=[f"{k}={v}" for k, v, _ in CASES])
 def test_bad_compression_values_are_one_line_exit_2_nothing_written(tmp_path, monkeypatch, capsys, key, value, words):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_EXPERIMENTS_CACHE", str(tmp_path / "cache"))  # no backbone may be built either
-    path = tmp_path / "bad.json"
     extra = {"pooling": "mean"} if (key, value) == ("cmp_layer", "output") else {}
-    path.write_text(json.dumps({**BASE, "save_root": str(tmp_path / "out"), key: value, **extra}))
-    monkeypatch.chdir(tmp_path)
-    before = _files(tmp_path)
-    code = cli.main(["--config", str(path)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1, err
-    assert err[0].startswith(f"config error: {key}=") and words in err[0], err[0]
-    assert _files(tmp_path) == before
+    assert_config_error(tmp_path, monkeypatch, capsys, {**BASE, key: value, **extra}, f"{key}=", words)

@@ -3,12 +3,9 @@ nothing written (run in-process through `hf_experiments.cli.main`, as `trainers/
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from hf_experiments import cli
+from tests.helpers import assert_config_error
 
 MLP = {"experiment": "mlp", "width": 8, "n_samples": 8, "n_test": 8, "dim": 3, "max_steps": 2, "report_to": "none"}
 
@@ -67,24 +64,9 @@ CASES = [
 ]
 
 
-def _files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
 @pytest.mark.parametrize(("name", "overrides", "key", "words"), CASES, ids=[c[0] for c in CASES])
 def test_bad_value_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, name, overrides, key, words):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    path = tmp_path / "cfgs" / "bad.json"
-    path.parent.mkdir()
-    path.write_text(json.dumps({**MLP, "save_root": str(tmp_path / "out"), **overrides}))
-    monkeypatch.chdir(tmp_path)
-    before = _files(tmp_path)
-    code = cli.main(["--config", str(path)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1, err
-    assert err[0].startswith("config error: ") and key in err[0] and words in err[0], err[0]
-    assert _files(tmp_path) == before
+    assert_config_error(tmp_path, monkeypatch, capsys, {**MLP, **overrides}, key, words)
 
 
 def test_a_dotted_sweep_key_must_name_a_kwargs_object(tmp_path):
