@@ -1,6 +1,6 @@
 """Build the weights of a builtin backbone (`model_string: "builtin:<name>"`) that ship with the package.
 
-    python data_scripts/build_backbone.py                      # tiny-lm into hf_experiments/compression/weights/
+    python data_scripts/build_backbone.py --replace            # rebuild the shipped tiny-lm (package weights/)
     python data_scripts/build_backbone.py --out /tmp/tiny-lm   # anywhere else (the folder must not exist)
 
 Trains the tokenizer and the GPT-2 of `BUILTIN_SPECS[name]` on the embedded corpus (seeded, in one CPU thread,
@@ -18,6 +18,8 @@ import os
 import shutil
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, installed or not
 
 
 def main(argv: list[str] | None = None) -> int:

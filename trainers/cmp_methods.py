@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         out = compare_methods(args.config, args.save_root, args.methods, args.seeds, args.jobs, args.set)
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, FileNotFoundError, KeyError) as e:  # a failed run, a foreign folder
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(Path(out["md"]).read_text())

@@ -99,6 +99,13 @@ class CompressionConfig(PreTrainedConfig):
         self._check_values()
         super().__post_init__(**kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """A config saved before `prepend_bos` existed describes a model trained without a BOS: load it so."""
+        if config_dict.get("model_type") == cls.model_type and "prepend_bos" not in config_dict:
+            config_dict = {**config_dict, "prepend_bos": False}
+        return super().from_dict(config_dict, **kwargs)
+
     def _check_values(self) -> None:
         """Reject bad values up front, one line each (the `cmp_layer` range needs the backbone: later)."""
         if self.n_cmps < 1:

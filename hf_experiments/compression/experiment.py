@@ -10,6 +10,7 @@ free-running continuations, reconstruction metrics for the remember task, and `c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -33,6 +34,27 @@ from .modeling_compression import CompressionModel, bundle_backbone
 from .text_data import load_text_dataset, window_dataset
 
 
+def _backbone_positions(model_string: str) -> int | None:
+    """The backbone's context length when it can be read without the network (builtin or local), else None."""
+    from .backbones import BUILTIN_PREFIX, BUILTIN_SPECS
+
+    if model_string.startswith(BUILTIN_PREFIX):
+        spec = BUILTIN_SPECS.get(model_string[len(BUILTIN_PREFIX) :])
+        return None if spec is None else spec.n_positions
+    config_file = Path(model_string).expanduser() / "config.json"
+    if not config_file.is_file():
+        return None  # a hub id: its config is the hub's (ALiBi models such as Bloom have no limit anyway)
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None
+    config = config.get("text_config", config)
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
+
+
 class CompressionExperiment(Experiment):
     """Train compression tokens (and optionally LoRA or the backbone) over a causal LM."""
 
@@ -49,6 +71,24 @@ class CompressionExperiment(Experiment):
         model_config(CompressionConfig, m, cmp_layer=parse_cmp_layer(m.cmp_layer))  # the model's own checks
         if m.seq_overlap >= m.cmp_len:
             raise ConfigError("seq_overlap", m.seq_overlap, f"an integer in [0, cmp_len={m.cmp_len})")
+        limit = _backbone_positions(m.model_string)
+        if limit is not None:
+            bos, n_tgt = int(m.prepend_bos), m.seq_len + m.seq_overlap
+            # the longest sequence the backbone reads: high, compression, prediction or remember
+            longest = max(
+                bos + m.cmp_len + n_tgt - 1,
+                bos + m.cmp_len + m.n_cmps,
+                bos + m.n_cmps + n_tgt,
+                bos + m.n_cmps + m.cmp_len,
+            )
+            if longest > limit:
+                raise ConfigError(
+                    "seq_len",
+                    m.seq_len,
+                    f"a length whose longest backbone input fits the backbone's {limit} positions (here "
+                    f"{longest} tokens from cmp_len={m.cmp_len}, seq_len={m.seq_len}, seq_overlap={m.seq_overlap}, "
+                    f"n_cmps={m.n_cmps} and the BOS)",
+                )
         for f in d.data_files or []:
             if not Path(f).is_file():
                 raise ConfigError("data_files", f, "existing files (not found)")

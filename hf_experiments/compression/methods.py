@@ -55,6 +55,13 @@ def method_rows(save_root: str | Path, methods: Sequence[str], seeds: Sequence[i
     rows = []
     for method in methods:
         runs = [_metrics(Path(save_root) / f"{method}_seed{s}") for s in seeds]
+        for seed, run in zip(seeds, runs):
+            missing = [c for c in _COLUMNS if c not in run]
+            if missing:
+                raise ValueError(
+                    f"{Path(save_root) / f'{method}_seed{seed}' / 'metrics.json'} lacks {missing}: "
+                    "not a compression run with seq_len >= 2"
+                )
         row: dict[str, Any] = {"method": method, "label": LABELS[method], "seeds": len(runs)}
         for col, ci_keys in _COLUMNS.items():
             values = [float(r[col]) for r in runs]

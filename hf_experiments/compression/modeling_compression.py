@@ -115,6 +115,14 @@ class CompressionModel(PreTrainedModel):
         config.backbone_config = backbone.config.to_dict()
         text_config = backbone.config.get_text_config()
         self.cmp_layer_index = resolve_cmp_layer(config.cmp_layer, text_config.num_hidden_layers)
+        attn = str(getattr(backbone.config, "_attn_implementation", "") or "")
+        if config.cmp_attention == "context_only" and "flash" in attn:
+            # context_only hides the compression tokens through a 2-D padding mask; flash attention drops masked
+            # positions as queries too, so the compression tokens would silently read nothing
+            raise ValueError(
+                f"CompressionConfig: cmp_attention='context_only' is invalid with attn_implementation={attn!r}; "
+                "expected 'sdpa' or 'eager' attention for the backbone, or cmp_attention='causal'"
+            )
         bos = getattr(text_config, "bos_token_id", None)
         if isinstance(bos, list):
             bos = bos[0] if bos else None
@@ -310,12 +318,17 @@ class CompressionModel(PreTrainedModel):
     def full_context_logits(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The original LM on the whole window `[BOS?, window[:-1]]`: logits (B, T, V) predicting the targets."""
-        mask = self._ones(input_ids, attention_mask)
-        embeds, lm_mask = self._with_bos(self._embed(input_ids[:, :-1]), mask[:, :-1])
+        """The original LM on `[BOS?, context, targets[:-1]]`: logits (B, T, V) predicting the targets.
+
+        The uncompressed context in the place of the compressed one: with `seq_overlap = 0` that is the window
+        itself; with an overlap the repeated tokens follow the whole context, as they do for pred (otherwise
+        high would predict them from the text before them while pred copies them)."""
+        ctx, ctx_mask, tgt, tgt_mask = self.split_window(input_ids, attention_mask)
+        ids, mask = torch.cat([ctx, tgt], 1)[:, :-1], torch.cat([ctx_mask, tgt_mask], 1)[:, :-1]
+        embeds, lm_mask = self._with_bos(self._embed(ids), mask)
         with self.original_lm():
             logits = self._lm(embeds, lm_mask, use_cache=False).logits
-        return logits[:, self.config.target_start - 1 + self._n_bos :]
+        return logits[:, self.config.cmp_len - 1 + self._n_bos :]
 
     def scored_targets(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
@@ -331,8 +344,8 @@ class CompressionModel(PreTrainedModel):
     ) -> torch.Tensor:
         """Logits (B, T', V) predicting `scored_targets`, the same tokens in every mode.
 
-        low = `[BOS?] + targets` alone, high = the whole window (full context), pred = `[BOS?, compressed
-        context, forward task token] + targets`.
+        low = `[BOS?] + targets` alone, high = `[BOS?, context] + targets` (`full_context_logits`), pred =
+        `[BOS?, compressed context, forward task token] + targets`.
         """
         ctx, ctx_mask, tgt, tgt_mask = self.split_window(input_ids, attention_mask)
         skip = 1 - self._n_bos

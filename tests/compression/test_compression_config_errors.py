@@ -20,7 +20,12 @@ CASES = [
     ("window_stride", 0, "[1, inf]"),
     ("prepend_bos", "maybe", "boolean"),
     ("loss_sum", "sometimes", "boolean"),
-    ("cmp_layer", "output", "pooling"),  # the output mix has no hidden states to mean-pool
+    ("cmp_layer", "output", "pooling"),
+    (
+        "seq_len",
+        120,
+        "128 positions",
+    ),  # 1 + 8 + 120 - 1 = 128 fits, 129 does not  # the output mix has no hidden states to mean-pool
 ]
 
 
@@ -28,4 +33,5 @@ CASES = [
 def test_bad_compression_values_are_one_line_exit_2_nothing_written(tmp_path, monkeypatch, capsys, key, value, words):
     monkeypatch.setenv("HF_EXPERIMENTS_CACHE", str(tmp_path / "cache"))  # no backbone may be built either
     extra = {"pooling": "mean"} if (key, value) == ("cmp_layer", "output") else {}
+    extra |= {"n_cmps": 2, "cmp_len": 10} if key == "seq_len" else {}
     assert_config_error(tmp_path, monkeypatch, capsys, {**BASE, key: value, **extra}, f"{key}=", words)

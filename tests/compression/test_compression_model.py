@@ -529,9 +529,14 @@ def test_seq_overlap_predicts_the_contexts_last_tokens_too(backbone_dirs):
         torch.testing.assert_close(out.fwd_loss, nll.mean())
         for mode in ("low", "high", "pred"):  # the same scored tokens in every mode
             assert model.comparison_logits(ids, mode).shape == (3, SEQ_LEN + 2, VOCAB)
+        # high reads the whole context, then the targets (the repeated tokens again), as pred does
         high = model.comparison_logits(ids, "high")
-        full = model.backbone(input_ids=bos_first(model, ids[:, :-1])).logits[:, CMP_LEN - 2 :]
+        seq = torch.cat([ctx, tgt], 1)[:, :-1]
+        full = model.backbone(input_ids=bos_first(model, seq)).logits[:, CMP_LEN:]
         torch.testing.assert_close(high, full, rtol=0, atol=1e-5)
+        # the negative control: the window as it is would predict the repeats from the text before them
+        window = model.backbone(input_ids=bos_first(model, ids[:, :-1])).logits[:, CMP_LEN - 2 :]
+        assert not torch.allclose(high, window, atol=1e-3)
 
 
 def test_loss_sum_adds_forward_and_remember_as_the_original(backbone_dirs):
@@ -554,3 +559,17 @@ def test_generate_equals_the_hand_written_decoding(backbone_dirs, arch):
         assert torch.equal(theirs, ours), mode
     no_prompt = model.generate(ctx, max_new_tokens=3, do_sample=False)  # context only: starts after the task token
     assert torch.equal(no_prompt, model.generate_from_context(ctx, ctx[:, :0], 3))
+
+
+def test_a_config_saved_before_prepend_bos_loads_without_bos(tmp_path):
+    """Models saved by earlier versions never saw a BOS: loading them must not start adding one."""
+    import json
+
+    from transformers import AutoConfig
+
+    CompressionConfig(model_string="x").save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).prepend_bos is True
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved.pop("prepend_bos")
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert AutoConfig.from_pretrained(tmp_path).prepend_bos is False
