@@ -10,12 +10,11 @@ free-running continuations, reconstruction metrics for the remember task, and `c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from datasets import DatasetDict
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
@@ -41,17 +40,16 @@ def _backbone_positions(model_string: str) -> int | None:
     if model_string.startswith(BUILTIN_PREFIX):
         spec = BUILTIN_SPECS.get(model_string[len(BUILTIN_PREFIX) :])
         return None if spec is None else spec.n_positions
-    config_file = Path(model_string).expanduser() / "config.json"
-    if not config_file.is_file():
+    path = Path(model_string).expanduser()
+    if not (path / "config.json").is_file():
         return None  # a hub id: its config is the hub's (ALiBi models such as Bloom have no limit anyway)
     try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError):
+        config = AutoConfig.from_pretrained(path).get_text_config()
+    except (OSError, ValueError):  # unreadable, or a custom architecture: the backbone's own load will say
         return None
-    config = config.get("text_config", config)
     for key in ("n_positions", "max_position_embeddings", "n_ctx"):
-        if isinstance(config.get(key), int):
-            return config[key]
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
     return None
 
 

@@ -148,11 +148,11 @@ def hash_split(ds: Dataset, val_fraction: float) -> DatasetDict:
         "is_val"
     ]
     val = [i for i, f in enumerate(flags) if f]
-    if not val or len(val) == len(ds):
+    train = [i for i, f in enumerate(flags) if not f]
+    if not val or not train:
         raise ValueError(
             f"val_fraction={val_fraction!r} leaves no train or no validation document; use a value in (0, 1)"
         )
-    train = sorted(set(range(len(ds))) - set(val))
     return DatasetDict(train=ds.select(train), validation=ds.select(val))
 
 

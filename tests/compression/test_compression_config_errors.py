@@ -35,3 +35,10 @@ def test_bad_compression_values_are_one_line_exit_2_nothing_written(tmp_path, mo
     extra = {"pooling": "mean"} if (key, value) == ("cmp_layer", "output") else {}
     extra |= {"n_cmps": 2, "cmp_len": 10} if key == "seq_len" else {}
     assert_config_error(tmp_path, monkeypatch, capsys, {**BASE, key: value, **extra}, f"{key}=", words)
+
+
+def test_a_local_backbone_s_length_limit_is_read_from_its_config(tmp_path, monkeypatch, capsys):
+    from hf_experiments.compression.backbones import SHIPPED_DIR
+
+    cfg = {**BASE, "model_string": str(SHIPPED_DIR / "tiny-lm"), "cmp_len": 10, "seq_len": 120}
+    assert_config_error(tmp_path, monkeypatch, capsys, cfg, "seq_len=120", "128 positions")
