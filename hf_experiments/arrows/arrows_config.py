@@ -41,7 +41,18 @@ class ArrowsDataArguments:
     dataset_path: str | None = field(
         default=None,
         metadata={
-            "help": "An existing generated folder (data_scripts/); default: generate.",
+            "help": "An existing generated folder (data_scripts/), or an original arrows-of-time .h5 token file "
+            "(its lines: the last n_val validate, the rest train; n_pairs / num_vectors are then unused); "
+            "default: generate.",
+            "must_exist": True,
+        },
+    )
+    h5_vocab: str | None = field(
+        default=None,
+        metadata={
+            "help": "The tokenizer dictionary an .h5 dataset_path was written with (the original's "
+            "tokenizers/<name>.pt, or JSON {char: id}); default: the original's fixed linear-language one "
+            "(needed for primes files, whose ids the original learned from the text).",
             "must_exist": True,
         },
     )

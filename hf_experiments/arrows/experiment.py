@@ -2,10 +2,12 @@
 GF(2) linear-language lines, read forward, backward, or in any fixed order of character positions.
 
 The run generates its dataset on first use (`<save_root>/data/<name>/`, shared by the forward and backward
-runs of the same data) unless `dataset_path` names an existing generated folder. The final evaluation adds
-the per-position loss (`loss_per_position.json` and `.png`). `trainers/arrows_compare.py` turns a forward
-and a backward run into the relative gap (backward - forward) / forward; `trainers/arrows_sparsity_sweep.py`
-and `trainers/arrows_sparse_update.py` run the paper's two experiments (docs/arrows_of_time.md).
+runs of the same data) unless `dataset_path` names an existing generated folder, or an original `.h5` token
+file (its lines are written once into `<save_root>/data/h5_<file>_<digest>/`; `h5_tokens.original_lines`). The
+final evaluation adds the per-position loss (`loss_per_position.json` and `.png`). `trainers/arrows_compare.py`
+turns a forward and a backward run into the relative gap (backward - forward) / forward;
+`trainers/arrows_sparsity_sweep.py` and `trainers/arrows_sparse_update.py` run the paper's two
+experiments (docs/arrows_of_time.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import DatasetDict, load_dataset
+from transformers.utils import logging
 
 from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.dataset_io import check_dataset_folder, read_card_params
@@ -27,9 +30,11 @@ from hf_experiments.core.trainer import ExperimentTrainer
 
 from .arrows_config import ArrowsDataArguments, ArrowsModelArguments
 from .configuration_gpt import GPTConfig, gpt_preset
+from .h5_tokens import LINEAR_VOCAB, load_vocab, original_lines, stream_line_width
 from .modeling_gpt import GPTForCausalLM
 
 ALPHABETS = {"primes": "0123456789 *=", "linear": "01_"}
+logger = logging.get_logger(__name__)
 
 
 def model_config_of(cfg: RunConfig, tok: CharTokenizer) -> GPTConfig:
@@ -50,10 +55,106 @@ def model_config_of(cfg: RunConfig, tok: CharTokenizer) -> GPTConfig:
     )
 
 
+def is_h5(path: str | Path) -> bool:
+    """Whether `path` is a file meant as an original arrows-of-time `.h5` token file."""
+    return Path(path).is_file() and Path(path).suffix.lower() in (".h5", ".hdf5")
+
+
+def line_template(data: ArrowsDataArguments) -> list[str]:
+    """The characters allowed at each position of a line of this config (its task and size)."""
+    if data.task == "linear":
+        bits = ["01"] * matrix_size(data)
+        return [*bits, *["_"] * len("_______"), *bits]
+    d, digits = data.max_n_digits, ["0123456789"]
+    return [*digits * d, " ", "*", " ", *digits * d, " ", " ", " ", "=", " ", " ", " ", *digits * (2 * d)]
+
+
+def layout_mask(data: ArrowsDataArguments, lines: np.ndarray) -> np.ndarray:
+    """True for the lines (an `S<L>` array) that fit this config's line layout, position by position."""
+    template = line_template(data)
+    allowed = np.zeros((len(template), 256), dtype=bool)  # (L, byte)
+    for pos, chars in enumerate(template):
+        allowed[pos, np.frombuffer(chars.encode(), dtype=np.uint8)] = True
+    if lines.dtype.itemsize != len(template):
+        return np.zeros(len(lines), dtype=bool)
+    chars = np.ascontiguousarray(lines).view(np.uint8).reshape(len(lines), len(template))  # (N, L)
+    return allowed[np.arange(len(template)), chars].all(axis=1)
+
+
+def h5_vocabulary(data: ArrowsDataArguments) -> dict[str, int]:
+    """The dictionary an `.h5` dataset_path was tokenized with: `h5_vocab`, else the original's linear one."""
+    if data.h5_vocab:
+        try:
+            return load_vocab(data.h5_vocab)
+        except ValueError as e:
+            raise ConfigError("h5_vocab", data.h5_vocab, f"the original tokenizer's saved dictionary ({e})") from None
+    if data.task == "primes":
+        raise ConfigError(
+            "h5_vocab",
+            None,
+            "required with a primes .h5 dataset_path: the original learned those ids from the text and saved "
+            "them as tokenizers/<name>.pt",
+        )
+    return dict(LINEAR_VOCAB)
+
+
+def _size_of_width(task: str, width: int) -> str:
+    """What a line width means for a task, for error messages."""
+    if task == "linear":
+        return f"matrix_n={(width - 7) // 2}" if width > 7 and (width - 7) % 2 == 0 else "no linear-language size"
+    return f"max_n_digits={(width - 10) // 4}" if width > 10 and (width - 10) % 4 == 0 else "no prime-product size"
+
+
+def check_h5(data: ArrowsDataArguments) -> None:
+    """An `.h5` dataset_path holds lines of this config: its token stream decodes (with `h5_vocab`) to lines of
+    the config's task and length, more of them than `n_val`. Reads the first 64K tokens only."""
+    vocab, n, path = h5_vocabulary(data), line_length(data), data.dataset_path
+    hint = (
+        ""
+        if data.h5_vocab
+        else "; without h5_vocab the original's linear-language dictionary is assumed (a primes file needs "
+        "h5_vocab=tokenizers/<name>.pt)"
+    )
+    try:
+        width, total, _ = stream_line_width(path, vocab)
+        lines, _ = original_lines(path, vocab, n, max_tokens=1 << 16)
+    except (OSError, ValueError) as e:
+        why = " ".join(str(e).split())[:160]
+        raise ConfigError("dataset_path", path, f"an original arrows-of-time .h5 token file ({why})") from None
+    if width != n:
+        raise ConfigError(
+            "dataset_path",
+            path,
+            f"lines of {n} characters for this config ({_size_of_width(data.task, n)}); the file's lines have "
+            f"{width} ({_size_of_width(data.task, width)}){hint}",
+        )
+    ok = layout_mask(data, lines)
+    if not ok.any():
+        first = lines[0].decode("ascii", "replace") if len(lines) else ""
+        raise ConfigError(
+            "dataset_path",
+            path,
+            f"{data.task} lines for this config; the file's first line decodes to {first!r} (another task, or "
+            f"h5_vocab is not the dictionary it was written with){hint}",
+        )
+    if data.n_val >= total // (n + 1):
+        raise ConfigError(
+            "n_val", data.n_val, f"fewer than the ~{total // (n + 1)} lines of {path} (the last n_val validate)"
+        )
+
+
 def check_lines(data: ArrowsDataArguments) -> None:
     """A given `dataset_path` holds `text` lines of this config's task: its length and its alphabet."""
     import pyarrow.parquet as pq
 
+    if is_h5(data.dataset_path):
+        return check_h5(data)
+    if Path(data.dataset_path).is_file():
+        raise ConfigError(
+            "dataset_path",
+            data.dataset_path,
+            "a dataset folder written by data_scripts/, or an original arrows-of-time .h5 token file",
+        )
     files = check_dataset_folder("dataset_path", data.dataset_path, ("train", "validation"), ("text",))
     task = read_card_params(data.dataset_path).get("task", data.task)
     if task != data.task:
@@ -202,9 +303,48 @@ def dataset_name(data: ArrowsDataArguments) -> str:
     return f"linear_{mat}_p{data.perturbation_rate}_n{data.num_vectors}_v{data.n_val}_s{data.generation_seed}{held}"
 
 
+def h5_dataset_name(data: ArrowsDataArguments) -> str:
+    """Folder name under `<save_root>/data/` of an `.h5` file's lines: the file (path, size, time) and how it is
+    read, so an edited file or another reading gets its own folder."""
+    src = Path(data.dataset_path).resolve()
+    stat = src.stat()
+    key = [str(src), stat.st_size, stat.st_mtime_ns, sorted(h5_vocabulary(data).items()), line_length(data), data.n_val]
+    return f"h5_{src.stem}_{hashlib.sha1(repr(key).encode()).hexdigest()[:10]}"
+
+
 def dataset_folder(data: ArrowsDataArguments, save_root: str | Path) -> Path:
-    """Where a run's data lives: `dataset_path`, or the generated `<save_root>/data/<dataset_name>`."""
+    """Where a run's data lives: `dataset_path`, the lines of an `.h5` dataset_path, or the generated
+    `<save_root>/data/<dataset_name>`."""
+    if data.dataset_path and is_h5(data.dataset_path):
+        return Path(save_root) / "data" / h5_dataset_name(data)
     return Path(data.dataset_path) if data.dataset_path else Path(save_root) / "data" / dataset_name(data)
+
+
+def convert_h5(data: ArrowsDataArguments, out_dir: Path) -> Path:
+    """Write the lines of an original `.h5` file as a dataset folder: the last `n_val` lines validate."""
+    from hf_experiments.core.dataset_io import write_dataset
+
+    lines, skipped = original_lines(data.dataset_path, h5_vocabulary(data), line_length(data))
+    ok = layout_mask(data, lines)
+    skipped += int((~ok).sum())
+    lines = lines[ok]
+    if len(lines) <= data.n_val:
+        raise ValueError(f"{data.dataset_path} has {len(lines)} {data.task} lines; n_val={data.n_val} needs more")
+    if skipped:
+        logger.warning(
+            f"{data.dataset_path}: {skipped} runs of tokens are not lines of this config and were skipped "
+            f"({len(lines)} kept; the original tokenizer stripped whitespace at every 10,000-character chunk edge)"
+        )
+    params = {
+        "task": data.task,
+        "source": str(Path(data.dataset_path).resolve()),
+        "h5_vocab": data.h5_vocab,
+        "n_val": data.n_val,
+        "skipped_runs": skipped,
+    }
+    splits = {"train": {"text": lines[: -data.n_val]}, "validation": {"text": lines[-data.n_val :]}}
+    description = f"The {data.task} lines of the original arrows-of-time token file {Path(data.dataset_path).name}."
+    return write_dataset(out_dir, splits, params, description=description)
 
 
 def encode_split(lines: list[str], tokenizer: CharTokenizer, order: np.ndarray) -> np.ndarray:
@@ -235,6 +375,33 @@ class ArrowsExperiment(Experiment):
     data_args = ArrowsDataArguments
 
     @classmethod
+    def complete_converted(cls, cfg: dict) -> tuple[dict, list[str]]:
+        """For the converter: what the original took from an `.h5` dataset (the task, the line size), unless the
+        converted config sets it."""
+        path = cfg.get("dataset_path")
+        if not isinstance(path, str) or not is_h5(path):
+            return {}, []
+        try:
+            vocab = load_vocab(cfg["h5_vocab"]) if cfg.get("h5_vocab") else LINEAR_VOCAB
+            width, _, top = stream_line_width(path, vocab)
+        except (OSError, ValueError) as e:
+            raise ConfigError("dataset_path", path, f"an original arrows-of-time .h5 token file ({e})") from None
+        if not cfg.get("h5_vocab") and top > max(LINEAR_VOCAB.values()):
+            raise ConfigError(
+                "h5_vocab",
+                None,
+                f"required: {path} has ids beyond the original's linear-language dictionary (a primes file?); "
+                "give the tokenizers/<name>.pt it was written with",
+            )
+        task = cfg.get("task") or ("primes" if "*" in vocab else "linear")
+        out: dict = {} if "task" in cfg else {"task": task}
+        if task == "linear" and not {"matrix_n", "matrix_path"} & set(cfg) and width > 7 and (width - 7) % 2 == 0:
+            out["matrix_n"] = (width - 7) // 2
+        if task == "primes" and "max_n_digits" not in cfg and width > 10 and (width - 10) % 4 == 0:
+            out["max_n_digits"] = (width - 10) // 4
+        return out, [f"{k}={v!r} from {path} (the original took it from the data)" for k, v in out.items()]
+
+    @classmethod
     def validate(cls, cfg: RunConfig) -> None:
         d = cfg.data
         if d.task == "primes" and d.min_n_digits > d.max_n_digits:
@@ -259,11 +426,11 @@ class ArrowsExperiment(Experiment):
     def build_data(self) -> DatasetDict:
         d, args = self.cfg.data, self.cfg.training
         path = dataset_folder(d, self.cfg.run.save_root)
-        if not d.dataset_path:
+        if not d.dataset_path or is_h5(d.dataset_path):
             with args.main_process_first(desc="generate data"):
                 if args.process_index == 0 and not path.exists():
                     try:
-                        generate_dataset(d, path)
+                        convert_h5(d, path) if d.dataset_path else generate_dataset(d, path)
                     except (OSError, ValueError):
                         # The forward and backward runs of one dataset may start together: if the other
                         # run finished writing it first, use its (identical) folder.

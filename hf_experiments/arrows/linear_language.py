@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from hf_experiments.core.dataset_io import heldout_mask
+from hf_experiments.core.progress import progress_bar
 
 MAX_PACKED_BITS = 64
 _CHUNK = 1 << 16  # vectors per step for flips/formatting: bounds (chunk, 64) temporaries to a few MB
@@ -305,7 +305,7 @@ def format_bit_lines(
     lines = np.empty((len(x), width), dtype=np.uint8)  # (N, L) ASCII codes
     lines[:, n : n + len(sep)] = np.frombuffer(sep.encode(), dtype=np.uint8)
     zero = np.uint8(ord("0"))
-    for s in tqdm(range(0, len(x), _CHUNK), desc="linear lines", unit="chunk", disable=not progress):
+    for s in progress_bar(range(0, len(x), _CHUNK), desc="linear lines", unit="chunk", disable=not progress):
         lines[s : s + _CHUNK, :n] = unpack_bits(x[s : s + _CHUNK], n) + zero
         lines[s : s + _CHUNK, n + len(sep) :] = unpack_bits(y[s : s + _CHUNK], n) + zero
     return lines.view(f"S{width}").reshape(len(x))  # (N, L) uint8 -> (N,) S<L>

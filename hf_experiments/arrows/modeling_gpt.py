@@ -50,7 +50,9 @@ class GPTForCausalLM(GPT2LMHeadModel):
     config_class = GPTConfig
 
     def __init__(self, config: GPTConfig) -> None:
-        if not isinstance(config, GPTConfig):
+        # By model type, not class: loaded as custom code from a local folder, the config class comes from a copy
+        # of `configuration_gpt.py` other than the one this file imports (transformers hashes each entry file).
+        if getattr(config, "model_type", None) != GPTConfig.model_type:
             raise ValueError(f"GPTForCausalLM: config={type(config).__name__} is not supported; expected a GPTConfig.")
         super().__init__(config)
 
@@ -82,5 +84,28 @@ class GPTForCausalLM(GPT2LMHeadModel):
             **kwargs,
         )
 
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """`save_pretrained`, with every class of `AUTO_CLASSES` in the saved `auto_map` (the library writes only
+        the one `register_for_auto_class` named), so each of them loads the folder as custom code."""
+        with_auto_map(self, AUTO_CLASSES)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
-__all__ = ["GPTForCausalLM"]
+
+# The Auto classes that load this model: `hf_experiments.arrows` registers it with each, and a saved folder's
+# `auto_map` names each (the same class: `AutoModel` gives the whole model, logits included).
+AUTO_CLASSES = ("AutoModelForCausalLM", "AutoModel")
+
+
+# Copied in `blotch/modeling_blotch.py` and `compression/modeling_compression.py`, as `explicit_positions_mask`.
+def with_auto_map(model: Any, auto_classes: tuple[str, ...]) -> None:
+    """Point each of `auto_classes` at the model's class in `config.auto_map` (as `module.Class`, the file the
+    library copies beside the weights); only for a class registered for an Auto class (custom code)."""
+    if not model.is_remote_code():
+        return
+    cls = type(model)
+    name = f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"
+    auto_map = dict(getattr(model.config, "auto_map", None) or {})
+    model.config.auto_map = {**auto_map, **dict.fromkeys(auto_classes, name)}
+
+
+__all__ = ["AUTO_CLASSES", "GPTForCausalLM"]

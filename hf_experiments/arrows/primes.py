@@ -10,9 +10,9 @@ Design: `docs/arrows_of_time.md`, section "Data generation".
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from hf_experiments.core.dataset_io import heldout_mask
+from hf_experiments.core.progress import progress_bar
 
 MAX_DIGITS = 9  # the product of two 9-digit numbers (< 10^18) still fits in int64
 _CHUNK = 1 << 18  # rows formatted per step: bounds the (chunk, L) temporaries to a few MB
@@ -159,7 +159,7 @@ def format_prime_lines(
     lines[:, d:q_at] = np.frombuffer(mul, dtype=np.uint8)
     lines[:, q_at + d : prod_at] = np.frombuffer(eq, dtype=np.uint8)
     starts = range(0, len(p), _CHUNK)
-    for s in tqdm(starts, desc="prime lines", unit="chunk", disable=not progress):
+    for s in progress_bar(starts, desc="prime lines", unit="chunk", disable=not progress):
         block = lines[s : s + _CHUNK]
         bp, bq = p[s : s + _CHUNK], q[s : s + _CHUNK]
         _write_digits(block, bp, 0, d, reverse=False)

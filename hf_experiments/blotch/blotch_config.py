@@ -201,7 +201,19 @@ class BlotchTrainingArguments(ExperimentTrainingArguments):
     )
     val_temp: float = bounded(0.0, "Sampling temperature of evaluation rollouts (0: greedy).", lo=0.0)
     n_rollouts: int = bounded(1, "Rollouts per problem; the majority answer counts (needs val_temp > 0).", lo=1)
-    gen_eval_samples: int = bounded(500, "Problems per split in the final generation evaluation.", lo=1)
+    gen_eval_samples: int = bounded(
+        500,
+        "Cap on the problems per split of the final generation evaluation (each is generated at every blotch "
+        "level); lower it for a quick look at a long sweep of levels.",
+        lo=1,
+    )
+    max_new_tokens: int | None = bounded(
+        None,
+        "Most tokens a solution may generate in the final evaluation. Default: per problem, 1.5 x the longest "
+        "ground-truth solution of a problem of its length + 8, within the context (no correct solution of a "
+        "trained model was ever cut).",
+        lo=1,
+    )
 
     def __post_init__(self) -> None:
         if self.lr_decay_power is not None and self.lr_sched_steps:

@@ -5,6 +5,11 @@ Prompts ``[btoken] BOS problem =`` are continued by ``model.generate`` with the 
 ``temperature``). Per split and blotch level it reports ``answer_acc`` (the headline), ``token_acc``, generated
 and ground-truth lengths and ``valid_frac``, and writes them to a CSV and a plot.
 
+Generation length: unless ``max_new_tokens`` is given, each problem may write at most the longest ground-truth
+solution of a problem of its length plus a margin (:func:`solution_budgets`), and problems with similar budgets
+share a batch, so a model that never writes EOS (an untrained one) costs about the ground truth's length instead
+of the context's.
+
 Design: `docs/semantic_blotching.md`, section "Evaluation".
 """
 
@@ -18,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from hf_experiments.core.plots import figure, write_csv
 
@@ -55,6 +61,58 @@ def prompt_batch(tokenizer: Any, problems: Sequence[str], btoken: int | None) ->
     return ids, mask
 
 
+# Generation budget of a problem: the longest ground-truth solution (EOS included) among the problems of its length
+# (as many terms and digits), L, plus L // 2 + 8. A model's solution length follows the problem's shape, not the
+# solver's shortcuts: a trained blotch.json model writes a correct 41-token path for a problem whose own ground truth
+# has 10 tokens, but never more than 1.19 L (measured on blotch.json and direct.json at every level, both splits).
+BUDGET_SLACK_FRACTION = 0.5
+BUDGET_SLACK_TOKENS = 8
+BUDGET_BATCH_RATIO = 3.0  # measured on blotch.json (untrained): 2x faster than no cut on validation, as fast on OOD
+
+
+def solution_budgets(
+    solutions: Sequence[str], problems: Sequence[str], n_positions: int, max_new_tokens: int | None = None
+) -> np.ndarray:
+    """Per problem, the tokens it may generate: ``max_new_tokens``, or by default the budget above (from the
+    longest ground truth among problems of the same length); always within the model's context
+    (``[btoken] BOS problem =`` comes first)."""
+    plen = np.array([len(p) for p in problems], dtype=np.int64)
+    room = n_positions - (plen + 3)
+    if max_new_tokens is not None:
+        return np.maximum(1, np.minimum(max_new_tokens, room))
+    gt = np.array([len(s) + 1 for s in solutions], dtype=np.int64)
+    longest = np.zeros(int(plen.max(initial=0)) + 1, dtype=np.int64)
+    np.maximum.at(longest, plen, gt)  # per problem length, its longest ground truth
+    like = longest[plen]
+    budget = like + (like * BUDGET_SLACK_FRACTION).astype(np.int64) + BUDGET_SLACK_TOKENS
+    return np.maximum(1, np.minimum(budget, room))
+
+
+class RowBudgets(StoppingCriteria):
+    """Stops row r once it has generated ``budgets[r]`` tokens (transformers pads it from then on), so one batch
+    holds rows of different budgets."""
+
+    def __init__(self, budgets: torch.Tensor, prompt_len: int) -> None:
+        self.budgets, self.prompt_len = budgets, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        written = input_ids.shape[1] - self.prompt_len
+        return (self.budgets.to(input_ids.device) <= written).bool()
+
+
+def batch_budgets(budgets: np.ndarray, prompt_lens: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches (index arrays) of at most ``batch_size`` rows, in ascending budget, cut also where a row's budget
+    exceeds ``BUDGET_BATCH_RATIO`` times the batch's first: the few long-solution problems then run in their own
+    small batch instead of holding a whole batch of short ones to their length."""
+    order = np.lexsort((prompt_lens, budgets))
+    batches, start = [], 0
+    for k in range(1, len(order) + 1):
+        if k == len(order) or k - start == batch_size or budgets[order[k]] > BUDGET_BATCH_RATIO * budgets[order[start]]:
+            batches.append(order[start:k])
+            start = k
+    return batches
+
+
 @torch.no_grad()
 def continue_prompts(
     model: Any,
@@ -67,10 +125,15 @@ def continue_prompts(
     batch_size: int,
     max_new_tokens: int,
     stop_ids: Sequence[int],
+    budgets: Sequence[int] | None = None,
+    progress: Any = None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Continue ``[btok] BOS prefix =`` prompts until a token of ``stop_ids`` (batched, KV cache; greedy when
     ``temperature == 0``). For each prefix and sample (``n`` per prefix, flattened prefix-major) returns the
-    decoded text before the stop, its token count, and the stop token id (-1 when ``max_new_tokens`` ran out)."""
+    decoded text before the stop, its token count, and the stop token id (-1 when its budget ran out).
+
+    ``budgets``: per prefix, at most this many new tokens (also at most ``max_new_tokens``); prefixes are then
+    batched by budget. ``progress``: a tqdm bar advanced by the prefixes of every finished batch."""
     device = next(model.parameters()).device
     sample = temperature > 0
     stops = torch.tensor(list(stop_ids))
@@ -79,14 +142,24 @@ def continue_prompts(
     lengths, ends = np.zeros(total, dtype=np.int64), np.zeros(total, dtype=np.int64)
     # A batch decodes until its longest row stops, so batch prompts of similar length (same number of terms
     # and digits, hence similar solution lengths): 1.6-1.8x faster on mixed 2-3-term sums than input order.
-    order = np.argsort([len(p) for p in prefixes], kind="stable")
-    for start in range(0, len(prefixes), batch_size):
-        idx = order[start : start + batch_size]
+    # With budgets, batch by budget (batch_budgets): a batch that never writes EOS stops at its own largest budget.
+    by_len = np.array([len(p) for p in prefixes], dtype=np.int64)
+    limit = None if budgets is None else np.minimum(np.asarray(budgets, dtype=np.int64), max_new_tokens)
+    if limit is None:
+        order = np.argsort(by_len, kind="stable")
+        batches = [order[s : s + batch_size] for s in range(0, len(prefixes), batch_size)]
+    else:
+        batches = batch_budgets(limit, by_len, batch_size)
+    for idx in batches:
         ids, mask = prompt_batch(tokenizer, [prefixes[i] for i in idx], btok)
+        rows_limit = None if limit is None else torch.from_numpy(np.repeat(limit[idx], n))  # (B*n,)
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens if rows_limit is None else int(rows_limit.max()),
+            stopping_criteria=None
+            if rows_limit is None
+            else StoppingCriteriaList([RowBudgets(rows_limit, ids.shape[1])]),
             do_sample=sample,
             temperature=temperature if sample else None,
             top_k=None,
@@ -99,13 +172,16 @@ def continue_prompts(
         is_stop = torch.isin(new, stops)
         has_stop = is_stop.any(1)
         first = is_stop.float().argmax(1)  # (B*n,) index of the first stop token (0 when none)
-        length = torch.where(has_stop, first, new.shape[1])
+        cut = new.shape[1] if rows_limit is None else rows_limit.clamp(max=new.shape[1])  # padded after its budget
+        length = torch.where(has_stop, first, cut)
         body = torch.where(torch.arange(new.shape[1])[None] < length[:, None], new, tokenizer.pad_token_id)
         slots = (idx[:, None] * n + np.arange(n)[None]).reshape(-1)  # (B*n,) places in the input order
         for slot, text in zip(slots, tokenizer.batch_decode(body, skip_special_tokens=True)):
             texts[slot] = text
         lengths[slots] = length.numpy()
         ends[slots] = torch.where(has_stop, new.gather(1, first[:, None])[:, 0], -1).numpy()
+        if progress is not None:
+            progress.update(len(idx))
     return texts, lengths, ends
 
 
@@ -125,8 +201,11 @@ def generate_solutions(
     n_rollouts: int = 1,
     batch_size: int = 256,
     max_new_tokens: int = 128,
+    budgets: Sequence[int] | None = None,
+    progress: Any = None,
 ) -> Rollouts:
-    """Batched free-running generation with the KV cache; greedy when ``temperature == 0``."""
+    """Batched free-running generation with the KV cache; greedy when ``temperature == 0``. ``budgets`` and
+    ``progress``: see :func:`continue_prompts`."""
     if temperature < 0:
         raise ValueError(f"temperature={temperature} is not allowed; use 0 (greedy) or a positive value")
     if n_rollouts < 1:
@@ -144,6 +223,8 @@ def generate_solutions(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         stop_ids=[eos],
+        budgets=budgets,
+        progress=progress,
     )
     done = ends == eos  # (N*R,)
     n_tok = length + done  # solution tokens, EOS included
@@ -203,12 +284,12 @@ def evaluate_split(
     n_rollouts: int = 1,
     batch_size: int = 256,
     max_new_tokens: int | None = None,
+    progress: Any = None,
 ) -> dict[str, float]:
-    """All metrics of one split at one blotch level (see the module docstring)."""
+    """All metrics of one split at one blotch level (see the module docstring). ``max_new_tokens``: the
+    generation limit of every problem (within the context); None: each problem's :func:`solution_budgets`."""
     gt_len = np.array([len(s) + 1 for s in solutions])  # characters = tokens, + EOS
-    if max_new_tokens is None:
-        longest_prompt = max(len(p) for p in problems) + 3  # [btoken] BOS problem =
-        max_new_tokens = min(int(2 * gt_len.max() + 8), model.config.n_positions - longest_prompt)
+    budgets = solution_budgets(solutions, problems, model.config.n_positions, max_new_tokens)
     rolls = generate_solutions(
         model,
         tokenizer,
@@ -217,7 +298,9 @@ def evaluate_split(
         temperature,
         n_rollouts if temperature > 0 else 1,
         batch_size,
-        max_new_tokens,
+        int(budgets.max()),
+        budgets=budgets,
+        progress=progress,
     )
     voted = [majority_answer(t) for t in rolls.texts]
     flat = [t for ts in rolls.texts for t in ts]
@@ -251,12 +334,17 @@ def sweep(
     temperature: float = 0.0,
     n_rollouts: int = 1,
     batch_size: int = 256,
+    max_new_tokens: int | None = None,
+    progress: Any = None,
 ) -> list[dict[str, Any]]:
     """Rows ``{split, blotch_level, metrics...}`` for every split (a Dataset/dict with problem, solution,
-    answer columns) and every level of :func:`eval_levels`."""
+    answer columns) and every level of :func:`eval_levels`. ``progress``: a tqdm bar over
+    ``sum(len(split)) * len(eval_levels(model))`` problems (:func:`sweep_size`)."""
     rows = []
     for name, data in splits.items():
         for level in eval_levels(model):
+            if progress is not None:
+                progress.set_postfix_str(name if level is None else f"{name} @{level}")
             metrics = evaluate_split(
                 model,
                 tokenizer,
@@ -267,9 +355,16 @@ def sweep(
                 temperature,
                 n_rollouts,
                 batch_size,
+                max_new_tokens,
+                progress,
             )
             rows.append({"split": name, "blotch_level": "none" if level is None else level, **metrics})
     return rows
+
+
+def sweep_size(model: Any, splits: dict[str, Any]) -> int:
+    """The problems :func:`sweep` generates for (each split at each level), the total of its progress bar."""
+    return sum(len(data["problem"]) for data in splits.values()) * len(eval_levels(model))
 
 
 def write_results(

@@ -35,6 +35,7 @@ from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.dataset_io import check_dataset_folder, read_card_params
 from hf_experiments.core.experiment import Experiment
 from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
+from hf_experiments.core.progress import progress_bar
 from hf_experiments.core.tokenization_char import CharTokenizer
 
 from .arithmetic import (
@@ -134,8 +135,25 @@ def dataset_name(d: BlotchDataArguments) -> str:
     return f"arithmetic_n{d.max_num}_e{d.max_ents}_{digest}"
 
 
+def longest_row(path: str | Path) -> int:
+    """Tokens of the longest row of a dataset folder as the model reads it: BOS, problem, '=', solution, EOS, and
+    the blotch token (the arithmetic tokenizer has one token per character). Reads two columns, no tokenizing."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    longest = 0
+    for file in sorted((Path(path) / "data").glob("*.parquet")):
+        table = pq.read_table(file, columns=["problem", "solution"])
+        if table.num_rows:
+            size = pc.add(pc.utf8_length(table["problem"]), pc.utf8_length(table["solution"]))
+            longest = max(longest, pc.max(size).as_py() + 4)  # '=', BOS, EOS, the blotch token
+    return longest
+
+
 class BlotchExperiment(Experiment):
-    """Step-by-step arithmetic with blotched (dropped) solution steps; see the module docstring."""
+    """Step-by-step arithmetic with blotched (dropped) solution steps, direct answers, or self-training.
+
+    The module docstring has the details."""
 
     name = "blotch"
     model_args = BlotchModelArguments
@@ -174,6 +192,14 @@ class BlotchExperiment(Experiment):
             if written_by != d.solver:
                 raise ConfigError(
                     "solver", d.solver, f"'{written_by}', the solver that wrote dataset_path (or regenerate the data)"
+                )
+            longest = longest_row(d.dataset_path)
+            if longest > cfg.model.max_posencs:
+                raise ConfigError(
+                    "max_posencs",
+                    cfg.model.max_posencs,
+                    f"at least {longest}: the longest row of dataset_path has {longest} tokens (with BOS, EOS and "
+                    "the blotch token)",
                 )
         else:
             try:
@@ -277,10 +303,11 @@ class BlotchExperiment(Experiment):
         with args.main_process_first(desc="tokenise"):
             data = raw.map(encode, batched=True, batch_size=10_000, desc="tokenise")
         longest = max(max(len(r) for r in data[s]["input_ids"]) for s in data) + 1  # + blotch token
-        if longest > self.cfg.model.max_posencs:
-            raise ValueError(
-                f"max_posencs={self.cfg.model.max_posencs} is too small; the longest row has "
-                f"{longest} tokens (raise max_posencs to at least {longest})"
+        if longest > self.cfg.model.max_posencs:  # generated data (a given dataset_path is checked by validate)
+            raise ConfigError(
+                "max_posencs",
+                self.cfg.model.max_posencs,
+                f"at least {longest}: the longest row of the generated data has {longest} tokens",
             )
         return data
 
@@ -399,7 +426,18 @@ class BlotchExperiment(Experiment):
             for name in ("validation", "ood")
             if name in data and len(data[name])
         }
-        rows = blotch_eval.sweep(model, self.tokenizer, splits, t.val_temp, t.n_rollouts, t.per_device_eval_batch_size)
+        total = blotch_eval.sweep_size(model, splits)
+        with progress_bar(desc="final generation eval", total=total, unit="problem", args=t) as bar:
+            rows = blotch_eval.sweep(
+                model,
+                self.tokenizer,
+                splits,
+                t.val_temp,
+                t.n_rollouts,
+                t.per_device_eval_batch_size,
+                t.max_new_tokens,
+                bar,
+            )
         headline = self.cfg.data.bootstrap_blotch_p
         if headline is None:
             headline = self.cfg.data.blotch_p_min if model.config.n_btokens else None

@@ -104,7 +104,9 @@ class BlotchModel(GPT2LMHeadModel):
     config_class = BlotchConfig
 
     def __init__(self, config: BlotchConfig) -> None:
-        if not isinstance(config, BlotchConfig):
+        # By model type, not class: loaded as custom code from a local folder, the config class comes from a copy
+        # of `configuration_blotch.py` other than the one this file imports (transformers hashes each entry file).
+        if getattr(config, "model_type", None) != BlotchConfig.model_type:
             raise ValueError(f"BlotchModel: config={type(config).__name__} is not allowed; use a BlotchConfig")
         super().__init__(config)
         self.transformer.wpe = BlotchPositionalEncoding(config)
@@ -149,5 +151,28 @@ class BlotchModel(GPT2LMHeadModel):
             out.logits[..., offset:] = float("-inf")
         return out
 
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """`save_pretrained`, with every class of `AUTO_CLASSES` in the saved `auto_map` (the library writes only
+        the one `register_for_auto_class` named), so each of them loads the folder as custom code."""
+        with_auto_map(self, AUTO_CLASSES)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
-__all__ = ["BlotchModel", "BlotchPositionalEncoding", "causal_lm_loss", "sinusoidal_table"]
+
+# The Auto classes that load this model: `hf_experiments.blotch` registers it with each, and a saved folder's
+# `auto_map` names each (the same class: `AutoModel` gives the whole model, logits included).
+AUTO_CLASSES = ("AutoModelForCausalLM", "AutoModel")
+
+
+# Copied from `arrows/modeling_gpt.py` (see `explicit_positions_mask`).
+def with_auto_map(model: Any, auto_classes: tuple[str, ...]) -> None:
+    """Point each of `auto_classes` at the model's class in `config.auto_map` (as `module.Class`, the file the
+    library copies beside the weights); only for a class registered for an Auto class (custom code)."""
+    if not model.is_remote_code():
+        return
+    cls = type(model)
+    name = f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"
+    auto_map = dict(getattr(model.config, "auto_map", None) or {})
+    model.config.auto_map = {**auto_map, **dict.fromkeys(auto_classes, name)}
+
+
+__all__ = ["AUTO_CLASSES", "BlotchModel", "BlotchPositionalEncoding", "causal_lm_loss", "sinusoidal_table"]

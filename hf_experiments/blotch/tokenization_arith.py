@@ -1,9 +1,11 @@
 """The digit-level tokenizer of the arithmetic rows: one token per character (the seed's ``digit_embs``).
 
-It is :class:`~hf_experiments.core.tokenization_char.CharTokenizer` over ``0-9 + * ( ) =`` (a
-``PreTrainedTokenizer`` saved with every model), plus :func:`encode_rows`, the vectorised hot path that turns
-variable-length rows into
-``[BOS] problem = step_1 = ... = answer [EOS]`` id arrays without a Python loop per character.
+It is :class:`~hf_experiments.core.tokenization_char.CharTokenizer` over ``0-9 + * ( ) =``, an instance and not
+a subclass: what a run saves with the model is the character tokenizer's self-contained file (plus its vocabulary),
+which loads with ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)`` where this package is not
+installed; a subclass here would need this file, and its import of the package, in the saved folder too.
+:func:`encode_rows` is the vectorised hot path that turns variable-length rows into
+``[BOS] problem = step_1 = ... = answer [EOS]`` id arrays without a Python loop per character (either backend).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hf_experiments.core.tokenization_char import CharTokenizer
+from hf_experiments.core.tokenization_char import CharTokenizer, CharTokenizerFast
 
 ARITH_CHARACTERS = "0123456789+*()="
 
@@ -23,7 +25,7 @@ def arith_tokenizer() -> CharTokenizer:
 
 
 def encode_rows(
-    tokenizer: CharTokenizer, texts: Sequence[str], add_bos: bool = True, add_eos: bool = True
+    tokenizer: CharTokenizer | CharTokenizerFast, texts: Sequence[str], add_bos: bool = True, add_eos: bool = True
 ) -> list[np.ndarray]:
     """Rows of text -> one int64 id array each (``[BOS] text [EOS]``), via one byte lookup for all rows."""
     if len(texts) == 0:

@@ -81,7 +81,8 @@ def evaluate_compression(
     `attention_mask`). Keys: `{mode}_loss`, `{mode}_top1`, `{mode}_top5`, `gap_recovered`; with
     `free_run_tokens`: `{mode}_free_match`, the share of greedy tokens (continuing from seq[0]) equal to
     seq[1:1+n]; with `rmb_task`/`rmb_only`: `rmb_token_acc`, `rmb_exact_match`, `rmb_bleu` (greedy
-    reconstruction vs the context; BLEU on decoded text if `tokenizer` is given, else on token ids).
+    reconstruction vs the context; sacreBLEU on decoded text if `tokenizer` is given, else on token ids) and
+    `rmb_bleu_signature`, sacreBLEU's signature of that score.
     """
     cfg = model.config
     if batch_size < 1:
@@ -171,8 +172,12 @@ def evaluate_compression(
     if remember:
         metrics["rmb_token_acc"] = rmb[0].item() / max(rmb[1].item(), 1.0)
         metrics["rmb_exact_match"] = rmb[2].item() / max(rmb[3].item(), 1.0)
-        bleu = load_local_metric("bleu").compute(predictions=rmb_predictions, references=rmb_references)
+        # sacreBLEU: its 13a tokenizer on decoded text; token ids (no tokenizer) already are the tokens
+        bleu = load_local_metric("bleu").compute(
+            predictions=rmb_predictions, references=rmb_references, tokenize="13a" if tokenizer else "none"
+        )
         metrics["rmb_bleu"] = float(bleu["bleu"])
+        metrics["rmb_bleu_signature"] = bleu["signature"]
     return metrics
 
 

@@ -10,6 +10,7 @@ free-running continuations, reconstruction metrics for the remember task, and `c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -53,6 +54,48 @@ def _backbone_positions(model_string: str) -> int | None:
     return None
 
 
+def _columns(path: Path) -> dict[str, str] | None:
+    """Column name -> Arrow type of a structured data file, from its schema or first record (None: unknown)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return {f.name: str(f.type) for f in pq.read_schema(path)}
+        if suffix == ".csv":
+            with pacsv.open_csv(path) as reader:
+                return {f.name: str(f.type) for f in reader.schema}
+        with path.open(encoding="utf-8") as f:  # JSON lines: the first record's keys
+            first = json.loads(f.readline())
+        return {k: "string" if isinstance(v, str) else type(v).__name__ for k, v in first.items()}
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):  # a whole-file JSON: `datasets` decides
+        return None
+
+
+def check_data_files(data_files: list[str], text_column: str) -> None:
+    """`data_files` share one readable suffix, and structured files have `text_column` as a text column."""
+    from .text_data import _BUILDERS
+
+    suffixes = {Path(f).suffix.lower() for f in data_files}
+    if len({_BUILDERS.get(x) for x in suffixes}) != 1 or not suffixes <= set(_BUILDERS):
+        raise ConfigError("data_files", data_files, f"files with one suffix among {sorted(_BUILDERS)}")
+    if _BUILDERS[suffixes.pop()] == "text":
+        return
+    for f in data_files:
+        columns = _columns(Path(f))
+        if columns is None:
+            continue
+        if text_column not in columns:
+            raise ConfigError(
+                "text_column", text_column, f"a column of data_files ({f} has {', '.join(columns) or 'none'})"
+            )
+        if "string" not in columns[text_column]:
+            raise ConfigError(
+                "text_column", text_column, f"a text column ({f}: {text_column} holds {columns[text_column]})"
+            )
+
+
 class CompressionExperiment(Experiment):
     """Train compression tokens (and optionally LoRA or the backbone) over a causal LM."""
 
@@ -90,6 +133,8 @@ class CompressionExperiment(Experiment):
         for f in d.data_files or []:
             if not Path(f).is_file():
                 raise ConfigError("data_files", f, "existing files (not found)")
+        if d.data_files:
+            check_data_files(d.data_files, d.text_column)
         if d.dataset != "embedded" and not d.data_files:
             from .text_data import hub_offline
 
@@ -196,5 +241,6 @@ class CompressionExperiment(Experiment):
         bundle_backbone(source, model_dir)
         return (
             f"The backbone (`{self.cfg.model.model_string}`) is saved in `backbone/` inside this folder: "
-            "`AutoModel.from_pretrained(<this folder>)` after `import hf_experiments` loads it offline."
+            "`AutoModel.from_pretrained(<this folder>, trust_remote_code=True)` loads it offline, without "
+            "`hf_experiments` (with the package imported, `trust_remote_code` is not needed)."
         )

@@ -28,6 +28,11 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, Model
 
 from .configuration_compression import CompressionConfig
 
+PEFT_MISSING = "train_mode='lora' needs the peft package: pip install peft"
+# The Auto classes that load this model: `hf_experiments.compression` registers it with each, and a saved
+# folder's `auto_map` names each.
+AUTO_CLASSES = ("AutoModel", "AutoModelForCausalLM")
+
 Mode = Literal["low", "high", "pred"]
 Task = Literal["forward", "remember"]
 TASK_INDEX = {"forward": 0, "remember": 1}
@@ -169,15 +174,21 @@ class CompressionModel(PreTrainedModel):
         mode = self.config.train_mode
         self.backbone.requires_grad_(mode == "full")
         if mode == "lora":
-            from peft import inject_adapter_in_model
+            try:  # in a `try`: the custom-code import scan skips it, so peft stays optional where this file loads
+                from peft import inject_adapter_in_model
+            except ImportError as e:
+                raise ImportError(PEFT_MISSING) from e
 
             inject_adapter_in_model(self._lora_config(), self.backbone)
             for name, param in self.backbone.named_parameters():
                 param.requires_grad_("lora_" in name)
 
     def _lora_config(self):
-        from peft import LoraConfig
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+        try:  # see `_set_trainable`
+            from peft import LoraConfig
+            from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+        except ImportError as e:
+            raise ImportError(PEFT_MISSING) from e
 
         cfg = self.config
         targets = cfg.lora_target_modules
@@ -200,7 +211,10 @@ class CompressionModel(PreTrainedModel):
     @contextmanager
     def original_lm(self) -> Iterator[PreTrainedModel]:
         """The backbone with LoRA adapters switched off: the reference LM for baselines and the KL target."""
-        from peft.tuners.tuners_utils import BaseTunerLayer
+        try:  # see `_set_trainable`
+            from peft.tuners.tuners_utils import BaseTunerLayer
+        except ImportError:  # without peft there are no adapters to switch off
+            BaseTunerLayer = ()
 
         lora_layers = [m for m in self.backbone.modules() if isinstance(m, BaseTunerLayer)]
         for layer in lora_layers:
@@ -581,6 +595,8 @@ class CompressionModel(PreTrainedModel):
         checkpoint lacks, i.e. the whole frozen backbone, hence this override.
         """
         path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():  # a Hub repo id: its files (weights, bundled backbone) from the Hub or its cache
+            path = _snapshot(str(pretrained_model_name_or_path), backbone_kwargs)
         if config is None:
             config = CompressionConfig.from_pretrained(path)
         if backbone is None and config.saves_backbone and config.backbone_config is not None:
@@ -599,6 +615,24 @@ class CompressionModel(PreTrainedModel):
                 f"unexpected {sorted(result.unexpected_keys)}"
             )
         return model.eval()
+
+    def save_pretrained(self, save_directory: str | Path, *args, **kwargs):
+        """`save_pretrained`, with every class of `AUTO_CLASSES` in the saved `auto_map` (the library writes only
+        the one `register_for_auto_class` named), so each of them loads the folder as custom code."""
+        with_auto_map(self, AUTO_CLASSES)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+# Copied from `arrows/modeling_gpt.py`: model code imports only torch, transformers and its own folder.
+def with_auto_map(model: PreTrainedModel, auto_classes: tuple[str, ...]) -> None:
+    """Point each of `auto_classes` at the model's class in `config.auto_map` (as `module.Class`, the file the
+    library copies beside the weights); only for a class registered for an Auto class (custom code)."""
+    if not model.is_remote_code():
+        return
+    cls = type(model)
+    name = f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"
+    auto_map = dict(getattr(model.config, "auto_map", None) or {})
+    model.config.auto_map = {**auto_map, **dict.fromkeys(auto_classes, name)}
 
 
 BUNDLED_BACKBONE = "backbone"  # sub-folder of a saved model that holds a copy of its local backbone
@@ -633,6 +667,15 @@ def bundle_backbone(source: str | Path, model_dir: str | Path) -> Path:
     return target
 
 
+def _snapshot(repo_id: str, kwargs: dict) -> Path:
+    """The local folder of a Hub repo (downloaded, or from the Hub cache), with the revision and hub options that
+    `from_pretrained` was given."""
+    from huggingface_hub import snapshot_download
+
+    names = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+    return Path(snapshot_download(repo_id, **{k: kwargs[k] for k in names if kwargs.get(k) is not None}))
+
+
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a saved folder, sharded (`model.safetensors.index.json`) or not."""
     index = path / SAFE_WEIGHTS_INDEX_NAME
@@ -643,4 +686,4 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-__all__ = ["CompressionModel", "CompressionOutput", "bundle_backbone", "resolve_cmp_layer"]
+__all__ = ["AUTO_CLASSES", "CompressionModel", "CompressionOutput", "bundle_backbone", "resolve_cmp_layer"]

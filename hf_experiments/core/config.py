@@ -66,7 +66,7 @@ def bounded(default: Any, help: str, lo: float | None = None, hi: float | None =
 class RunArguments:
     """Which experiment runs, where its folder lives, and how an existing run folder is treated."""
 
-    experiment: str = field(metadata={"help": "Registered experiment name (see `trainers/run.py --list`)."})
+    experiment: str = field(metadata={"help": "Registered experiment name (see `hfe list`)."})
     exp_name: str | None = field(
         default=None, metadata={"help": "Run folder name under save_root. Default: the config file's stem."}
     )
@@ -107,6 +107,35 @@ class RunArguments:
         default=True,
         metadata={"help": "On SIGTERM/SIGUSR1 under SLURM, requeue the job after the checkpoint is written."},
     )
+    wandb_project: str | None = field(
+        default=None,
+        metadata={"help": "W&B project of this run (WANDB_PROJECT; default: the environment's, else 'huggingface')."},
+    )
+    wandb_group: str | None = field(
+        default=None,
+        metadata={"help": "W&B group of this run (WANDB_RUN_GROUP); sweep jobs default to the sweep's name."},
+    )
+    run_tags: list[str] | None = field(
+        default=None,
+        metadata={"help": "Tags of this run in W&B (WANDB_TAGS): up to 64 characters each, no commas."},
+    )
+    gpu: str | None = field(
+        default=None,
+        metadata={
+            "help": "One GPU for this run: its index (among CUDA_VISIBLE_DEVICES) or 'auto' (the one with the most "
+            "free memory, the CPU when there is none); sets CUDA_VISIBLE_DEVICES. Default: as launched. Not for "
+            "several processes (accelerate launch places them)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.gpu is not None and self.gpu != "auto" and not str(self.gpu).isdigit():
+            raise ConfigError("gpu", self.gpu, "a GPU index (0, 1, ...) or 'auto'")
+        for tag in self.run_tags or []:
+            if not isinstance(tag, str) or not tag.strip() or "," in tag or len(tag) > 64:
+                raise ConfigError(
+                    "run_tags", self.run_tags, "a list of non-empty tags, each <= 64 characters, no commas"
+                )
 
 
 @dataclass

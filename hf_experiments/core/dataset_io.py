@@ -140,22 +140,54 @@ def _fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _dataset_info(tables: Mapping[str, pa.Table], data_dir: Path, description: str) -> dict[str, Any]:
+    """The card's `dataset_info` as `datasets` writes it on `push_to_hub`: the features of the written schema
+    (the first split's: `datasets` reads every split with them), each split's rows and bytes, the sizes."""
+    from datasets import DatasetInfo, Features
+    from datasets.info import DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+
+    splits = SplitDict()
+    for name, table in tables.items():
+        splits.add(SplitInfo(name=name, num_bytes=table.nbytes, num_examples=table.num_rows))
+    info = DatasetInfo(
+        features=Features.from_arrow_schema(next(iter(tables.values())).schema),
+        splits=splits,
+        download_size=sum(p.stat().st_size for p in data_dir.glob("*.parquet")),
+        dataset_size=sum(t.nbytes for t in tables.values()),
+    )
+    card_data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    # `datasets` keys its local cache on this YAML, not on the files, when `configs` is present: without a
+    # content fingerprint here, regenerating into the same folder would load the stale cached copy.
+    return {"description": description, **card_data["dataset_info"]}
+
+
 def _card(
     title: str,
     description: str,
     params: dict,
-    num_rows: dict[str, int],
-    schema: pa.Schema,
+    tables: Mapping[str, pa.Table],
+    data_dir: Path,
     extra_files: list[str],
     fingerprint: str,
+    *,
+    license: str = "mit",
+    task_categories: Sequence[str] = ("text-generation",),
+    tags: Sequence[str] = ("synthetic", "hf_experiments"),
 ) -> DatasetCard:
+    num_rows = {s: t.num_rows for s, t in tables.items()}
+    schema = next(iter(tables.values())).schema
     data = DatasetCardData(
         pretty_name=title,
+        license=license,
+        task_categories=list(task_categories),
+        tags=list(tags),
         size_categories=[_size_category(sum(num_rows.values()))],
         configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in num_rows]}],
-        # `datasets` keys its local cache on this YAML, not on the files, when `configs` is present: without a
-        # content fingerprint here, regenerating into the same folder would load the stale cached copy.
-        dataset_info={"description": f"{title} (hf_experiments generated data, content sha256 {fingerprint})"},
+        dataset_info=_dataset_info(
+            tables, data_dir, f"{title} (hf_experiments generated data, content sha256 {fingerprint})"
+        ),
         **{CARD_KEY: {"params": params, "num_rows": dict(num_rows), "sha256": fingerprint}},
     )
     split_lines = "\n".join(f"| {s} | {n:,} |" for s, n in num_rows.items())
@@ -262,8 +294,8 @@ def write_dataset(
             title or out_dir.name,
             description,
             params,
-            {s: t.num_rows for s, t in tables.items()},
-            next(iter(tables.values())).schema,
+            tables,
+            tmp / "data",
             sorted(extras),
             _fingerprint(tmp),
         )

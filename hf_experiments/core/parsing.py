@@ -1,4 +1,4 @@
-"""Flat JSON configs read into the experiment's dataclasses with `HfArgumentParser`, strictly.
+"""Flat JSON or YAML configs read into the experiment's dataclasses with `HfArgumentParser`, strictly.
 
 A config is one flat JSON object (like the seeds' `hyperparameters.json`) whose keys are the fields of
 `RunArguments`, the experiment's model and data arguments and its `TrainingArguments`; the command line
@@ -15,7 +15,7 @@ import dataclasses
 import difflib
 import json
 import math
-import os
+import re
 import sys
 import types
 from pathlib import Path, PurePath
@@ -25,8 +25,10 @@ from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
 from .config import _OUR_METADATA, ConfigError, RunArguments, RunConfig
+from .config_files import load_config_file
+from .gpu_choice import apply_gpu
 from .run_folder import checkpoint_problem, is_complete
-from .seed_names import SEED_ALIASES, SEED_DROPPED, translate_seed_names, translate_value
+from .seed_names import EVAL_INTERVAL_NAMES, SEED_ALIASES, SEED_DROPPED, translate_seed_names, translate_value
 
 if TYPE_CHECKING:
     pass
@@ -34,6 +36,80 @@ if TYPE_CHECKING:
 
 class _ParseError(Exception):
     pass
+
+
+class HelpRequested(Exception):
+    """`--help` on a run's command line: `text` is the grouped help of its experiment (the CLI prints it)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__("help requested")
+
+
+def _first_line(cls: type) -> str:
+    doc = (cls.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _help_safe(action: argparse.Action) -> argparse.Action:
+    """A copy whose help has literal `%` escaped: argparse %-formats help strings ("20%" would raise)."""
+    out = copy.copy(action)
+    if out.help:
+        out.help = re.sub(r"%(?!\()", "%%", out.help)
+    return out
+
+
+def grouped_help(parser: argparse.ArgumentParser, dtypes: tuple[type, ...], experiment: str, config: str | None) -> str:
+    """Every key of `experiment` grouped by the dataclass that declares it (the run's, the model's, the data's,
+    the experiment's and the framework's training fields, then transformers' `TrainingArguments`), with the seed
+    READMEs' names that are accepted for them. Defaults shown are the config file's values when one is given."""
+    from transformers import TrainingArguments
+
+    from .config import ExperimentTrainingArguments
+
+    run_t, model_t, data_t, train_t = dtypes
+    names = {t: {f.name for f in dataclasses.fields(t)} for t in (TrainingArguments, ExperimentTrainingArguments)}
+    train_fields = {f.name for f in dataclasses.fields(train_t)}
+    own = train_fields - names[ExperimentTrainingArguments]
+    framework = names[ExperimentTrainingArguments] - names[TrainingArguments]
+    groups: list[tuple[str, str, set[str]]] = [
+        (f"run ({run_t.__name__})", _first_line(run_t), {f.name for f in dataclasses.fields(run_t)} - {"experiment"}),
+        (f"model ({model_t.__name__})", _first_line(model_t), {f.name for f in dataclasses.fields(model_t)}),
+        (f"data ({data_t.__name__})", _first_line(data_t), {f.name for f in dataclasses.fields(data_t)}),
+    ]
+    if own:
+        groups.append((f"training: {experiment} ({train_t.__name__})", _first_line(train_t), own))
+    groups.append(("training: framework (ExperimentTrainingArguments)", "This package's training fields.", framework))
+    groups.append(
+        (
+            "training: transformers (TrainingArguments)",
+            "Hugging Face's own; see the TrainingArguments documentation.",
+            train_fields - own - framework - {"output_dir"},
+        )
+    )
+    shown = "this config's values" if config else "defaults"
+    hp = argparse.ArgumentParser(
+        prog="hfe run",
+        usage=f"hfe run --config FILE.json|yaml [--key VALUE ...]    (experiment {experiment}; shown: {shown})",
+        add_help=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for title, description, fields in groups:
+        acts = [_help_safe(a) for a in parser._actions if a.dest in fields]  # argparse: no public "add an action"
+        if not acts:
+            continue
+        group = hp.add_argument_group(title, description)
+        group._group_actions.extend(acts)
+    aliases = [
+        f"  --{seed:<28} -> {target}" + (f"  ({why})" if why else "")
+        for seed, (target, why) in sorted(SEED_ALIASES.items())
+        if any(target in fields for _, _, fields in groups)
+    ]
+    text = hp.format_help()
+    if aliases:
+        text += "\nseed names (the original projects' spelling; accepted in config files and here):\n"
+        text += "\n".join(aliases) + "\n"
+    return text
 
 
 class StrictArgumentParser(HfArgumentParser):
@@ -68,7 +144,7 @@ def _suggest(key: str, valid: list[str]) -> str:
     if key in SEED_DROPPED:
         return f"the original's option {key!r} has no counterpart here: {SEED_DROPPED[key]}"
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else "see `trainers/run.py --experiment <name> --help` for valid keys"
+    hint = f"did you mean {close[0]!r}?" if close else "see `hfe run --experiment <name> --help` for valid keys"
     return f"unknown key; {hint}"
 
 
@@ -132,36 +208,15 @@ def _check_metadata(obj: Any) -> None:
             raise ConfigError(fld.name, value, "an existing path (not found)")
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """`json` keeps the last of repeated keys silently; a config that sets one twice is a mistake."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ConfigError(key, value, f"given twice in the config file (also {out[key]!r}); keep one")
-        out[key] = value
-    return out
-
-
 def _load_config_file(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise ConfigError("config", path, "an existing JSON file (not found)")
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError("config", path, f"a UTF-8 text file (byte {e.start} is not UTF-8)") from None
-    try:
-        raw = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as e:
-        raise ConfigError("config", path, f"valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("config", path, "a JSON object of key: value pairs")
-    return raw
+    """A JSON or YAML config file as one flat mapping (`core.config_files`)."""
+    return load_config_file(path)
 
 
 def _translate_cli(argv: list[str]) -> list[str]:
     """Seed names on the command line -> ours, and seed values (`--grad_clip none`) -> ours. A key given twice
-    (e.g. `--lr` and `--learning_rate`: argparse would keep the last one silently) is an error."""
+    (e.g. `--lr` and `--learning_rate`: argparse would keep the last one silently) is an error. A seed evaluation
+    interval (`--valid_every N`) also switches evaluation on, as in a config file."""
     out: list[str] = []
     seen: dict[str, str] = {}
     pending: str | None = None  # the key whose value is the next token
@@ -184,6 +239,9 @@ def _translate_cli(argv: list[str]) -> list[str]:
             tok = "--" + key + (eq + str(translate_value(name, value)) if eq else "")
             pending = None if eq else name
         out.append(tok)
+    interval = next((seen[k] for k in seen if seen[k] in EVAL_INTERVAL_NAMES), None)
+    if interval is not None and "eval_strategy" not in seen:  # as in a config file: the original validated then
+        out += ["--eval_strategy", "steps"]
     return out
 
 
@@ -224,8 +282,11 @@ def _check_run_paths(save_root: str, exp_name: str) -> None:
         raise ConfigError("exp_name", exp_name, "another name: save_root/data holds the generated datasets")
 
 
-def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
-    """Parse `--config file.json` plus command-line overrides; raises `ConfigError` on any problem."""
+def parse_config_strict(argv: list[str] | None = None, select_gpu: bool = False) -> RunConfig:
+    """Parse `--config file.json|yaml` plus command-line overrides; raises `ConfigError` on any problem.
+
+    `select_gpu` (the run's own parse, not a validation): apply `gpu` to this process before `TrainingArguments`
+    starts CUDA."""
     from .registry import available_experiments, get_experiment
 
     argv = _translate_cli(list(sys.argv[1:] if argv is None else argv))
@@ -260,7 +321,7 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     exp_cls = get_experiment(name)
 
     dtypes = (RunArguments, exp_cls.model_args, exp_cls.data_args, exp_cls.training_args)
-    parser = StrictArgumentParser(dtypes, prog="trainers/run.py")
+    parser = StrictArgumentParser(dtypes, prog="hfe run", add_help=False)
     # A bool field defaulting to True also gets a `--no_<key>` flag with the same dest (store_false, no type);
     # a config file's value is for the field itself, so the `--<key>` action must win the dest.
     actions = {
@@ -282,6 +343,8 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
     parser.set_defaults(**defaults)
     for key in defaults:
         actions[key].required = False
+    if "-h" in rest or "--help" in rest:
+        raise HelpRequested(grouped_help(parser, dtypes, name, known.config))
     if "output_dir" in defaults or any(t.split("=")[0] in ("--output_dir", "--output-dir") for t in rest):
         raise ConfigError(
             "output_dir", defaults.get("output_dir"), "not settable: the run folder is save_root/exp_name"
@@ -310,6 +373,9 @@ def parse_config_strict(argv: list[str] | None = None) -> RunConfig:
         run_vals["exp_name"] = Path(known.config).stem if known.config else name
     _check_run_paths(run_vals["save_root"], run_vals["exp_name"])
     values["output_dir"] = str(Path(run_vals["save_root"]) / run_vals["exp_name"])
+    if select_gpu and run_vals.get("gpu") is not None:
+        RunArguments(**{f.name: run_vals[f.name] for f in dataclasses.fields(RunArguments)})  # its format first
+        apply_gpu(run_vals["gpu"])
     objs = []
     for dtype in dtypes:
         inputs = {

@@ -1,4 +1,5 @@
-"""Writing results the same way for every experiment: rows as a CSV file, and matplotlib figures as PNG files.
+"""Writing results the same way for every experiment: rows as a CSV file (also the Trainer's log history as rows
+of steps), and matplotlib figures as PNG files.
 
 Figures are `matplotlib.figure.Figure` objects (no pyplot, so no global backend and no display are needed, and
 nothing stays open after saving); parent folders are made on the way.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,18 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], fields: S
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def log_history_rows(log_history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The Trainer's log history (`trainer.state.log_history`) as one row per logged step that has any of `keys`:
+    ``{"step": s, key: value or None, ...}``, the entries of one step (training log, evaluations) merged, in step
+    order; for the curves of a run over its steps."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        found = {k: entry[k] for k in keys if isinstance(entry.get(k), (int, float))}
+        if found and "step" in entry:
+            by_step.setdefault(int(entry["step"]), {}).update(found)
+    return [{"step": step, **{k: values.get(k) for k in keys}} for step, values in sorted(by_step.items())]
 
 
 @contextmanager

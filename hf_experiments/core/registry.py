@@ -34,3 +34,9 @@ def get_experiment(name: str) -> type[Experiment]:
         raise ConfigError("experiment", name, "one of " + ", ".join(sorted(EXPERIMENTS)))
     module, _, cls = EXPERIMENTS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def describe_experiment(name: str) -> str:
+    """The one-line description of an experiment: the first line of its class docstring."""
+    doc = (get_experiment(name).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""

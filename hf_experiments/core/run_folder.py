@@ -11,7 +11,9 @@ import errno
 import json
 import os
 import re
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +28,35 @@ RUN_CONFIG = "run_config.json"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
+def default_file_mode() -> int:
+    """The mode `open` gives a new file: 0o666 less the umask (0644 under the usual 022). Files written through a
+    temporary file (mkstemp, safetensors >= 0.8: safetensors/safetensors#782) get 0600 unless set to this."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (`os.umask` sets it to read it: a
+    file another thread creates in between would get mode 0666)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over `path` (never half-written)."""
+    """Write JSON to a temp file in the same folder, fsync, then rename over `path` (never half-written). The
+    file gets the mode `open` would give it (0644 under the usual umask 022; mkstemp's own is 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, sort_keys=True, default=str)
             f.flush()
@@ -203,27 +228,211 @@ def move_aside(run_dir: str | os.PathLike) -> Path | None:
     return target
 
 
-def write_model_card(
-    model_dir: str | os.PathLike, experiment: str, config: dict, metrics: dict, note: str | None = None
-) -> None:
-    """A README.md model card (`huggingface_hub.ModelCard`): what trained it, with which config, what it scored.
+# Metrics that say how the run went rather than how good the model is: not in the card's table.
+# The Auto class a loading snippet uses, when the config's `auto_map` names several.
+_PREFERRED_AUTO = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoModel")
+_VERSIONED = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "huggingface_hub")
+LOAD_FROM = "path/to/model"  # the loading snippet's placeholder; `core.hub` writes the repo id in its place
 
-    Only scalar metrics go in its table (per-position lists and the like stay in `metrics.json`); `note` is a
-    paragraph from the experiment (e.g. where the backbone comes from)."""
+
+# Loading options transformers records in a tokenizer's init kwargs and `save_pretrained` writes back: true only of
+# the machine that loaded it (an offline cache, a token), wrong or secret in a pushed folder.
+_LOAD_ONLY_TOKENIZER_KEYS = (
+    "is_local",
+    "local_files_only",
+    "cache_dir",
+    "token",
+    "use_auth_token",
+    "_commit_hash",
+    "force_download",
+    "proxies",
+)
+
+
+def scrub_tokenizer_configs(folder: str | os.PathLike) -> list[Path]:
+    """Drop the load-only keys from every `tokenizer_config.json` under `folder` (a backbone's included); returns
+    the files changed."""
+    changed = []
+    for path in sorted(Path(folder).rglob("tokenizer_config.json")):
+        config = _read_json(path)
+        if any(k in config for k in _LOAD_ONLY_TOKENIZER_KEYS):
+            write_json_atomic(path, {k: v for k, v in config.items() if k not in _LOAD_ONLY_TOKENIZER_KEYS})
+            changed.append(path)
+    return changed
+
+
+# In metrics.json but not a result of the run (bookkeeping, how fast the evaluation ran): not on the card and not
+# sent to the report_to backends (`core.reporting`).
+NOT_HEADLINE = frozenset({"world_size", "epoch", "step", "global_step", "total_flos", "train_samples", "eval_samples"})
+_NOT_HEADLINE_RE = re.compile(r"(_runtime|_samples_per_second|_steps_per_second|_flos|_jit_compilation_time|_mem_.*)$")
+
+
+def is_headline(key: str) -> bool:
+    """Whether a final metric is a result of the run (the backends and the model card show it)."""
+    return key not in NOT_HEADLINE and not _NOT_HEADLINE_RE.search(key)
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics a model card shows: numbers and short strings, without runtimes, throughputs, epochs or the
+    world size (they describe the machine and the run, not the model); lists and dicts stay in `metrics.json`."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if is_headline(k) and (isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 200))
+    }
+
+
+def launch_command(config_path: str | os.PathLike | None = None, argv: list[str] | None = None) -> str | None:
+    """The command line that started this process, as it would be typed (`accelerate launch trainers/run.py
+    --config x.json --max_steps 6`), or None when the process is not a run started from the command line (a
+    sweep, a notebook, a test calling `main` in-process) or its `--config` is not the run's `config_path`.
+
+    The launcher's own flags are not visible to its workers; they are rebuilt from what it sets in the
+    environment (the number of processes, mixed precision)."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return None
+    script, args = Path(argv[0]), argv[1:]
+    if script.name == "__main__.py" and script.parent.name == "hf_experiments":
+        entry = ["-m", "hf_experiments"]
+    elif script.parent.name == "trainers" and script.suffix == ".py":
+        entry = [_shown_path(script)]
+    elif script.name == "hfe" and args[:1] == ["run"]:
+        entry = ["hfe"]
+    else:
+        return None
+    given = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"), None)
+    given = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), given)
+    if (given is None) != (config_path is None) or (
+        given is not None and Path(given).resolve() != Path(config_path).resolve()
+    ):
+        return None  # e.g. a sweep config's command: it does not reproduce this one run
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get("ACCELERATE_MIXED_PRECISION") is not None:  # set by `accelerate launch` for its workers
+        launcher = ["accelerate", "launch"] + (["--multi_gpu", "--num_processes", str(world)] if world > 1 else [])
+        precision = os.environ["ACCELERATE_MIXED_PRECISION"]
+        launcher += ["--mixed_precision", precision] if precision not in ("", "no") else []
+    elif "LOCAL_RANK" in os.environ:  # torchrun
+        launcher = ["torchrun", "--nproc_per_node", os.environ.get("LOCAL_WORLD_SIZE", str(world))]
+    else:
+        launcher = [] if entry == ["hfe"] else ["python"]
+    if entry == ["hfe"] and launcher:
+        entry = [shutil.which("hfe") or argv[0]]  # a launcher needs the script's path
+    return shlex.join([*launcher, *entry, *_without_secrets(args)])
+
+
+_SECRET_KEY_RE = re.compile(r"(token|secret|password|api_key)", re.I)
+
+
+def _without_secrets(args: list[str]) -> list[str]:
+    """The arguments less every secret one (`--hub_token X`, `--hub_token=X`): the card and logs are shared."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            if not a.startswith("--"):
+                continue
+        key = a[2:].split("=", 1)[0] if a.startswith("--") else None
+        if key is not None and _SECRET_KEY_RE.search(key):
+            skip = "=" not in a
+            continue
+        out.append(a)
+    return out
+
+
+def _shown_path(script: Path) -> str:
+    """`script` relative to the working directory when it lies below it (`trainers/run.py`), else absolute."""
+    try:
+        return script.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(script.resolve())
+
+
+def write_model_card(
+    model_dir: str | os.PathLike,
+    experiment: str,
+    config: dict,
+    metrics: dict,
+    note: str | None = None,
+    command: str | None = None,
+) -> None:
+    """`model_dir/README.md`, a `huggingface_hub.ModelCard`: what the model is, its headline metrics, how to load
+    it (with the package and with `trust_remote_code=True` without it), the command that trained it and the
+    framework versions; and `model_dir/run_config.json`, the config it names (the run folder's, as parsed,
+    when `model_dir` is a run's `model/`; else `config`), so the folder alone retrains it.
+
+    `note` is a paragraph from the experiment (e.g. where the backbone comes from); `command` the launch command
+    line (`launch_command()`), when known."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    model_dir = Path(model_dir)
+    parsed = model_dir.parent / RUN_CONFIG
+    if parsed.is_file():
+        shutil.copyfile(parsed, model_dir / RUN_CONFIG)
+    else:
+        write_json_atomic(model_dir / RUN_CONFIG, config)
+    model_config = _read_json(model_dir / "config.json")
+    auto_map = model_config.get("auto_map") or {}
+    auto_class = next((a for a in _PREFERRED_AUTO if a in auto_map), None) or next(
+        (a for a in auto_map if a != "AutoConfig"), "AutoModel"
+    )
+    architecture = (model_config.get("architectures") or [None])[0]
+    what = f"A `{architecture}` (model type `{model_config.get('model_type')}`)" if architecture else "A model"
+    tokenizer = (model_dir / "tokenizer_config.json").is_file()
+
+    scalars = headline_metrics(metrics)
+    rows = "\n".join(
+        f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {str(v).replace('|', chr(92) + '|')} |"
+        for k, v in scalars.items()
+    )  # a `|` inside a value (sacreBLEU's signature) would end its table cell
+    imports = ", ".join([auto_class, *(["AutoTokenizer"] if tokenizer else [])])
+
+    def load(extra: str) -> str:
+        lines = [f'model = {auto_class}.from_pretrained("{LOAD_FROM}"{extra})']
+        if tokenizer:
+            lines.append(f'tokenizer = AutoTokenizer.from_pretrained("{LOAD_FROM}"{extra})')
+        return "\n".join(lines)
+
+    retrain = f"python trainers/run.py --config {RUN_CONFIG}"
+    trained = (
+        f"Trained with\n\n```bash\n{command}\n```\n\n" if command else f"Trained with the config in `{RUN_CONFIG}`.\n\n"
+    )
     data = ModelCardData(library_name="transformers", tags=["hf_experiments", experiment])
-    scalars = {k: v for k, v in metrics.items() if not isinstance(v, (list, tuple, dict))}
-    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scalars.items())
     card = ModelCard(
         f"---\n{data.to_yaml()}\n---\n\n"
-        f"# {config.get('exp_name', experiment)}\n\nTrained with `hf_experiments` (experiment `{experiment}`):\n\n"
-        f"```\naccelerate launch trainers/run.py --config run_config.json\n```\n\n"
+        f"# {config.get('exp_name', experiment)}\n\n"
+        f"{what} trained by the `hf_experiments` experiment `{experiment}`.\n\n"
         + (f"{note}\n\n" if note else "")
-        + f"## Final evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
-        f"## Config\n\n```json\n{json.dumps(config, indent=2, sort_keys=True, default=str)}\n```\n"
+        + (f"## Final evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n" if rows else "")
+        + "## How to load\n\nWhere `hf_experiments` is not installed, with the code saved in this folder:\n\n"
+        f"```python\nfrom transformers import {imports}\n\n{load(', trust_remote_code=True')}\n```\n\n"
+        "With `hf_experiments` installed, importing it registers the classes (no `trust_remote_code`):\n\n"
+        f"```python\nimport hf_experiments\nfrom transformers import {imports}\n\n{load('')}\n```\n\n"
+        f"## Training\n\n{trained}"
+        f"`{RUN_CONFIG}` in this folder is the resolved config; in a clone of `hf_experiments`, `{retrain}` trains "
+        "the same run again.\n\n"
+        f"## Framework versions\n\n{_framework_versions()}\n"
     )
-    card.save(Path(model_dir) / "README.md")
+    card.save(model_dir / "README.md")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _framework_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = []
+    for name in (*_VERSIONED, "hf-experiments"):  # the installed distribution's version (core imports no package root)
+        try:
+            lines.append(f"- {name.replace('-', '_')} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return "\n".join(lines)
 
 
 def is_disk_full(exc: BaseException, folder: str | os.PathLike | None = None) -> bool:

@@ -26,13 +26,15 @@ from .config import ConfigError, RunConfig
 from .launch import write_status
 from .parsing import parse_config_strict
 from .ranks import from_main_process
-from .registry import available_experiments
+from .reporting import log_final_metrics, tracker_settings
 from .run_folder import (
     checkpoints,
     is_complete,
     is_disk_full,
     last_good_checkpoint,
+    launch_command,
     move_aside,
+    scrub_tokenizer_configs,
     write_json_atomic,
     write_model_card,
 )
@@ -45,8 +47,18 @@ DISK_FULL_EXIT_CODE = 74  # EX_IOERR
 FINISHED_RECORD = "run-finished.json"
 FINISHED = "finished"  # what `prepare_run` returns for a run that already ended with this config
 # Keys that say where to start, or that the machine decides (pin memory follows the device; the reporters a
-# `report_to: all` resolves to depend on what is installed): not part of "the same run".
-_IGNORED_FOR_FINISHED = ("fresh_start", "restore_from", "dataloader_pin_memory", "report_to")
+# `report_to: all` resolves to depend on what is installed), or only where the logs go: not part of "the same run".
+_IGNORED_FOR_FINISHED = (
+    "fresh_start",
+    "restore_from",
+    "dataloader_pin_memory",
+    "report_to",
+    "run_name",
+    "wandb_project",
+    "wandb_group",
+    "run_tags",
+    "gpu",
+)
 
 
 def _config_key(cfg: RunConfig) -> dict[str, Any]:
@@ -133,12 +145,16 @@ def finish(cfg: RunConfig, trainer: Trainer, tokenizer: Any, metrics: dict[str, 
         if tokenizer is not None:
             tokenizer.save_pretrained(str(model_dir))
         note = experiment.complete_model_dir(model_dir) if experiment is not None else None
+        scrub_tokenizer_configs(model_dir)  # no `local_files_only` / token of this machine in a pushable folder
         clean = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
-        write_model_card(model_dir, cfg.run.experiment, cfg.to_dict(), clean, note)
+        command = launch_command(cfg.config_path)  # None when run in-process (a sweep, a test)
+        write_model_card(model_dir, cfg.run.experiment, cfg.to_dict(), clean, note, command=command)
         write_json_atomic(cfg.run_dir / "metrics.json", clean)
-        write_json_atomic(
-            cfg.run_dir / FINISHED_RECORD, {"global_step": trainer.state.global_step, "config": _config_key(cfg)}
-        )
+        # the config as parsed (`prepare_run` wrote it), not as the trainer left it (e.g. the mlp trainer sets
+        # ignore_data_skip): what a rerun's parse is compared with
+        parsed = json.loads((cfg.run_dir / "run_config.json").read_text(encoding="utf-8"))
+        parsed = {k: v for k, v in parsed.items() if k not in _IGNORED_FOR_FINISHED}
+        write_json_atomic(cfg.run_dir / FINISHED_RECORD, {"global_step": trainer.state.global_step, "config": parsed})
     return model_dir
 
 
@@ -192,9 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     """parse -> data -> model -> trainer -> train -> evaluate -> save; returns the exit status (also written for
     the launch wrapper, `core.launch`, when it started this process)."""
     argv = sys.argv[1:] if argv is None else argv
-    if "--list" in argv:
-        print("\n".join(available_experiments()))
-        return 0
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.getsignal(sig) for sig in signals.PREEMPT_SIGNALS}
@@ -220,13 +233,17 @@ def _main(argv: list[str], lock: list[RunLock]) -> int:
     try:
         die_with_parent()
         try:
-            cfg = parse_config_strict(argv)
+            cfg = parse_config_strict(argv, select_gpu=True)
         except ConfigError as e:
             print(f"config error: {e}", file=sys.stderr)
             return 2
         if cfg.training.process_index == 0:
             lock.append(RunLock(cfg.run_dir))
         return _run(cfg, lock[0] if lock else None)
+    except ConfigError as e:  # found while building data (a dataset that does not fit the config): still exit 2
+        if cfg is None or cfg.training.process_index == 0:
+            print(f"config error: {e}", file=sys.stderr)
+        return 2
     except signals.Preempted:
         return on_preempted(cfg)
     except RunFolderBusy as e:
@@ -252,14 +269,16 @@ def _run(cfg: RunConfig, lock: RunLock | None) -> int:
     signals.check()
     model = experiment.build_model()
     signals.check()
-    trainer = experiment.build_trainer(model, data)
-    signals.check()
-    trainer.train(resume_from_checkpoint=resume_from)
-    if trainer.preempted or signals.any_rank_received():
-        return on_preempted(cfg)
+    with tracker_settings(cfg):  # W&B project / group / tags for this run only
+        trainer = experiment.build_trainer(model, data)
+        signals.check()
+        trainer.train(resume_from_checkpoint=resume_from)
+        if trainer.preempted or signals.any_rank_received():
+            return on_preempted(cfg)
 
-    metrics = {**experiment.evaluate(trainer, data), "world_size": trainer.args.world_size}
-    model_dir = finish(cfg, trainer, experiment.tokenizer, metrics, experiment)
+        metrics = {**experiment.evaluate(trainer, data), "world_size": trainer.args.world_size}
+        log_final_metrics(trainer, metrics)  # to every report_to backend, under final/
+        model_dir = finish(cfg, trainer, experiment.tokenizer, metrics, experiment)
     if trainer.is_world_process_zero():
         print(f"final metrics: {metrics}\nrun folder: {cfg.run_dir}  (model: {model_dir})")
     return 0

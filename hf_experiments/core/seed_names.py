@@ -3,7 +3,9 @@
 Users arrive with `hyperparameters.json` files from the seed projects. Names that do not clash with
 `TrainingArguments` keep their name in our configs (`exp_name`, `seed`, `cmp_len`, ...). The names below
 are translated: inside a config file they are accepted and renamed (a config giving both the seed
-name and its target is rejected), and `trainers/convert_config.py` rewrites a whole file.
+name and its target is rejected), and the converter (`hf_experiments.core.convert`, `hfe convert`) rewrites a
+whole file. `SEED_DROPPED` names keys with no counterpart (the converter drops them with the note; a config
+file's unknown-key error shows it); `SEED_UNSUPPORTED` keys and values stop a conversion with the reason.
 """
 
 from __future__ import annotations
@@ -48,7 +50,18 @@ SEED_ALIASES: dict[str, tuple[str, str]] = {
     "test_interval": ("eval_steps", ""),
     "n_microbatch": ("gradient_accumulation_steps", ""),
     "val_mod": ("eval_steps", "semantic-blotching name"),
+    "val_batch_size": (
+        "per_device_eval_batch_size",
+        "also the rows of each STaR / augmentation loop (blotch: manip_batch_size defaults to it)",
+    ),
+    "name": ("exp_name", "Csordas-framework name: the run folder is save_root/exp_name"),
+    "pertub_rate": ("perturbation_rate", "arrows-of-time gendataset.py spelling"),
+    "max_iter": ("max_steps", "modelscape name"),
 }
+
+# Seed names of an evaluation interval: the original validated at that interval, so the converted config must
+# switch evaluation on (`eval_strategy: steps`), which `TrainingArguments` leaves off ("no") by default.
+EVAL_INTERVAL_NAMES = ("valid_every", "val_mod", "test_interval")
 
 # Values with another spelling in the seeds, by the key they are given under (seed name or ours).
 _NO_CLIP = {"none": 0.0, "null": 0.0, None: 0.0}
@@ -88,6 +101,32 @@ SEED_DROPPED: dict[str, str] = {
     "lr_min": "use lr_scheduler_type=cosine_with_min_lr and lr_scheduler_kwargs",
     "vocab_size": "taken from the tokenizer",
     "attn_length": "taken from the data (line length)",
+    "data_root": "generated datasets live in <save_root>/data/<name>; give an existing folder as dataset_path",
+    "device": "the device is chosen at launch: --gpu <index>|auto (or CUDA_VISIBLE_DEVICES, accelerate launch)",
+    "gpu": "the device is chosen at launch, not in the config: --gpu <index>|auto on the command line",
+    "devices": "sweeps take `--devices 0,1,...` (trainers/sweep.py); one run uses the device it is launched on",
+    "input_file_name": "primes are computed here (a sieve), no list of primes is read",
+    "onlythresholds": "metrics.json holds the thresholds' steps and trainer_state.json the whole run, always",
+    "verbose": "the training loss is logged every logging_steps (and shown by the progress bar)",
+    "deterministic": "runs are always seeded from seed (and trial)",
+    "determinsitic": "runs are always seeded from seed (and trial) (the seed README's spelling)",
+    "n_train": "modelscape's N_TRAIN only sized the data: n_samples (offline: the training set) and n_test do that",
+    "n_trian": "modelscape's N_TRAIN only sized the data: n_samples (offline: the training set) and n_test do that",
+}
+
+# Seed names the converter refuses, with the reason: what they did has no counterpart a config could state.
+SEED_UNSUPPORTED: dict[str, str] = {
+    "matrice_name": "a pickled galois matrix (matrices/<name>.pkl) is not read: save it with numpy.save and give "
+    "matrix_path, or let matrix_n / matrix_k draw one",
+    "matrix": "a trainers/arrows_sparse_update.py option (the perturbed matrix comes from the runs' own), not a "
+    "run config key",
+    "model_f": "trainers/arrows_sparse_update.py takes the trained runs as --forward_run <run folder>",
+    "model_b": "trainers/arrows_sparse_update.py takes the trained runs as --backward_run <run folder>",
+    "num_flips": "a trainers/arrows_sparse_update.py option: pass --num_flips N there",
+    "otherreturns": "functions cannot be written in a config file: name them in grabs (import paths) or pass "
+    "run_sweep(grabs=...)",
+    "x_te": "a test set given as arrays: the batch function draws it (n_test rows), or name a batch_fn that does",
+    "y_te": "a test set given as arrays: the batch function draws it (n_test rows), or name a batch_fn that does",
 }
 
 
@@ -95,6 +134,8 @@ def translate_seed_names(config: dict[str, Any]) -> tuple[dict[str, Any], list[s
     """Rename seed names to ours; returns the new dict and one note per renamed or dropped key.
 
     Nested seed configs (the arrows-of-time `model_params` / `training_params` / `optim_params`) are flattened.
+    A seed evaluation interval (`valid_every`, `val_mod`, `test_interval`) also sets `eval_strategy: steps` unless
+    the config sets `eval_strategy`: the original validated at that interval.
     Raises ValueError when a seed name and its target are both present with different values.
     """
     flat: dict[str, Any] = {}
@@ -122,6 +163,10 @@ def translate_seed_names(config: dict[str, Any]) -> tuple[dict[str, Any], list[s
             notes.append(f"{key} -> {target}")
         else:
             out[key] = value
+    interval = next((k for k in EVAL_INTERVAL_NAMES if k in flat), None)
+    if interval is not None and "eval_strategy" not in flat:
+        out["eval_strategy"] = "steps"
+        notes.append(f"{interval} is an evaluation interval -> eval_strategy='steps' (evaluation on)")
     return out, notes
 
 

@@ -12,6 +12,8 @@ Design: `docs/framework.md`, section "`ExperimentTrainer`".
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +22,7 @@ from transformers.utils import logging
 
 from .callbacks import CurrentIntervalsCallback, PreemptionCallback
 from .microbatch import MicrobatchingMixin
+from .run_folder import default_file_mode
 from .schedules import step_schedule
 from .trainer_internals import LoggingWindowCallback, TrainerInternalsMixin, mark_scheduler_created
 
@@ -55,6 +58,14 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """`Trainer.save_model` (checkpoints and the final model), with `use_cache` saved as the model had it
         before training, not the Trainer's training-time False."""
+        try:
+            self._save_model_keeping_use_cache(output_dir, _internal_call)
+        finally:
+            if self.args.should_save:  # safetensors >= 0.8 writes 0600 whatever the umask (safetensors#782)
+                for path in Path(output_dir or self.args.output_dir).rglob("*.safetensors"):
+                    os.chmod(path, default_file_mode())
+
+    def _save_model_keeping_use_cache(self, output_dir: str | None, _internal_call: bool) -> None:
         model = self.accelerator.unwrap_model(self.model)
         config = getattr(model, "config", None)
         if config is None or not hasattr(config, "use_cache"):

@@ -1,6 +1,7 @@
 """modelscape's MLP experiments (JoeyTurn/modelscape): an MLP (standard / NTK / muP) trained on a batch function, online
 (a fresh batch every step) or offline (one fixed training set per trial, full-batch gradient descent), with
-loss checkpoints that stop the run and grabs evaluated during training.
+loss checkpoints that stop the run and grabs evaluated during training. The run folder's `loss.png` shows the
+loss over the steps with the loss checkpoints' thresholds (numbers in `loss.csv` and `loss_thresholds.csv`).
 
 Meant to be swept (``trainers/sweep.py``): every job is one run of this experiment. The batch of each step is
 ``n_samples`` fresh samples (online) or the whole fixed training set of ``n_samples`` (offline), as in the
@@ -23,12 +24,13 @@ from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.experiment import Experiment
 from hf_experiments.core.imports import LIVE_PREFIX, accepted_keywords, check_object, import_object
 from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
+from hf_experiments.core.plots import figure, log_history_rows, write_csv
 
 from .batch_functions import BatchSource, OnlineBatches, parse_monomial, resolve_batch_fn
 from .configuration_mlp import MLPConfig
 from .configuration_module import ModuleConfig
 from .grabs import GRABS_FILE, GrabCallback, resolve_grabs
-from .loss_checkpoints import LossCheckpointCallback
+from .loss_checkpoints import LossCheckpointCallback, LossThresholds, threshold_key
 from .mlp_config import _DEFAULT_BATCH, MLPDataArguments, MLPModelArguments, MLPTrainingArguments
 from .mlp_trainer import MUP_ADAM_LIKE, MUP_SGD_LIKE, MLPTrainer
 from .modeling_mlp import MLP, MUP_MISSING
@@ -59,6 +61,54 @@ class _FixedBatch:
 
 def _to_dataset(x: torch.Tensor, y: torch.Tensor) -> Dataset:
     return Dataset.from_dict({"x": x.numpy(), "labels": y.numpy()}).with_format("torch")
+
+
+LOSS_CURVES = (("loss", "training loss"), ("ema_loss", "EMA of the training loss"), ("eval_loss", "test loss"))
+
+
+def plot_loss(run_dir: Path, log_history: list[dict[str, Any]], tracker: LossThresholds) -> Path:
+    """`loss.png` in the run folder: the logged training loss, its EMA (what the loss checkpoints watch) and the
+    test loss over the steps, each loss checkpoint's threshold as a dotted line and the step it was crossed as a
+    marker. The numbers: `loss.csv` (one row per logged step) and `loss_thresholds.csv`."""
+    keys = [k for k, _ in LOSS_CURVES]
+    rows = log_history_rows(log_history, keys)
+    write_csv(run_dir / "loss.csv", rows, ["step", *keys])
+    thresholds = [
+        {
+            "name": threshold_key(t, tracker.relative),
+            "threshold": t,
+            "loss": None if tracker.relative and tracker.initial_loss is None else tracker.absolute(t),
+            "crossed_at_step": tracker.crossed[t],
+        }
+        for t in tracker.thresholds
+    ]
+    if thresholds:
+        write_csv(run_dir / "loss_thresholds.csv", thresholds)
+    curve_values = [r[k] for r in rows for k in keys if r[k] is not None]
+    # a threshold far below every logged loss (e.g. 1e-9: "train to the end") would flatten the curves
+    floor = min(curve_values) / 100 if curve_values and min(curve_values) > 0 else None
+    off_plot = [t["name"] for t in thresholds if t["loss"] is not None and floor is not None and t["loss"] < floor]
+    with figure(run_dir / "loss.png", figsize=(6.5, 3.8)) as (_, ax):
+        for i, (key, label) in enumerate(LOSS_CURVES):
+            points = [(r["step"], r[key]) for r in rows if r[key] is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, ms=3, color=f"C{i}", label=label)
+        for row in thresholds:
+            if row["loss"] is None or row["name"] in off_plot:
+                continue
+            ax.axhline(row["loss"], color="grey", ls=":", lw=1)
+            crossed = row["crossed_at_step"]
+            text = f"{row['name']}" + (f" (step {crossed})" if crossed is not None else " (not reached)")
+            ax.annotate(text, (0, row["loss"]), xycoords=("axes fraction", "data"), fontsize=7, color="grey")
+            if crossed is not None:
+                ax.plot([crossed], [row["loss"]], "v", color="k", ms=5)
+        if floor is not None:
+            ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss")
+        ax.set_title("loss and loss checkpoints" + (f" ({', '.join(off_plot)}: below the plot)" if off_plot else ""))
+        ax.legend(fontsize=8)
+    return run_dir / "loss.png"
 
 
 class MLPExperiment(Experiment):
@@ -319,4 +369,6 @@ class MLPExperiment(Experiment):
                 metrics[f"grab_{name}"] = value
             elif isinstance(value, dict):
                 metrics.update({f"grab_{name}/{k}": v for k, v in value.items() if isinstance(v, (int, float))})
+        if trainer.is_world_process_zero():
+            plot_loss(self.cfg.run_dir, trainer.state.log_history, self.loss_cb.tracker)
         return metrics

@@ -29,7 +29,7 @@ try:  # optional (`pip install hf-experiments[mup]`): only parameterization="mup
 except ImportError:  # pragma: no cover - exercised only without the extra
     MuReadout = None
 
-MUP_MISSING = "parameterization='mup' needs the mup package: pip install 'hf-experiments[mup]'"
+MUP_MISSING = "parameterization='mup' needs the mup package: pip install mup (or 'hf-experiments[mup]')"
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
 
@@ -179,7 +179,10 @@ class MLP(FrozenInitCopy, PreTrainedModel):
 
     def set_mup_base_shapes(self) -> None:
         """Attach `infshape` to every parameter (what `mup.MuSGD`/`mup.MuAdam` read). Idempotent."""
-        from mup import set_base_shapes
+        try:  # in a `try`: the custom-code import scan skips it, so mup stays optional where this file loads
+            from mup import set_base_shapes
+        except ImportError as e:
+            raise ImportError(MUP_MISSING) from e
 
         cfg = self.config
 

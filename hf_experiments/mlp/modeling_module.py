@@ -6,6 +6,10 @@ The network keeps its own initialisation (`_init_weights` does nothing): the ori
 with its constructor and trains it as it is. Output rescale by `gamma` and centering (output minus the
 output of a frozen copy of the initial network) are the MLP's; muP / NTK are not applied (they need the
 layer anatomy of the built-in MLP).
+
+A saved folder holds this wrapper's code (custom code, `trust_remote_code`), not the network's: it loads where
+`model_class` can be imported (an installed module, or the recorded ``file.py`` path) and fails with a message
+saying so elsewhere; a ``live:`` class loads only in a process that defines it.
 """
 
 from __future__ import annotations
@@ -59,6 +63,12 @@ def constructor_args(factory: Any, offered: Mapping[str, Any], extra: Mapping[st
     return args
 
 
+# Why a saved `ModuleModel` folder may not load elsewhere: only this wrapper's code is saved beside the weights.
+NOT_SAVED = (
+    "the network's code is not saved with the model: make that module importable (or that file present) where "
+    "the folder is loaded"
+)
+
 # ``live:`` factories (defined in a notebook) this process has built a model from; filled by the experiment.
 LIVE_FACTORIES: dict[str, Any] = {}
 
@@ -88,11 +98,14 @@ def resolve_factory(spec: str) -> Any:
     if module_name.endswith(".py"):
         mod_spec = importlib.util.spec_from_file_location(f"_hfe_model_{Path(module_name).stem}", module_name)
         if mod_spec is None or not Path(module_name).is_file():
-            raise ValueError(f"model_class={spec!r}: no file {module_name}")
+            raise ValueError(f"model_class={spec!r}: no file {module_name}; {NOT_SAVED}")
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
     else:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ValueError(f"model_class={spec!r}: cannot import {module_name!r} ({e}); {NOT_SAVED}") from None
     if not hasattr(module, attr):
         raise ValueError(f"model_class={spec!r}: {module_name} defines no {attr!r}")
     return getattr(module, attr)

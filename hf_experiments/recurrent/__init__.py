@@ -12,11 +12,16 @@ from .modeling_recurrent import RecurrentOutput, RecurrentSeq2Seq, exact_match, 
 
 
 def _register() -> None:
-    """Idempotent (`exist_ok=True`): re-imports and test collection never double-register."""
-    AutoConfig.register(RecurrentConfig.model_type, RecurrentConfig, exist_ok=True)
-    AutoModel.register(RecurrentConfig, RecurrentSeq2Seq, exist_ok=True)
-    AutoConfig.register(InterventionConfig.model_type, InterventionConfig, exist_ok=True)
-    AutoModel.register(InterventionConfig, RecurrentIntervention, exist_ok=True)
+    """Idempotent (`exist_ok=True`): re-imports and test collection never double-register.
+
+    `register_for_auto_class` makes `save_pretrained` write `auto_map` and copy the configuration and modeling
+    files beside the weights: the folder then loads with `trust_remote_code=True` where this package is not
+    installed (and without it where it is: the registered classes win)."""
+    for config_class, model_class in ((RecurrentConfig, RecurrentSeq2Seq), (InterventionConfig, RecurrentIntervention)):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, model_class, exist_ok=True)
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModel")
 
 
 _register()

@@ -2,8 +2,9 @@
 of `n_symbols` symbols.
 
 The run generates its repeat dataset on first use unless `dataset_path` names a folder from
-`data_scripts/make_repeat.py`; the metric is whole-sequence exact match on every validation set. This module
-also holds what both recurrent experiments share (data loading, metrics, the trainer).
+`data_scripts/make_repeat.py`; the metric is whole-sequence exact match on every validation set, plotted over
+the steps in the run folder's `accuracy.png` (numbers in `accuracy.csv`). This module also holds what both
+recurrent experiments share (data loading, metrics, the trainer, the final evaluation).
 
 Design: `docs/recurrent_storage.md`.
 """
@@ -22,6 +23,7 @@ from hf_experiments.core.config import ConfigError, RunConfig
 from hf_experiments.core.dataset_io import check_dataset_folder
 from hf_experiments.core.experiment import Experiment
 from hf_experiments.core.model_helpers import check_trainable, load_init_weights, model_config
+from hf_experiments.core.plots import figure, log_history_rows, write_csv
 from hf_experiments.core.trainer import ExperimentTrainer
 
 from .configuration_intervention import InterventionConfig
@@ -56,7 +58,7 @@ def sequence_accuracy(pred: EvalPrediction) -> dict[str, float]:
 
 def check_data_args(d: RepeatDataArguments) -> None:
     try:
-        d.spec().check()
+        d.spec().check(counts=not d.dataset_path)  # a given dataset_path: the generation counts are unused
     except ValueError as e:  # "<key>=<value> ..." names the key; the length checks name both lengths
         key = str(e).split("=", 1)[0] if str(e).split("=", 1)[0].isidentifier() else "data"
         raise ConfigError(key, getattr(d, key, None), str(e)) from None
@@ -92,7 +94,7 @@ def load_repeat_data(cfg: RunConfig, splits: tuple[str, ...] | None = None) -> D
     if not d.dataset_path:
         with args.main_process_first(desc="generate data"):
             if args.process_index == 0 and not path.exists():
-                generate_repeat_dataset(path, spec)
+                generate_repeat_dataset(path, spec, args=cfg.training)
     data = load_dataset(str(path))
     if splits is not None:
         data = DatasetDict({k: v for k, v in data.items() if k in splits})
@@ -112,6 +114,38 @@ def build_recurrent_trainer(cfg: RunConfig, model: torch.nn.Module, data: Datase
         compute_metrics=sequence_accuracy,
         preprocess_logits_for_metrics=preprocess_logits,
     )
+
+
+def plot_accuracy(run_dir: Path, log_history: list[dict[str, Any]], sets: list[str]) -> Path:
+    """`accuracy.png` in the run folder: whole-sequence (exact match) and symbol accuracy of every validation set
+    at each evaluation, the final one included; the numbers in `accuracy.csv` (one row per evaluated step)."""
+    metrics = (("accuracy", "exact match (whole sequence)"), ("symbol_accuracy", "symbol accuracy"))
+    fields = [f"eval_{s}_{m}" for s in sets for m, _ in metrics]
+    rows = log_history_rows(log_history, fields)
+    write_csv(run_dir / "accuracy.csv", rows, ["step", *fields])
+    with figure(run_dir / "accuracy.png", 1, 2, figsize=(11, 3.8), sharey=True) as (_, axes):
+        for ax, (metric, title) in zip(axes, metrics):
+            for i, name in enumerate(sets):
+                points = [
+                    (r["step"], r[f"eval_{name}_{metric}"]) for r in rows if r[f"eval_{name}_{metric}"] is not None
+                ]
+                if points:
+                    ax.plot(*zip(*points), marker="o", ms=3, color=f"C{i}", label=name)
+            ax.set_xlabel("optimizer step")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(title)
+        axes[0].set_ylabel("accuracy")
+        axes[1].legend(fontsize=8, title="validation set", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return run_dir / "accuracy.png"
+
+
+def evaluate_recurrent(cfg: RunConfig, trainer: ExperimentTrainer) -> dict[str, float]:
+    """The final evaluation of every validation set, then the accuracy curves over the run (main process)."""
+    metrics = trainer.evaluate()
+    sets = list(trainer.eval_dataset) if isinstance(trainer.eval_dataset, dict) else []
+    if trainer.is_world_process_zero() and sets:
+        plot_accuracy(cfg.run_dir, trainer.state.log_history, sets)
+    return metrics
 
 
 class RepeatExperiment(Experiment):
@@ -145,6 +179,9 @@ class RepeatExperiment(Experiment):
 
     def build_trainer(self, model: RecurrentSeq2Seq, data: DatasetDict) -> ExperimentTrainer:
         return build_recurrent_trainer(self.cfg, model, data)
+
+    def evaluate(self, trainer: ExperimentTrainer, data: DatasetDict) -> dict[str, float]:
+        return evaluate_recurrent(self.cfg, trainer)
 
 
 EVAL_SETS = ("valid", "valid_norepeat")
@@ -199,3 +236,6 @@ class InterventionExperiment(Experiment):
 
     def build_trainer(self, model: RecurrentIntervention, data: DatasetDict) -> ExperimentTrainer:
         return build_recurrent_trainer(self.cfg, model, data)
+
+    def evaluate(self, trainer: ExperimentTrainer, data: DatasetDict) -> dict[str, float]:
+        return evaluate_recurrent(self.cfg, trainer)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from hf_experiments.core.dataset_io import _splitmix64, heldout_mask, write_dataset
+from hf_experiments.core.progress import progress_bar
 
 PAD = -1  # in padded arrays only; never stored
 _KEY_SALT = 0x5EED_0F_5E0  # fixed: held-out membership must not depend on any seed
@@ -38,8 +40,9 @@ class RepeatDataSpec:
     heldout_fraction: float = 0.2
     seed: int = 0
 
-    def check(self) -> None:
-        """One clear line per bad value (the data scripts and the experiments share these checks)."""
+    def check(self, counts: bool = True) -> None:
+        """One clear line per bad value (the data scripts and the experiments share these checks); `counts=False`
+        skips whether the requested counts exist (a run reading a given dataset generates nothing)."""
         if self.n_symbols < 2:
             raise ValueError(f"n_symbols={self.n_symbols} is not allowed; use at least 2")
         if not 1 <= self.min_len <= self.max_len:
@@ -54,6 +57,8 @@ class RepeatDataSpec:
         for name in ("n_train", "n_valid", "n_valid_extra"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} is not allowed; use a count >= 0")
+        if not counts:
+            return
         count_of = {"train": "n_train", "valid": "n_valid"}
         for split, s in split_specs(self).items():
             check_capacity(
@@ -156,13 +161,15 @@ def sample_sequences(
     with_repeats: bool = True,
     heldout: bool,
     heldout_fraction: float,
+    progress: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`n` distinct sequences from the held-out (`heldout=True`) or the training part of the key space.
 
     Returns padded tokens `(n, max_len)` (PAD beyond each length) and lengths `(n,)`, in draw order. Lengths
     are drawn uniformly and rejected when their sequence was seen before, so lengths with few possible
     sequences saturate and the others fill the rest (as in the original's rejection sampler).
-    Raises ValueError when fewer than `n` such sequences exist.
+    Raises ValueError when fewer than `n` such sequences exist. `progress`: a tqdm bar advanced by the sequences
+    each round keeps.
     """
     check_capacity(n, n_symbols, min_len, max_len, with_repeats, heldout, heldout_fraction)
     rng = np.random.default_rng(seed)
@@ -182,6 +189,8 @@ def sample_sequences(
         tokens = np.concatenate([tokens, tok[idx]])
         lengths = np.concatenate([lengths, lens[idx]])
         seen = np.sort(np.concatenate([seen, keys[idx]]))
+        if progress is not None:
+            progress.update(min(len(idx), n - (len(lengths) - len(idx))))
     return tokens[:n], lengths[:n]
 
 
@@ -211,21 +220,26 @@ def split_specs(spec: RepeatDataSpec) -> dict[str, dict]:
     return {k: v for k, v in out.items() if v["n"] > 0}
 
 
-def generate_splits(spec: RepeatDataSpec) -> dict[str, pa.Table]:
-    """Every split of `spec` as an Arrow table with columns `input_ids` and `length`."""
+def generate_splits(spec: RepeatDataSpec, args: Any = None) -> dict[str, pa.Table]:
+    """Every split of `spec` as an Arrow table with columns `input_ids` and `length` (a progress bar over all
+    sequences; `args`: the run's TrainingArguments, see `core.progress`)."""
     spec.check()
+    specs = split_specs(spec)
     tables = {}
-    for name, s in split_specs(spec).items():
-        tokens, lengths = sample_sequences(
-            s["n"],
-            spec.n_symbols,
-            *s["lens"],
-            spec.seed + s["seed_offset"],
-            with_repeats=s["rep"],
-            heldout=s["heldout"],
-            heldout_fraction=spec.heldout_fraction,
-        )
-        tables[name] = pa.table({"input_ids": to_list_array(tokens, lengths), "length": pa.array(lengths)})
+    with progress_bar(desc="repeat data", total=sum(s["n"] for s in specs.values()), unit="seq", args=args) as bar:
+        for name, s in specs.items():
+            bar.set_postfix_str(name)
+            tokens, lengths = sample_sequences(
+                s["n"],
+                spec.n_symbols,
+                *s["lens"],
+                spec.seed + s["seed_offset"],
+                with_repeats=s["rep"],
+                heldout=s["heldout"],
+                heldout_fraction=spec.heldout_fraction,
+                progress=bar,
+            )
+            tables[name] = pa.table({"input_ids": to_list_array(tokens, lengths), "length": pa.array(lengths)})
     return tables
 
 
@@ -238,12 +252,18 @@ longer than any training sequence; `*_norepeat` contain no repeated symbol."""
 
 
 def generate_repeat_dataset(
-    out_dir: str | Path, spec: RepeatDataSpec, *, overwrite: bool = False, push_to_hub: str | None = None
+    out_dir: str | Path,
+    spec: RepeatDataSpec,
+    *,
+    overwrite: bool = False,
+    push_to_hub: str | None = None,
+    args: Any = None,
 ) -> Path:
-    """Generate `spec` into a dataset folder (`datasets.load_dataset(out_dir)` opens it)."""
+    """Generate `spec` into a dataset folder (`datasets.load_dataset(out_dir)` opens it); `args`: the run's
+    TrainingArguments for the progress bar (its ``disable_tqdm``), None outside a run."""
     return write_dataset(
         out_dir,
-        generate_splits(spec),
+        generate_splits(spec, args),
         asdict(spec),
         DESCRIPTION,
         overwrite=overwrite,

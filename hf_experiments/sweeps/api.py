@@ -120,6 +120,8 @@ def run_sweep(
             )
         devices = []  # in-process, also on a machine with several GPUs
     sweep = plan_sweep(cfg, name=name, run_user_code=not dry_run)  # a dry run calls no user code
+    for job in sweep.jobs:  # W&B groups a sweep's runs under its name, unless the config names a group
+        job.config.setdefault("wandb_group", sweep.name)
     check_jobs(sweep)
     if dry_run:
         for job in sweep.jobs:

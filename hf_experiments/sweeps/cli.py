@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hf_experiments.core.config import ConfigError
+from hf_experiments.core.config_files import load_config_file
 from hf_experiments.core.runner import PREEMPTED_EXIT_CODE
 
 from .api import run_sweep
@@ -39,8 +40,8 @@ def config_has_sweep(argv: Sequence[str]) -> bool:
     if not known.config or not Path(known.config).is_file():
         return False
     try:
-        raw = json.loads(Path(known.config).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raw = load_config_file(known.config)
+    except ConfigError:
         return False  # the run's parser reports the problem itself
     return isinstance(raw, dict) and "sweep" in raw
 
@@ -51,7 +52,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", required=True, help='JSON config with a "sweep" grid.')
+    p.add_argument("--config", required=True, help='JSON or YAML config with a "sweep" grid.')
     p.add_argument(
         "--engine",
         choices=("local", "slurm", "ray", "submitit_local", "submitit_debug"),

@@ -2,8 +2,9 @@
 
 Every engine runs the same unit as the local runner, `local.run_job_subprocess` (one job's run in a subprocess,
 with its log file), and the results are read back from the run folders, so an engine only starts the jobs (and,
-if asked, waits for them). Engines: ``slurm`` (a submitit job array), ``submitit_local`` / ``submitit_debug``
-(the same code path on this machine) and ``ray`` (one Ray task per job).
+if asked, waits for them, with a bar of jobs done / total and the ETA). Engines: ``slurm`` (a submitit job
+array), ``submitit_local`` / ``submitit_debug`` (the same code path on this machine) and ``ray`` (one Ray task
+per job).
 
 Design: `docs/sweeps_and_mlp.md`, section "How the engines run jobs".
 """
@@ -16,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .local import PACKAGE_ROOT, run_job_subprocess
+from .local import PACKAGE_ROOT, run_job_subprocess, sweep_bar
 from .plan import Job
+
+POLL_SECONDS = 2.0  # how often a waiting submitit sweep looks for finished jobs (its bar's resolution)
 
 
 def _log(job: Job) -> str:
@@ -47,14 +50,20 @@ class SubmititEngine:
             print(f"[sweep] submitted {job.name} as {sub.job_id}", flush=True)
         if not self.wait:
             return {}
+        from submitit.helpers import as_completed
+
         codes: dict[str, int] = {}
-        for job, sub in zip(jobs, submitted):
-            try:
-                codes[job.name] = int(sub.result())
-            except Exception as e:  # a task that died (node failure, timeout) must not hide the others
-                print(f"[sweep] {job.name} failed: {e}", file=sys.stderr, flush=True)
-                codes[job.name] = 1
-        return codes
+        name_of = {id(sub): job.name for job, sub in zip(jobs, submitted)}
+        with sweep_bar(jobs) as bar:
+            for sub in as_completed(submitted, poll_frequency=POLL_SECONDS):  # in the order they finish
+                name = name_of[id(sub)]
+                try:
+                    codes[name] = int(sub.result())
+                except Exception as e:  # a task that died (node failure, timeout) must not hide the others
+                    print(f"[sweep] {name} failed: {e}", file=sys.stderr, flush=True)
+                    codes[name] = 1
+                bar.update(1)
+        return {job.name: codes[job.name] for job in jobs}
 
 
 class RayEngine:
@@ -88,14 +97,19 @@ class RayEngine:
             )
             remote = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus)(run_job_subprocess)
             refs = {job.name: remote.remote(str(job.config_path), cwd, None, _log(job)) for job in jobs}
+            name_of = {ref: name for name, ref in refs.items()}
             codes: dict[str, int] = {}
-            for name, ref in refs.items():
-                try:
-                    codes[name] = int(ray.get(ref))
-                except ray.exceptions.RayError as e:
-                    print(f"[sweep] {name} failed: {e}", file=sys.stderr, flush=True)
-                    codes[name] = 1
-            return codes
+            pending = list(refs.values())
+            with sweep_bar(jobs) as bar:
+                while pending:  # in the order they finish
+                    (ref,), pending = ray.wait(pending, num_returns=1)
+                    try:
+                        codes[name_of[ref]] = int(ray.get(ref))
+                    except ray.exceptions.RayError as e:
+                        print(f"[sweep] {name_of[ref]} failed: {e}", file=sys.stderr, flush=True)
+                        codes[name_of[ref]] = 1
+                    bar.update(1)
+            return {name: codes[name] for name in refs}
         finally:
             if started:
                 ray.shutdown()

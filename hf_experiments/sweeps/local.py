@@ -15,6 +15,9 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from hf_experiments.core.progress import progress_bar
 from hf_experiments.core.runner import PREEMPTED_EXIT_CODE
 from hf_experiments.core.runner import main as run_main
 
@@ -81,17 +84,41 @@ def run_local(
     GPUs; name a device twice to run two jobs on it). Returns {job name: exit status}."""
     devices = list(default_devices() if devices is None else devices)
     codes: dict[str, int] = {}
-    if len(devices) <= 1:
-        start = time.monotonic()
-        for k, job in enumerate(jobs):
-            print(f"[sweep] job {job.index}: {job.name} ({_progress(k, len(jobs), start)})", flush=True)
-            if devices and devices[0] != "cpu":
-                codes[job.name] = run_job_subprocess(str(job.config_path), cwd, devices[0], _log_path(log_dir, job))
-            else:
-                codes[job.name] = run_in_process(job)
-            if codes[job.name] == PREEMPTED_EXIT_CODE:  # preempted: stop here; rerunning the sweep goes on
-                break
-        return codes
+    with sweep_bar(jobs) as bar:
+        if len(devices) <= 1:
+            start = time.monotonic()
+            for k, job in enumerate(jobs):
+                _say(bar, f"[sweep] job {job.index}: {job.name} ({_progress(k, len(jobs), start)})")
+                if devices and devices[0] != "cpu":
+                    log = _log_path(log_dir, job)
+                    codes[job.name] = run_job_subprocess(str(job.config_path), cwd, devices[0], log)
+                else:
+                    codes[job.name] = run_in_process(job)
+                bar.update(1)
+                if codes[job.name] == PREEMPTED_EXIT_CODE:  # preempted: stop here; rerunning the sweep goes on
+                    break
+            return codes
+        _run_on_devices(jobs, devices, log_dir, cwd, codes, bar)
+    return codes
+
+
+def sweep_bar(jobs: Sequence[Job]) -> tqdm:
+    """The sweep's bar: jobs done / total, elapsed and ETA (off as `core.progress` says, or when a job's config
+    sets ``disable_tqdm``)."""
+    off = any(bool(job.config.get("disable_tqdm")) for job in jobs)
+    return progress_bar(desc="sweep jobs", total=len(jobs), unit="job", disable=off)
+
+
+def _say(bar: tqdm, text: str) -> None:
+    """A log line above the bar (printed as it is when the bar is off), flushed so logs keep their order."""
+    bar.write(text)
+    sys.stdout.flush()
+
+
+def _run_on_devices(
+    jobs: Sequence[Job], devices: Sequence[str], log_dir: Path | None, cwd: str | None, codes: dict[str, int], bar
+) -> None:
+    """A worker thread per device entry, each running one job subprocess at a time (see :func:`run_local`)."""
     todo: queue.Queue[Job] = queue.Queue()
     for job in jobs:
         todo.put(job)
@@ -103,17 +130,17 @@ def run_local(
                 job = todo.get_nowait()
             except queue.Empty:
                 return
-            print(f"[sweep] job {job.index}: {job.name} on device {device}", flush=True)
+            _say(bar, f"[sweep] job {job.index}: {job.name} on device {device}")
             code = run_job_subprocess(str(job.config_path), cwd, device, _log_path(log_dir, job))
             with lock:
                 codes[job.name] = code
+                bar.update(1)
 
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return codes
 
 
 def _progress(done: int, total: int, start: float) -> str:

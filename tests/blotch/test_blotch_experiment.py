@@ -69,6 +69,8 @@ def parse(tmp_path, **cfg):
         ({"axe_rule": "strict"}, "axe_rule"),
         ({"zipf_order": 1.0, "max_num": 0, "ood_max_num": 5}, "max_num"),  # Zipf draws from 1..max_num
         ({"max_num": 0, "max_ents": 2, "ood_samples": 0}, "max_num"),  # an enumerated space of one problem
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"gen_eval_samples": 0}, "gen_eval_samples"),
     ],
 )
 def test_bad_configs_are_rejected_before_anything_is_written(tmp_path, bad, key):
@@ -104,6 +106,7 @@ def test_tiny_run_end_to_end(tmp_path):
     cfg_path = write_config(tmp_path / "tiny.json", **{**TINY, "save_root": str(tmp_path / "out")})
     result = run("--config", str(cfg_path))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "final generation eval" in result.stderr  # its progress bar
     run_dir = tmp_path / "out" / "tiny"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("validation_answer_acc", "ood_answer_acc", "validation_gen_len@0.4", "eval_loss"):
@@ -184,3 +187,69 @@ def test_a_dataset_folder_must_come_from_the_configured_solver(tmp_path):
     sampled = [dataset_name(BlotchDataArguments(init_samples=500, max_samples=m)) for m in (500, 900)]
     small = [dataset_name(BlotchDataArguments(max_ents=2, init_samples=500, max_samples=m)) for m in (500, 20_000)]
     assert sampled[0] == sampled[1] and small[0] != small[1]
+
+
+def test_final_evaluation_respects_the_caps_and_disable_tqdm(tmp_path):
+    """An untrained model never stops by itself: every solution is cut at max_new_tokens, each split holds
+    gen_eval_samples problems, and with disable_tqdm the evaluation draws no bar."""
+    caps = {"max_steps": 1, "save_steps": 1, "gen_eval_samples": 5, "max_new_tokens": 6, "disable_tqdm": True}
+    cfg_path = write_config(tmp_path / "capped.json", **{**TINY, "save_root": str(tmp_path / "out"), **caps})
+    result = run("--config", str(cfg_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "final generation eval" not in result.stderr
+    with open(tmp_path / "out" / "capped" / "blotch_eval.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and all(int(r["n"]) == 5 for r in rows)
+    assert all(0 < float(r["gen_len"]) <= 6 for r in rows)
+
+
+def test_bad_max_new_tokens_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    from tests.helpers import assert_config_error
+
+    assert_config_error(tmp_path, monkeypatch, capsys, {**TINY, "max_new_tokens": -1}, "max_new_tokens", "[1, inf]")
+
+
+def test_default_budgets_cut_only_what_runs_past_each_ground_truth():
+    """Per-problem budgets (1.5 x the longest ground truth of a problem of its length + 8) change nothing for a
+    solution that ends within its budget; one that does not is the same text cut at its budget, never longer.
+    The model memorises the short rows (it writes them and stops); budgets set below their length cut them."""
+    import torch
+
+    from hf_experiments.blotch.blotching import pad_rows
+    from hf_experiments.blotch.configuration_blotch import BlotchConfig
+    from hf_experiments.blotch.evaluation import generate_solutions, solution_budgets
+    from hf_experiments.blotch.modeling_blotch import BlotchModel
+    from hf_experiments.blotch.tokenization_arith import arith_tokenizer, encode_rows
+
+    tok = arith_tokenizer()
+    problems = ["1+2", "3+45", "12+34+5", "7+8", "60+7+8", "9+9"]
+    solutions = ["3", "48", "10+2+30+4+5=51", "15", "67+8=75", "1" * 30]
+    torch.manual_seed(0)
+    model = BlotchModel(BlotchConfig(vocab_size=len(tok), d_model=32, n_heads=2, n_layers=1, max_posencs=96))
+    ids = pad_rows(encode_rows(tok, [f"{p}={s}" for p, s in zip(problems, solutions)]), tok.pad_token_id)
+    mask = (ids != tok.pad_token_id).long()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    budgets = solution_budgets(solutions, problems, model.config.n_positions)
+    longest = {len(p): max(len(s) + 1 for q, s in zip(problems, solutions) if len(q) == len(p)) for p in problems}
+    assert list(budgets) == [longest[len(p)] * 3 // 2 + 8 for p in problems]  # "1+2", "7+8", "9+9": 31 * 1.5 + 8
+    free = generate_solutions(model, tok, problems, batch_size=4, max_new_tokens=80)
+    # rows 0 and 2 are memorised (they finish); `tight` cuts them below their length, so both branches below run
+    # whatever the thirty 1s do (the model may or may not learn to count them, depending on the thread count)
+    assert free.finished[[0, 2], 0].all() and free.lengths[0, 0] > 1 and free.lengths[2, 0] > 5
+    tight = budgets.copy()
+    tight[[0, 2]] = [1, 5]  # finished solutions cut short by budgets set below their length
+    for limits in (budgets, tight):
+        cut = generate_solutions(model, tok, problems, batch_size=4, max_new_tokens=80, budgets=limits)
+        for i, b in enumerate(limits):
+            assert cut.lengths[i, 0] <= b
+            if free.finished[i, 0] and free.lengths[i, 0] <= b:
+                assert (cut.texts[i], bool(cut.finished[i, 0])) == (free.texts[i], True)
+            else:
+                assert not cut.finished[i, 0] and cut.lengths[i, 0] == b
+                assert free.texts[i][0].startswith(cut.texts[i][0]) and len(cut.texts[i][0]) == b

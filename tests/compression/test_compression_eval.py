@@ -76,7 +76,8 @@ def bleu():
 
 
 def test_bleu_is_one_on_identical_and_zero_on_disjoint(bleu):
-    assert bleu.compute(predictions=["1 2 3 4 5", "7 8 9 10"], references=[["1 2 3 4 5"], ["7 8 9 10"]])["bleu"] == 1.0
+    same = bleu.compute(predictions=["1 2 3 4 5", "7 8 9 10"], references=[["1 2 3 4 5"], ["7 8 9 10"]])
+    assert same["bleu"] == pytest.approx(1.0)
     assert bleu.compute(predictions=["1 2 3 4 5"], references=[["6 7 8 9 10"]])["bleu"] == 0.0
 
 
@@ -98,14 +99,45 @@ def test_bleu_matches_hand_computed_values(bleu):
     )
 
 
-def test_bleu_agrees_with_sacrebleu_on_random_corpora(bleu):
-    sacrebleu = pytest.importorskip("sacrebleu")
+def test_bleu_is_sacrebleus_on_random_corpora(bleu):
+    import sacrebleu
+
     rng = random.Random(0)
-    sentence = lambda: " ".join(str(rng.randrange(6)) for _ in range(rng.randrange(4, 12)))
-    preds, refs = [sentence() for _ in range(20)], [sentence() for _ in range(20)]
-    ours = bleu.compute(predictions=preds, references=[[r] for r in refs])["bleu"]
-    theirs = sacrebleu.corpus_bleu(preds, [refs], tokenize="none", smooth_method="none").score / 100
-    assert ours == pytest.approx(theirs, abs=1e-9)
+    sentence = lambda: " ".join(str(rng.randrange(6)) for _ in range(rng.randrange(2, 12)))
+    for n, n_refs, kwargs in ((20, 1, {}), (5, 2, {}), (8, 3, {"tokenize": "none", "smooth_method": "none"})):
+        preds = [sentence() for _ in range(n)]
+        refs = [[sentence() for _ in range(n)] for _ in range(n_refs)]  # sacreBLEU's streams
+        ours = bleu.compute(predictions=preds, references=[list(r) for r in zip(*refs)], **kwargs)
+        theirs = sacrebleu.corpus_bleu(preds, refs, **kwargs)
+        assert ours["score"] == theirs.score and ours["bleu"] == pytest.approx(theirs.score / 100)
+        assert ours["brevity_penalty"] == theirs.bp and ours["translation_length"] == theirs.sys_len
+
+
+def test_bleu_reproduces_sacrebleus_published_example(bleu):
+    """The example of sacreBLEU's README: `BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17
+    ref_len = 18)`, signature `nrefs:2|case:mixed|eff:no|tok:13a|smooth:exp`."""
+    refs = [
+        ["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+        ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
+    ]
+    hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+    out = bleu.compute(predictions=hyps, references=[list(r) for r in zip(*refs)])
+    assert round(out["score"], 2) == 48.53
+    assert [round(100 * p, 1) for p in out["precisions"]] == [82.4, 50.0, 45.5, 37.5]
+    assert round(out["brevity_penalty"], 3) == 0.943
+    assert (out["translation_length"], out["reference_length"]) == (17, 18)
+    assert out["signature"].startswith("nrefs:2|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+
+
+def test_bleu_takes_a_varying_number_of_references(bleu):
+    import sacrebleu
+
+    preds = ["the cat sat on the mat", "a dog ran in the park today"]
+    refs = [["the cat sat on a mat", "a cat sat on the mat"], ["a dog ran in the park"]]
+    out = bleu.compute(predictions=preds, references=refs)
+    streams = [[refs[0][0], refs[1][0]], [refs[0][1], None]]
+    assert out["score"] == sacrebleu.corpus_bleu(preds, streams).score
+    assert out["signature"].startswith("nrefs:var|")
 
 
 def test_unknown_local_metric_is_a_value_error():
@@ -138,8 +170,10 @@ def test_metrics_are_present_rates_and_tensor_equals_dataset_input(gpt2_dir):
         | stats
         | {f"{k}_ci_{side}" for k in stats for side in ("low", "high")}
         | {f"{m}_loss_by_position" for m in ("low", "high", "pred")}
+        | {"rmb_bleu_signature"}
     )
     assert expected == set(metrics)
+    assert metrics["rmb_bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:")
     assert all(0.0 <= metrics[key] <= 1.0 for key in RATES)
     assert metrics["num_windows"] == 10 and metrics["num_documents"] == 10  # no doc ids: a window is a block
     assert metrics["first_token_scored"] == 1.0 and len(metrics["low_loss_by_position"]) == SEQ_LEN

@@ -3,6 +3,8 @@ dataset card written before (hand-made YAML) still gives its generating paramete
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from huggingface_hub import DatasetCard, ModelCard
 
@@ -11,10 +13,16 @@ from hf_experiments.core.run_folder import write_model_card
 
 
 def test_model_card_loads_with_huggingface_hub(tmp_path):
-    write_model_card(tmp_path, "blotch", {"exp_name": "run1", "seed": 0}, {"eval_loss": 0.25, "steps": 3})
-    card = ModelCard.load(tmp_path / "README.md")
+    """Written for a folder that is not a run's `model/` (no config.json, no run_config.json beside it): it still
+    loads, and the config it names is written into the folder."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    write_model_card(model_dir, "blotch", {"exp_name": "run1", "seed": 0}, {"eval_loss": 0.25, "steps": 3})
+    card = ModelCard.load(model_dir / "README.md")
     assert card.data.library_name == "transformers" and card.data.tags == ["hf_experiments", "blotch"]
     assert "# run1" in card.text and "| eval_loss | 0.25 |" in card.text
+    assert "AutoModel.from_pretrained(" in card.text and "AutoTokenizer" not in card.text
+    assert json.loads((model_dir / "run_config.json").read_text()) == {"exp_name": "run1", "seed": 0}
 
 
 def test_dataset_card_loads_with_huggingface_hub_and_keeps_the_parameters(tmp_path):

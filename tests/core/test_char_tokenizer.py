@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from hf_experiments.arrows.configuration_gpt import GPTConfig
-from hf_experiments.core.tokenization_char import CharTokenizer
+from hf_experiments.core.tokenization_char import CharTokenizer, CharTokenizerFast
 
 ALPHABET = "0123456789 *=_"
 LINES = ["00013 * 00101   =   3131000000", "00007 * 00011   =   7700000000", "0110100110_______0101100111010"]
@@ -131,5 +131,5 @@ def test_auto_tokenizer_next_to_gpt_config(tmp_path):
     tok.save_pretrained(tmp_path)
     GPTConfig(vocab_size=len(tok), n_layers=1, n_heads=1, embed_dim=8, attn_length=8).save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
-    assert isinstance(loaded, CharTokenizer)
+    assert isinstance(loaded, (CharTokenizer, CharTokenizerFast))  # the package's classes: no remote code
     np.testing.assert_array_equal(loaded.encode_lines(LINES), tok.encode_lines(LINES))

@@ -102,6 +102,34 @@ def test_card_params_round_trip(tmp_path):
         read_card_params(tmp_path)
 
 
+def test_card_has_the_written_features_splits_license_and_tags(tmp_path):
+    import pyarrow.parquet as pq
+    import yaml
+    from datasets import Features
+
+    splits = _splits()
+    out = write_dataset(tmp_path / "ds", splits, {"seed": 0}, "A test dataset.")
+    header = (out / "README.md").read_text().split("---\n")[1]
+    meta = yaml.safe_load(header)
+    info = meta["dataset_info"]
+    schema = pq.read_schema(out / "data" / "train-00000-of-00001.parquet")
+    # the features are those of the parquet files, in the format `datasets` writes (and reads back)
+    assert Features._from_yaml_list(info["features"]) == Features.from_arrow_schema(schema)
+    assert {f["name"]: f.get("dtype", f.get("list")) for f in info["features"]} == {
+        "text": "string",
+        "fixed": "string",
+        "x": "int64",
+        "ids": "int64",
+    }
+    assert [(s["name"], s["num_examples"]) for s in info["splits"]] == [("train", 50), ("validation", 5)]
+    assert all(s["num_bytes"] > 0 for s in info["splits"]) and info["download_size"] > 0
+    assert meta["license"] == "mit"
+    assert meta["task_categories"] == ["text-generation"] and "synthetic" in meta["tags"]
+    ds = load_dataset(str(out))  # the card's features are what `datasets` loads with
+    assert ds["train"].features == Features.from_arrow_schema(schema)
+    assert ds["validation"].num_rows == 5
+
+
 def test_refuses_to_overwrite_unless_asked_and_replaces_everything(tmp_path):
     out = tmp_path / "ds"
     write_dataset(out, {"train": {"x": np.arange(3)}}, {"v": 1}, "d", extra_files={"stale.txt": b"old"})

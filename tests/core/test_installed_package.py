@@ -1,6 +1,7 @@
 """The package works installed (`pip install .`, not editable) and started from another working directory: a run
-through `python -m hf_experiments` and a sweep whose jobs run as subprocesses, with no source checkout on the
-path. Slow (it builds and installs a wheel): `pytest -m slow tests/core/test_installed_package.py`."""
+through `python -m hf_experiments`, the same run through the `hfe` console script from a YAML config, `hfe list`,
+and a sweep whose jobs run as subprocesses, with no source checkout on the path. Slow (it builds and installs a
+wheel): `pytest -m slow tests/core/test_installed_package.py`."""
 
 from __future__ import annotations
 
@@ -121,6 +122,26 @@ def test_a_run_and_a_sweep_from_an_installed_package_and_another_folder(tmp_path
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (work / "runs" / "one" / "metrics.json").is_file()
+
+    # the console script: `hfe run` with a YAML config, `hfe list`, an unknown command
+    import yaml
+
+    hfe = str(python.parent / "hfe")
+    (work / "run.yaml").write_text(yaml.safe_dump({**base, "exp_name": "two"}))
+    res = subprocess.run(
+        [hfe, "run", "--config", "run.yaml"], capture_output=True, text=True, cwd=work, env=env, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    def metrics(name: str) -> dict:
+        m = json.loads((work / "runs" / name / "metrics.json").read_text())
+        return {k: v for k, v in m.items() if not k.endswith(("_per_second", "_runtime"))}
+
+    assert metrics("two") == metrics("one")  # the same config in YAML: the same run
+    res = subprocess.run([hfe, "list"], capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert res.returncode == 0 and "gru_repeat" in res.stdout, res.stderr[-2000:]
+    res = subprocess.run([hfe, "trian"], capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
 
     sweep = {**base, "exp_name": "sw", "sweep": {"state_size": [4, 8]}}
     (work / "sweep.json").write_text(json.dumps(sweep))

@@ -26,7 +26,8 @@ FRAMEWORK = ("core", "sweeps")
 MODEL_PREFIXES = ("configuration_", "modeling_", "tokenization_")
 # Third-party packages model code may import: torch, transformers, what transformers itself depends on, and the
 # optional libraries it integrates (peft for LoRA, mup for muP).
-MODEL_THIRD_PARTY = {"torch", "transformers", "huggingface_hub", "safetensors", "numpy", "peft", "mup"}
+# Hard dependencies of transformers (huggingface_hub, safetensors, tokenizers) come with it wherever it is installed.
+MODEL_THIRD_PARTY = {"torch", "transformers", "huggingface_hub", "safetensors", "tokenizers", "numpy", "peft", "mup"}
 SHARED_MODEL_CODE = {f"{PACKAGE}.core.tokenization_char"}
 # The registry's table names the experiment modules it imports on demand: the one allowed reference.
 REGISTRY = f"{PACKAGE}.core.registry"

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from hf_experiments.core.plots import figure, write_csv
+from hf_experiments.core.plots import figure, log_history_rows, write_csv
 
 
 def test_write_csv_keeps_field_order_and_makes_folders(tmp_path):
@@ -26,3 +26,19 @@ def test_figure_saves_a_png_and_nothing_when_drawing_fails(tmp_path):
     with pytest.raises(ZeroDivisionError), figure(tmp_path / "g.png") as (_, ax):
         ax.plot([1 / 0])
     assert not (tmp_path / "g.png").exists()
+
+
+def test_log_history_rows_merge_the_entries_of_a_step():
+    history = [
+        {"loss": 1.0, "step": 5},
+        {"eval_loss": 0.9, "eval_runtime": 0.1, "step": 5},
+        {"loss": 0.5, "step": 10},
+        {"train_runtime": 3.0, "step": 10},  # none of the keys: no row of its own
+        {"eval_loss": 0.4, "step": 12},
+        {"eval_loss": "n/a", "step": 14},  # not a number
+    ]
+    assert log_history_rows(history, ["loss", "eval_loss"]) == [
+        {"step": 5, "loss": 1.0, "eval_loss": 0.9},
+        {"step": 10, "loss": 0.5, "eval_loss": None},
+        {"step": 12, "loss": None, "eval_loss": 0.4},
+    ]

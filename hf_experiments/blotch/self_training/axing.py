@@ -169,6 +169,7 @@ def axe(
     rule: Literal["ours", "original"] = "ours",
     abs_limit: float | None = None,
     rel_limit: float | None = None,
+    progress: Any = None,
 ) -> ManipulationResult:
     """Remove the least-cost single intermediate step of each row the model solves, if within ``tol``.
 
@@ -176,7 +177,7 @@ def axe(
     candidate keeps the answer, or the least cost exceeds ``tol``). ``answer_acc``: share of rows solved.
     ``rule="original"``: the original's costs (``RemovalCosts.orig_*``), the least absolute difference chosen and
     kept when ``diff < abs_limit`` and ``diff / with < rel_limit`` (None: no limit); ``tol``, ``abs_tol`` and
-    ``comp_steps`` are then unused.
+    ``comp_steps`` are then unused. ``progress``: a tqdm bar advanced by the rows of every generation batch.
     """
     _check_common(batch_size, max_new_tokens)
     if rule not in ("ours", "original"):
@@ -186,7 +187,9 @@ def axe(
         return _result([], 0, 0.0, {"solved": 0.0, "candidates": 0.0})
     values = [evaluate(p) for p in problems]
     with _inference(model) as inner:
-        rolls = generate_solutions(inner, tokenizer, list(problems), blotch_p, 0.0, 1, batch_size, max_new_tokens)
+        rolls = generate_solutions(
+            inner, tokenizer, list(problems), blotch_p, 0.0, 1, batch_size, max_new_tokens, progress=progress
+        )
     solved = np.array(
         [bool(d[0]) and final_answer(t[0]) == v for t, d, v in zip(rolls.texts, _complete(rolls), values)],
         dtype=bool,

@@ -5,6 +5,7 @@ internalization, each a round over the cache when the schedule says so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class StarCallback(CacheManipulation):
         )
         budget = _max_new_tokens(ctx, problems, longest)
 
-        def run(local: np.ndarray):
+        def run(local: np.ndarray, progress: Any = None):
             return fn(
                 ctx.model,
                 ctx.tokenizer,
@@ -84,11 +85,12 @@ class StarCallback(CacheManipulation):
                 blotch_p=ctx.blotch_p,
                 batch_size=ctx.batch_size,
                 max_new_tokens=budget,
+                progress=progress,
                 rationalize=self.rationalize,
                 solver=self.params.solver,
             )
 
-        merged = run_sharded(len(problems), run, ctx, (round_, 1))
+        merged = run_sharded(len(problems), run, ctx, (round_, 1), f"star round {round_}")
         keep = [i for i, s in enumerate(merged.solutions) if s is not None]
         counts = ctx.cache.add([problems[i] for i in keep], [merged.solutions[i] for i in keep], "star", round_)
         table = self._table([problems[i] for i in keep], [None] * len(keep), [merged.solutions[i] for i in keep])
@@ -121,7 +123,7 @@ class AugmentCallback(CacheManipulation):
         solutions = [cache.solutions[i] for i in rows]
         budget = _max_new_tokens(ctx, problems, max((solution_length(s) for s in solutions), default=1))
 
-        def run(local: np.ndarray):
+        def run(local: np.ndarray, progress: Any = None):
             return fn(
                 ctx.model,
                 ctx.tokenizer,
@@ -131,9 +133,10 @@ class AugmentCallback(CacheManipulation):
                 blotch_p=ctx.blotch_p,
                 batch_size=ctx.batch_size,
                 max_new_tokens=budget,
+                progress=progress,
             )
 
-        merged = run_sharded(len(rows), run, ctx, (round_, 2))
+        merged = run_sharded(len(rows), run, ctx, (round_, 2), f"aug round {round_}")
         keep = [i for i, s in enumerate(merged.solutions) if s is not None]
         new = [merged.solutions[i] for i in keep]
         table = self._table([problems[i] for i in keep], [solutions[i] for i in keep], new)
@@ -176,7 +179,7 @@ class AxeCallback(CacheManipulation):
         solutions = [cache.solutions[i] for i in rows]
         budget = _max_new_tokens(ctx, problems, max((solution_length(s) for s in solutions), default=1))
 
-        def run(local: np.ndarray):
+        def run(local: np.ndarray, progress: Any = None):
             return fn(
                 ctx.model,
                 ctx.tokenizer,
@@ -188,12 +191,13 @@ class AxeCallback(CacheManipulation):
                 blotch_p=ctx.blotch_p,
                 batch_size=ctx.batch_size,
                 max_new_tokens=budget,
+                progress=progress,
                 rule=self.rule,
                 abs_limit=self.abs_limit,
                 rel_limit=self.rel_limit,
             )
 
-        merged = run_sharded(len(rows), run, ctx, (round_, 3))
+        merged = run_sharded(len(rows), run, ctx, (round_, 3), f"axe round {round_}")
         keep = [i for i, s in enumerate(merged.solutions) if s is not None]
         new = [merged.solutions[i] for i in keep]
         table = self._table([problems[i] for i in keep], [solutions[i] for i in keep], new)

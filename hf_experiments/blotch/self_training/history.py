@@ -39,7 +39,7 @@ class CacheHistoryCallback(TrainerCallback):
         ctx = self.ctx
         budget = _max_new_tokens(ctx, self.problems, ctx.max_positions)
 
-        def run(local: np.ndarray):
+        def run(local: np.ndarray, progress: Any = None):
             rolls = generate_solutions(
                 ctx.model,
                 ctx.tokenizer,
@@ -49,11 +49,12 @@ class CacheHistoryCallback(TrainerCallback):
                 1,
                 ctx.batch_size,
                 budget,
+                progress=progress,
             )
             hits = [final_answer(t[0]) == self.answers[i] for t, i in zip(rolls.texts, local)]
             return _Result([None] * len(local), len(local), float(np.mean(hits)), {})
 
-        return run_sharded(len(self.problems), run, ctx, (0, 9)).answer_acc
+        return run_sharded(len(self.problems), run, ctx, (0, 9), "cache history eval").answer_acc
 
     def record(self, state: Any, epoch: int) -> dict[str, Any]:
         cache = self.ctx.cache

@@ -18,6 +18,7 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
 from hf_experiments.core.plots import write_csv
+from hf_experiments.core.progress import progress_bar
 
 from .data_cache import DataCache, solution_length
 from .schedule import ManipulationSchedule
@@ -65,17 +66,23 @@ class Merged:
     stats: dict[str, float]
 
 
-def run_sharded(n: int, fn: Callable[[np.ndarray], Any], ctx: CacheContext, seed_key: Sequence[int]) -> Merged:
-    """Run ``fn(local_indices) -> ManipulationResult`` on this rank's share ``[rank::world]`` of ``n`` rows
-    under a forked, seeded RNG, and gather everything onto every rank."""
+def run_sharded(
+    n: int, fn: Callable[..., Any], ctx: CacheContext, seed_key: Sequence[int], desc: str = "cache round"
+) -> Merged:
+    """Run ``fn(local_indices, progress=bar) -> ManipulationResult`` on this rank's share ``[rank::world]`` of
+    ``n`` rows under a forked, seeded RNG, and gather everything onto every rank. ``bar`` is a progress bar
+    named ``desc`` over this rank's rows (drawn on the main rank only; ``fn`` advances it as rows finish)."""
     rank, world = ctx.args.process_index, ctx.args.world_size
     local = np.arange(n)[rank::world]
     device = ctx.args.device
     devices = [device] if device.type == "cuda" else []
     if len(local):
-        with torch.random.fork_rng(devices=devices):
+        with (
+            torch.random.fork_rng(devices=devices),
+            progress_bar(desc=desc, total=len(local), unit="row", args=ctx.args, leave=False) as bar,
+        ):
             torch.manual_seed(int(ctx.rng(*seed_key, rank).integers(2**62)))
-            res = fn(local)
+            res = fn(local, progress=bar)
         part = (
             local.tolist(),
             list(res.solutions),

@@ -49,6 +49,7 @@ def _solve_and_filter(
     batch_size: int,
     max_new_tokens: int,
     n_rollouts: int,
+    progress: Any = None,
 ) -> tuple[list[str | None], float, list[bool]]:
     """Sample solutions; keep the shortest correct rollout of row i iff ``solution_length < limits[i]``.
 
@@ -60,7 +61,7 @@ def _solve_and_filter(
         return [], 0.0, []
     with _inference(model) as inner:
         rolls = generate_solutions(
-            inner, tokenizer, list(problems), blotch_p, temperature, n, batch_size, max_new_tokens
+            inner, tokenizer, list(problems), blotch_p, temperature, n, batch_size, max_new_tokens, progress=progress
         )
     kept: list[str | None] = []
     answered: list[bool] = []
@@ -89,12 +90,14 @@ def star(
     rationalize_temp: float = 1.0,
     rationalize_tries: int = 8,
     solver: str = "original",
+    progress: Any = None,
 ) -> ManipulationResult:
     """STaR bootstrapping on new problems: keep a correct model solution shorter than the ground truth.
 
     ``rationalize``: rows whose sampled final answer was wrong get a second chance through :func:`rationalize`
     (kept under the same rule). ``answer_acc`` is the share of rollouts with the right final answer.
-    ``solver`` writes the ground truth whose length a kept solution must beat.
+    ``solver`` writes the ground truth whose length a kept solution must beat. ``progress``: a tqdm bar advanced
+    by the problems of every finished generation batch.
     """
     _check_common(batch_size, max_new_tokens, temperature)
     if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, (int, np.integer)) or n_rollouts < 1:
@@ -112,6 +115,7 @@ def star(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         n_rollouts=n_rollouts,
+        progress=progress,
     )
     stats: dict[str, float] = {}
     if rationalize:
@@ -145,8 +149,10 @@ def augment(
     batch_size: int,
     max_new_tokens: int,
     n_rollouts: int = 1,
+    progress: Any = None,
 ) -> ManipulationResult:
-    """Re-solve cached rows; keep a correct solution strictly shorter than the cached one."""
+    """Re-solve cached rows; keep a correct solution strictly shorter than the cached one (``progress``: see
+    :func:`star`)."""
     _check_common(batch_size, max_new_tokens, temperature)
     _check_pairs(problems, solutions)
     if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, (int, np.integer)) or n_rollouts < 1:
@@ -164,6 +170,7 @@ def augment(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         n_rollouts=n_rollouts,
+        progress=progress,
     )
     return _result(kept, len(problems), acc, {})
 
