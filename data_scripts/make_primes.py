@@ -22,8 +22,9 @@ from hf_experiments.core.dataset_io import write_dataset
 DESCRIPTION = """\
 Products of two distinct primes, written `p * q = reversed(p*q)`: primes zero-padded to `max_n_digits`,
 the product zero-padded to `2 * max_n_digits` digits and reversed. Forward reading multiplies; backward
-reading factorises (arrows of time, as in frotaur/CrafterPerplexity). Pairs are uniform over ordered
-pairs of distinct primes in the digit range. Validation pairs come from a fixed hash-selected fraction of
+reading factorises (arrows of time, as in frotaur/CrafterPerplexity). Pairs are uniform over unordered
+pairs of distinct primes in the digit range, the smaller prime first as in the original (`--pair_order random`:
+each pair in the drawn order). Validation pairs come from a fixed hash-selected fraction of
 the *unordered* pairs that the train split never contains."""
 
 
@@ -35,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_n_digits", type=int, default=5, help="most digits of a prime (inclusive, <= 9)")
     parser.add_argument("--mul_space", default=" ", help="spaces on each side of '*'")
     parser.add_argument("--eq_space", default="   ", help="spaces on each side of '='")
+    parser.add_argument(
+        "--pair_order",
+        choices=("smaller_first", "random"),
+        default="smaller_first",
+        help="smaller prime first (the original's lines) or the drawn order",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--val_fraction",
@@ -68,7 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     rng_train, rng_val = np.random.default_rng(args.seed), np.random.default_rng([args.seed, 1])
     fraction = args.val_fraction
     splits = {}
-    p, q = sample_prime_pairs(args.n_pairs, args.min_n_digits, args.max_n_digits, rng_train, heldout_fraction=fraction)
+    p, q = sample_prime_pairs(
+        args.n_pairs,
+        args.min_n_digits,
+        args.max_n_digits,
+        rng_train,
+        heldout_fraction=fraction,
+        pair_order=args.pair_order,
+    )
     splits["train"] = {
         "text": format_prime_lines(p, q, args.max_n_digits, args.mul_space, args.eq_space, progress=True),
         "p": p,
@@ -83,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             rng_val,
             heldout_fraction=fraction,
             heldout=fraction > 0,
+            pair_order=args.pair_order,
         )
         splits["validation"] = {
             "text": format_prime_lines(p, q, args.max_n_digits, args.mul_space, args.eq_space),
@@ -96,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_val": n_val,
         "min_n_digits": args.min_n_digits,
         "max_n_digits": args.max_n_digits,
+        "pair_order": args.pair_order,
         "mul_space": args.mul_space,
         "eq_space": args.eq_space,
         "product_width": 2 * args.max_n_digits,

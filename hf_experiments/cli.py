@@ -25,14 +25,12 @@ def _run(argv: list[str]) -> int:
     """One run, or the grid of a config with a `"sweep"` key (job configs never contain it: no recursion)."""
     if "--list" in argv:
         return _list([])
-    if "-h" in argv or "--help" in argv:
-        return _help(argv)
     from hf_experiments.sweeps.cli import config_has_sweep
 
-    if config_has_sweep(argv):
-        from hf_experiments.sweeps.cli import main as sweep_main
-
-        return sweep_main(argv)
+    if config_has_sweep(argv):  # its --help is the sweep runner's
+        return _exits(_sweep)(argv)
+    if "-h" in argv or "--help" in argv:
+        return _help(argv)
     from hf_experiments.core.runner import main as run_main
 
     return run_main(argv)
@@ -60,7 +58,7 @@ def _help(argv: list[str]) -> int:
 def _sweep(argv: list[str]) -> int:
     from hf_experiments.sweeps.cli import main as sweep_main
 
-    return sweep_main(argv)
+    return sweep_main(argv, prog="hfe sweep")
 
 
 def _convert(argv: list[str]) -> int:
@@ -138,6 +136,18 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+def _exits(command: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """`command` returning argparse's exit status (its `--help`, its usage errors) instead of raising it."""
+
+    def run(argv: list[str]) -> int:
+        try:
+            return command(argv)
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     """`hfe <command> ...`; without a command word (`trainers/run.py`, `python -m hf_experiments`): `run`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"hfe: unknown command {argv[0]!r}: one of {', '.join(COMMANDS)} (`hfe --help`)", file=sys.stderr)
         return 2
-    return command(argv[1:])
+    return _exits(command)(argv[1:])
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
     python benchmarks/arrows/bench_data_generation.py --full     # also 10^7 prime lines
 
 The baselines (random.choice of primes + f-strings; a per-vector loop over bits) run on fewer lines
-and are compared per line. The last printed line is JSON:
-``{"primes_speedup": x, "linear_speedup": y, ...}``.
+and are compared per line. The prime lines are also timed in parts: sampling, formatting (against the python
+generator and against the byte-copy floor of the same lines), parquet writing. The last printed line is JSON:
+``{"primes_speedup": x, "primes_format_over_copy_floor": f, "linear_speedup": y, ...}``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hf_experiments.arrows.linear_language import generate_linear_lines, make_sparse_invertible
-from hf_experiments.arrows.primes import generate_prime_lines, primes_in_digit_range
+from hf_experiments.arrows.primes import (
+    format_prime_lines,
+    generate_prime_lines,
+    primes_in_digit_range,
+    sample_prime_pairs,
+)
 
 
 def _timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -79,6 +88,28 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"primes: vectorised {args.n_vectorised:,} lines in {t_vec:.2f}s; "
         f"python {args.n_python:,} lines in {t_py:.2f}s; speedup per line x{per_py / per_vec:.0f}"
+    )
+    # The parts, on the same lines: sampling the pairs, formatting them, the byte-copy floor of the formatted
+    # lines (the least any formatter must spend writing them), and writing them as parquet.
+    rng = np.random.default_rng(0)
+    t_sample, (p, q) = _timed(sample_prime_pairs, args.n_vectorised, 1, 5, rng)
+    t_format, lines = _timed(format_prime_lines, p, q, 5)
+    t_copy = min(_timed(np.copy, lines)[0] for _ in range(5))
+    with tempfile.TemporaryDirectory() as tmp:
+        table = pa.table({"text": pa.array(lines.astype(object))})
+        t_parquet, _ = _timed(pq.write_table, table, f"{tmp}/lines.parquet")
+    result.update(
+        primes_sample_s=t_sample,
+        primes_format_s=t_format,
+        primes_copy_floor_s=t_copy,
+        primes_parquet_s=t_parquet,
+        primes_format_over_python=per_py / (t_format / args.n_vectorised),
+        primes_format_over_copy_floor=t_format / t_copy,
+    )
+    print(
+        f"primes parts ({args.n_vectorised:,} lines): sample {t_sample:.3f}s, format {t_format:.3f}s "
+        f"(x{per_py / (t_format / args.n_vectorised):.0f} the python generator per line, "
+        f"{t_format / t_copy:.1f}x the byte-copy floor {t_copy:.4f}s), parquet {t_parquet:.3f}s"
     )
     if args.full:
         t_full, _ = _timed(generate_prime_lines, 10**7, 1, 5, 0)

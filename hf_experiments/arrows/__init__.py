@@ -1,33 +1,25 @@
-"""Arrows of time: a GPT on prime-product and GF(2) linear-language lines, read forward or backward. Importing the
-package registers the GPT with the Auto classes."""
+"""Arrows of time: a GPT on prime-product and GF(2) linear-language lines, read forward or backward. Importing
+`hf_experiments` registers the GPT with the Auto classes."""
 
 from __future__ import annotations
 
-import transformers
-from transformers import AutoConfig, AutoTokenizer
+import importlib
+from typing import Any
 
-from hf_experiments.core.tokenization_char import CharTokenizer, CharTokenizerFast
-
-from .configuration_gpt import GPTConfig, gpt_preset
-from .modeling_gpt import AUTO_CLASSES, GPTForCausalLM
-
-
-def _register() -> None:
-    """Idempotent (``exist_ok=True``): re-imports, reloads and test collection never double-register.
-
-    `register_for_auto_class` makes `save_pretrained` write `auto_map` and copy the configuration and modeling
-    files beside the weights: the folder then loads with `trust_remote_code=True` where this package is not
-    installed (and without it where it is: the registered classes win)."""
-    AutoConfig.register(GPTConfig.model_type, GPTConfig, exist_ok=True)
-    for auto_class in AUTO_CLASSES:
-        getattr(transformers, auto_class).register(GPTConfig, GPTForCausalLM, exist_ok=True)
-    GPTConfig.register_for_auto_class()
-    GPTForCausalLM.register_for_auto_class(AUTO_CLASSES[0])
-    AutoTokenizer.register(  # fast first, as AutoTokenizer prefers (use_fast=True)
-        GPTConfig, slow_tokenizer_class=CharTokenizer, fast_tokenizer_class=CharTokenizerFast, exist_ok=True
-    )
+# The package's names, imported on first use (PEP 562): its data modules (generators, loaders) then import
+# without torch or transformers; `hf_experiments/__init__.py` registers the models with the Auto classes.
+_LAZY = {
+    "CharTokenizer": "hf_experiments.core.tokenization_char",
+    "GPTConfig": ".configuration_gpt",
+    "gpt_preset": ".configuration_gpt",
+    "GPTForCausalLM": ".modeling_gpt",
+}
 
 
-_register()
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
 
-__all__ = ["CharTokenizer", "GPTConfig", "GPTForCausalLM", "gpt_preset"]
+
+__all__ = sorted(_LAZY)

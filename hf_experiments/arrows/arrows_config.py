@@ -59,6 +59,13 @@ class ArrowsDataArguments:
     generation_seed: int = bounded(0, "Seed of the generated data (not of training).", lo=0, hi=MAX_SEED)
     n_val: int = bounded(2000, "Validation lines generated.", lo=1)
     n_pairs: int = bounded(100_000, "primes: training lines.", lo=1)
+    pair_order: Literal["smaller_first", "random"] = field(
+        default="smaller_first",
+        metadata={
+            "help": "primes: smaller_first = the smaller prime first, as the original wrote its lines; random = "
+            "the drawn order (each unordered pair both ways)."
+        },
+    )
     min_n_digits: int = bounded(1, "primes: fewest digits of a prime.", lo=1)
     max_n_digits: int = bounded(5, "primes: most digits of a prime.", lo=1, hi=9)
     matrix_n: int = bounded(20, "linear: dimension n of GF(2)^n (ignored with matrix_path).", lo=2, hi=63)

@@ -214,11 +214,13 @@ def generate_dataset(data: ArrowsDataArguments, out_dir: Path) -> Path:
                 np.random.default_rng(seed),
                 **held,
                 heldout=heldout and data.val_fraction > 0,
+                pair_order=data.pair_order,
             )
             return format_prime_lines(p, q, data.max_n_digits, progress=True)
 
         params = {
             "task": "primes",
+            "pair_order": data.pair_order,
             "n_pairs": data.n_pairs,
             "min_n_digits": data.min_n_digits,
             "max_n_digits": data.max_n_digits,
@@ -291,9 +293,10 @@ def dataset_name(data: ArrowsDataArguments) -> str:
     """Folder name under `<save_root>/data/`: every generating parameter, so different data never collide."""
     held = f"_h{data.val_fraction}" if data.val_fraction > 0 else ""
     if data.task == "primes":
+        order = "_random" if data.pair_order == "random" else ""  # the original's order keeps the short name
         return (
             f"primes_{data.min_n_digits}_{data.max_n_digits}_n{data.n_pairs}_v{data.n_val}"
-            f"_s{data.generation_seed}{held}"
+            f"_s{data.generation_seed}{held}{order}"
         )
     if data.matrix_path:  # the content hash keeps equally named matrices from different folders apart
         digest = hashlib.sha1(np.load(data.matrix_path).astype(np.uint8).tobytes()).hexdigest()[:8]

@@ -1,33 +1,26 @@
 """Semantic blotching: step-by-step arithmetic with blotched (dropped) solution steps, and training that rewrites
-its own data (`self_training/`). Importing the package registers the blotch model with the Auto classes."""
+its own data (`self_training/`). Importing `hf_experiments` registers the blotch model with the Auto classes."""
 
 from __future__ import annotations
 
-import transformers
-from transformers import AutoConfig, AutoTokenizer
+import importlib
+from typing import Any
 
-from hf_experiments.core.tokenization_char import CharTokenizer, CharTokenizerFast
-
-from .configuration_blotch import POSENC_TYPES, BlotchConfig
-from .modeling_blotch import AUTO_CLASSES, BlotchModel, BlotchPositionalEncoding, causal_lm_loss
-
-
-def _register() -> None:
-    """Idempotent (``exist_ok=True``): re-imports and test collection never double-register.
-
-    `register_for_auto_class` makes `save_pretrained` write `auto_map` and copy the configuration and modeling
-    files beside the weights: the folder then loads with `trust_remote_code=True` where this package is not
-    installed (and without it where it is: the registered classes win)."""
-    AutoConfig.register(BlotchConfig.model_type, BlotchConfig, exist_ok=True)
-    for auto_class in AUTO_CLASSES:
-        getattr(transformers, auto_class).register(BlotchConfig, BlotchModel, exist_ok=True)
-    BlotchConfig.register_for_auto_class()
-    BlotchModel.register_for_auto_class(AUTO_CLASSES[0])
-    AutoTokenizer.register(  # fast first, as AutoTokenizer prefers (use_fast=True)
-        BlotchConfig, slow_tokenizer_class=CharTokenizer, fast_tokenizer_class=CharTokenizerFast, exist_ok=True
-    )
+# The package's names, imported on first use (PEP 562): its data modules (generators, loaders) then import
+# without torch or transformers; `hf_experiments/__init__.py` registers the models with the Auto classes.
+_LAZY = {
+    "POSENC_TYPES": ".configuration_blotch",
+    "BlotchConfig": ".configuration_blotch",
+    "BlotchModel": ".modeling_blotch",
+    "BlotchPositionalEncoding": ".modeling_blotch",
+    "causal_lm_loss": ".modeling_blotch",
+}
 
 
-_register()
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
 
-__all__ = ["POSENC_TYPES", "BlotchConfig", "BlotchModel", "BlotchPositionalEncoding", "causal_lm_loss"]
+
+__all__ = sorted(_LAZY)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +120,7 @@ class CompressionModel(PreTrainedModel):
         config.backbone_config = backbone.config.to_dict()
         text_config = backbone.config.get_text_config()
         self.cmp_layer_index = resolve_cmp_layer(config.cmp_layer, text_config.num_hidden_layers)
+        self._n_layers = text_config.num_hidden_layers
         attn = str(getattr(backbone.config, "_attn_implementation", "") or "")
         if config.cmp_attention == "context_only" and "flash" in attn:
             # context_only hides the compression tokens through a 2-D padding mask; flash attention drops masked
@@ -237,14 +238,56 @@ class CompressionModel(PreTrainedModel):
             kwargs["position_ids"] = positions
         return self.backbone(inputs_embeds=embeds, attention_mask=mask, **kwargs)
 
-    def _base(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> ModelOutput:
-        """The base model (no LM head) with all hidden states; `positions` default to those of `mask`."""
+    def _base(
+        self,
+        embeds: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        hidden_states: bool = True,
+    ) -> ModelOutput:
+        """The base model (no LM head), with all hidden states unless `hidden_states=False`; `positions` default
+        to those of `mask`."""
         kwargs = {}
         if self._base_takes_positions:
             kwargs["position_ids"] = position_ids_from_mask(mask) if positions is None else positions
         return self.backbone.base_model(
-            inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, use_cache=False, **kwargs
+            inputs_embeds=embeds, attention_mask=mask, output_hidden_states=hidden_states, use_cache=False, **kwargs
         )
+
+    def _decoder_layers(self) -> nn.ModuleList | None:
+        """The backbone's list of decoder layers (`h`, `layers`, `decoder.layers`, ...): the `ModuleList` of the
+        base model with one entry per hidden layer; None when there is no single such list."""
+        found = [
+            m for m in self.backbone.base_model.modules() if isinstance(m, nn.ModuleList) and len(m) == self._n_layers
+        ]
+        return found[0] if len(found) == 1 else None
+
+    def _hidden_at(
+        self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None, index: int
+    ) -> torch.Tensor:
+        """`hidden_states[index]` of the base model, running only the layers below it: the compression pass reads
+        one middle layer (`cmp_layer: half` by default), so the layers above it would be computed for nothing.
+        Entry `index` (1 <= index < L) is layer `index - 1`'s output (the last entry has the final norm, so it
+        and the embeddings, entry 0, come from the full pass). A forward hook on that layer keeps its output and
+        ends the forward pass; no hook is left behind."""
+        index = index % (self._n_layers + 1)
+        layers = self._decoder_layers() if 0 < index < self._n_layers else None
+        if layers is None:
+            return self._base(embeds, mask, positions).hidden_states[index]
+        kept: list[torch.Tensor] = []
+
+        def keep_and_stop(module: nn.Module, args: Any, output: Any) -> None:
+            kept.append(output[0] if isinstance(output, tuple) else output)
+            raise _EnoughLayers
+
+        handle = layers[index - 1].register_forward_hook(keep_and_stop)
+        try:
+            self._base(embeds, mask, positions, hidden_states=False)
+        except _EnoughLayers:
+            pass
+        finally:
+            handle.remove()
+        return kept[0]
 
     @staticmethod
     def _ones(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -285,7 +328,7 @@ class CompressionModel(PreTrainedModel):
         batch, n_cmps = ctx_ids.size(0), self.config.n_cmps
         if self.cmp_embs is None:  # pooling == "mean": the no-new-tokens baseline
             embeds, mask = self._with_bos(self._embed(ctx_ids), ctx_mask)
-            hidden = self._base(embeds, mask).hidden_states[self.cmp_layer_index][:, self._n_bos :]  # (B, L, D)
+            hidden = self._hidden_at(embeds, mask, None, self.cmp_layer_index)[:, self._n_bos :]  # (B, L, D)
             compressed = chunk_mean(hidden, ctx_mask, n_cmps)
         else:
             embeds = torch.cat([self._embed(ctx_ids), self.cmp_embs.expand(batch, -1, -1)], dim=1)  # (B, L+n, D)
@@ -295,13 +338,13 @@ class CompressionModel(PreTrainedModel):
             if self.config.cmp_attention == "context_only":
                 mask = mask.clone()
                 mask[:, -n_cmps:] = 0
-            out = self._base(embeds, mask, positions)
             if self.cmp_layer_index == "output":  # the original's softmax-weighted mix of token embeddings
-                logits = self.backbone.get_output_embeddings()(out.last_hidden_state[:, -n_cmps:])  # (B, n, V)
+                last = self._base(embeds, mask, positions, hidden_states=False).last_hidden_state[:, -n_cmps:]
+                logits = self.backbone.get_output_embeddings()(last)  # (B, n, V)
                 weights = self.backbone.get_input_embeddings().weight  # (V, D)
                 compressed = logits.float().softmax(-1).to(weights.dtype) @ weights / n_cmps
             else:
-                compressed = out.hidden_states[self.cmp_layer_index][:, -n_cmps:]  # (B, n, D)
+                compressed = self._hidden_at(embeds, mask, positions, self.cmp_layer_index)[:, -n_cmps:]  # (B, n, D)
         return compressed if self.cmp_proj is None else self.cmp_proj(compressed)
 
     def _task_prefix(self, compressed: torch.Tensor, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
@@ -633,6 +676,10 @@ def with_auto_map(model: PreTrainedModel, auto_classes: tuple[str, ...]) -> None
     name = f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"
     auto_map = dict(getattr(model.config, "auto_map", None) or {})
     model.config.auto_map = {**auto_map, **dict.fromkeys(auto_classes, name)}
+
+
+class _EnoughLayers(Exception):
+    """Raised by the hook that ends a base-model pass at the layer the compression reads (`_hidden_at`)."""
 
 
 BUNDLED_BACKBONE = "backbone"  # sub-folder of a saved model that holds a copy of its local backbone

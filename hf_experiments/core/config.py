@@ -182,6 +182,14 @@ class ExperimentTrainingArguments(TrainingArguments):
         },
     )
     lr_sched_gamma: float = bounded(0.1, "Factor of the step schedule.", lo=0.0)
+    torch_threads: str = field(
+        default="auto",
+        metadata={
+            "help": "Intra-op CPU threads: a number, or 'auto' = time the first steps with 1 thread and with all "
+            "cores and keep the faster (only for one CPU process without OMP_NUM_THREADS; stored in the run "
+            "folder's torch_threads.json and reused on resume)."
+        },
+    )
 
     def __post_init__(self) -> None:
         import torch
@@ -210,6 +218,9 @@ class ExperimentTrainingArguments(TrainingArguments):
 
     def _check_values(self) -> None:
         """What `TrainingArguments` would accept and the Trainer then fail on (or train wrongly with)."""
+        threads = self.torch_threads
+        if threads != "auto" and not (str(threads).isdigit() and int(threads) >= 1):
+            raise ConfigError("torch_threads", threads, "'auto' or a number of threads >= 1")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -1,9 +1,9 @@
 """Config files, JSON or YAML, read into one flat mapping with the same strictness.
 
 `--config x.json` and `--config x.yaml` (TRL users bring YAML) give the same dict for the same content: a key given
-twice is an error in both (json and PyYAML both keep the last one silently), and the YAML side reads `1e-3` as the
-number JSON would (PyYAML follows YAML 1.1, where a float needs a dot, so `1e-3` would arrive as a string). Every
-problem is a `ConfigError`: one line naming the file and what is wrong.
+twice is an error in both (json and PyYAML both keep the last one silently), and YAML scalars follow YAML 1.2's
+core schema, as JSON reads numbers (PyYAML follows YAML 1.1: `1e-3` would arrive as a string, `010` as 8, `no` as
+false). Every problem is a `ConfigError`: one line naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -28,8 +28,34 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# YAML 1.2's core schema for plain scalars (PyYAML implements YAML 1.1, where `1e-3` is a string, `010` is 8,
+# `12:30` is 750 and `no` is false): numbers and booleans read as JSON would read them, everything else is text.
+_CORE_SCALARS = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+)
+_REPLACED_TAGS = {tag for tag, _, _ in _CORE_SCALARS}
+
+
+def _core_resolvers(base: type) -> dict[str, list[tuple[str, re.Pattern]]]:
+    """`base`'s implicit resolvers with bool/int/float replaced by YAML 1.2 core's (null and the rest kept)."""
+    table = {
+        k: [(tag, rx) for tag, rx in v if tag not in _REPLACED_TAGS] for k, v in base.yaml_implicit_resolvers.items()
+    }
+    for tag, pattern, first in reversed(_CORE_SCALARS):  # each inserted first: bool, then int, then float
+        for ch in first:
+            table.setdefault(ch, []).insert(0, (tag, re.compile(pattern)))
+    return table
+
+
 def _yaml_loader() -> type:
-    """PyYAML's safe loader with YAML 1.2 floats (`1e-3`, `1E5`) and duplicate keys refused."""
+    """PyYAML's safe loader with YAML 1.2 core scalars and repeated keys refused (a `<<: *base` merge may be
+    overridden by keys written beside it, as YAML intends)."""
     import yaml
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -37,26 +63,37 @@ def _yaml_loader() -> type:
     class Loader(base):  # type: ignore[misc,valid-type]
         pass
 
-    float_re = re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    )
-    # resolvers are per first character; copy the dict so the stock SafeLoader is left as it is
-    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in base.yaml_implicit_resolvers.items()}
-    for first in "-+0123456789.":
-        Loader.yaml_implicit_resolvers.setdefault(first, []).insert(0, ("tag:yaml.org,2002:float", float_re))
+    Loader.yaml_implicit_resolvers = _core_resolvers(base)
+
+    def construct_int(loader: Any, node: Any) -> int:
+        text = loader.construct_scalar(node)
+        return int(text, 8 if text.startswith("0o") else 16 if text.startswith("0x") else 10)
 
     def mapping(loader: Any, node: Any) -> dict[str, Any]:
-        loader.flatten_mapping(node)
-        pairs = [(loader.construct_object(k, deep=True), loader.construct_object(v, deep=True)) for k, v in node.value]
-        return _no_duplicate_keys(pairs)
+        written = [
+            (loader.construct_object(k, deep=True), loader.construct_object(v, deep=True))
+            for k, v in node.value
+            if k.tag != "tag:yaml.org,2002:merge"
+        ]
+        _no_duplicate_keys(written)  # repeated among the keys written here: an error
+        loader.flatten_mapping(node)  # merged keys first, then the written ones (which win)
+        return {loader.construct_object(k, deep=True): loader.construct_object(v, deep=True) for k, v in node.value}
 
+    Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     return Loader
+
+
+def dump_yaml(config: dict[str, Any]) -> str:
+    """`config` as YAML that `load_config_file` reads back equal: a string that would read as a number or a
+    boolean under the core schema (`"12e4"`, `"yes"` is fine, `"true"` is not) is quoted."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.yaml_implicit_resolvers = _core_resolvers(yaml.SafeDumper)
+    return yaml.dump(config, Dumper=Dumper, sort_keys=False, allow_unicode=True)
 
 
 def _parse_yaml(text: str, path: str) -> Any:

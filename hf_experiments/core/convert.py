@@ -326,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     for note in conv.notes:
         print(f"# {note}", file=sys.stderr)
     if args.output and Path(args.output).suffix.lower() in (".yaml", ".yml"):
-        import yaml
+        from .config_files import dump_yaml
 
-        text = yaml.safe_dump(conv.config, sort_keys=False, allow_unicode=True)
+        text = dump_yaml(conv.config)
     else:
         text = json.dumps(conv.config, indent=2) + "\n"
     if args.output:

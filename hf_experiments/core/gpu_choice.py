@@ -42,9 +42,15 @@ def parse_smi(text: str) -> list[tuple[str, int]]:
     return rows
 
 
+# As the process started: `apply_gpu` narrows the variable, and a second run of the same process (a notebook)
+# counts its index among the GPUs the process was given, not among the one the first run chose.
+_STARTED_WITH = {k: v for k, v in os.environ.items() if k == "CUDA_VISIBLE_DEVICES"}
+
+
 def visible_gpus(smi: list[tuple[str, int]] | None = None, env: dict[str, str] | None = None) -> list[tuple[str, int]]:
-    """The GPUs this process may use, in CUDA's order: `CUDA_VISIBLE_DEVICES` (when set) picks from nvidia-smi's."""
-    env = os.environ if env is None else env
+    """The GPUs this process may use, in CUDA's order: `CUDA_VISIBLE_DEVICES` (when set; by default as the
+    process started) picks from nvidia-smi's."""
+    env = _STARTED_WITH if env is None else env
     smi = _smi_rows() if smi is None else smi
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is None:

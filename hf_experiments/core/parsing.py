@@ -222,7 +222,11 @@ def _translate_cli(argv: list[str]) -> list[str]:
     pending: str | None = None  # the key whose value is the next token
     for tok in argv:
         if pending is not None and not tok.startswith("--"):
-            out.append(str(translate_value(pending, tok)))
+            value = str(translate_value(pending, tok))
+            if value.startswith("-"):  # `--weight_decay -1e-3`: argparse would read "-1e-3" as an option
+                out[-1] = f"{out[-1]}={value}"
+            else:
+                out.append(value)
             pending = None
             continue
         pending = None

@@ -11,11 +11,11 @@ decides as it does for the Trainer's bars (``TQDM_*`` environment variables appl
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 from tqdm.auto import tqdm
-from transformers.utils import logging as hf_logging
 
 
 def is_main_process(args: Any = None) -> bool:
@@ -23,10 +23,11 @@ def is_main_process(args: Any = None) -> bool:
     ``torch.distributed`` once initialised, else from the launcher's ``RANK`` variable (torchrun, accelerate)."""
     if args is not None and getattr(args, "process_index", None) is not None:
         return int(args.process_index) == 0
-    import torch.distributed as dist
+    if "torch" in sys.modules:  # a generator without torch is one process (its launcher's RANK says otherwise)
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank() == 0
     return os.environ.get("RANK", "0") in ("", "0")
 
 
@@ -34,7 +35,12 @@ def bars_enabled(args: Any = None, disable: bool = False) -> bool:
     """Whether a bar would be drawn here (see the module docstring)."""
     if disable or (args is not None and getattr(args, "disable_tqdm", False)):
         return False
-    return hf_logging.is_progress_bar_enabled() and is_main_process(args)
+    if "transformers" in sys.modules:  # transformers' switch (`disable_progress_bars`), where it is loaded
+        from transformers.utils import logging as hf_logging
+
+        if not hf_logging.is_progress_bar_enabled():
+            return False
+    return is_main_process(args)
 
 
 def progress_bar(

@@ -299,6 +299,8 @@ def launch_command(config_path: str | os.PathLike | None = None, argv: list[str]
         entry = [_shown_path(script)]
     elif script.name == "hfe" and args[:1] == ["run"]:
         entry = ["hfe"]
+    elif script.name == "hfe" and args[:1] != [] and args[0].startswith("--"):  # `hfe --config x`: `hfe run`'s
+        entry, args = ["hfe"], ["run", *args]
     else:
         return None
     given = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"), None)
@@ -321,7 +323,8 @@ def launch_command(config_path: str | os.PathLike | None = None, argv: list[str]
     return shlex.join([*launcher, *entry, *_without_secrets(args)])
 
 
-_SECRET_KEY_RE = re.compile(r"(token|secret|password|api_key)", re.I)
+# Keys whose value is a secret: never written (the card's command line, sweep job files).
+SECRET_KEY_RE = re.compile(r"^(hub_token|token|use_auth_token|hf_token)$|api_key$|password|secret", re.I)
 
 
 def _without_secrets(args: list[str]) -> list[str]:
@@ -332,8 +335,8 @@ def _without_secrets(args: list[str]) -> list[str]:
             skip = False
             if not a.startswith("--"):
                 continue
-        key = a[2:].split("=", 1)[0] if a.startswith("--") else None
-        if key is not None and _SECRET_KEY_RE.search(key):
+        key = a[2:].split("=", 1)[0].replace("-", "_") if a.startswith("--") else None
+        if key is not None and SECRET_KEY_RE.search(key):
             skip = "=" not in a
             continue
         out.append(a)

@@ -58,6 +58,7 @@ _IGNORED_FOR_FINISHED = (
     "wandb_group",
     "run_tags",
     "gpu",
+    "torch_threads",
 )
 
 

@@ -24,6 +24,7 @@ from .callbacks import CurrentIntervalsCallback, PreemptionCallback
 from .microbatch import MicrobatchingMixin
 from .run_folder import default_file_mode
 from .schedules import step_schedule
+from .threads import ThreadChoiceCallback
 from .trainer_internals import LoggingWindowCallback, TrainerInternalsMixin, mark_scheduler_created
 
 logger = logging.get_logger(__name__)
@@ -46,6 +47,7 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
         self.add_callback(self._preemption)
         self.add_callback(CurrentIntervalsCallback())
         self.add_callback(LoggingWindowCallback(self))
+        self.add_callback(ThreadChoiceCallback(getattr(self.args, "torch_threads", "auto"), self.args.output_dir))
         if self._uses_update_batches() and isinstance(self.train_dataset, torch.utils.data.IterableDataset):
             # A stream of whole batches (e.g. the mlp experiment) has no rows to split or bucket; the planned
             # gradient accumulation would silently sum several whole batches.

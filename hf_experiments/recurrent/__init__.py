@@ -1,37 +1,28 @@
 """Recurrent storage: an RNN that stores and repeats sequences, and interventions on its state (linear vs onion).
-Importing the package registers the RNN and the intervention model with the Auto classes."""
+Importing `hf_experiments` registers the RNN and the intervention model with the Auto classes."""
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModel
+import importlib
+from typing import Any
 
-from .configuration_intervention import InterventionConfig
-from .configuration_recurrent import RecurrentConfig
-from .modeling_intervention import RecurrentIntervention
-from .modeling_recurrent import RecurrentOutput, RecurrentSeq2Seq, exact_match, token_loss
-
-
-def _register() -> None:
-    """Idempotent (`exist_ok=True`): re-imports and test collection never double-register.
-
-    `register_for_auto_class` makes `save_pretrained` write `auto_map` and copy the configuration and modeling
-    files beside the weights: the folder then loads with `trust_remote_code=True` where this package is not
-    installed (and without it where it is: the registered classes win)."""
-    for config_class, model_class in ((RecurrentConfig, RecurrentSeq2Seq), (InterventionConfig, RecurrentIntervention)):
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, model_class, exist_ok=True)
-        config_class.register_for_auto_class()
-        model_class.register_for_auto_class("AutoModel")
+# The package's names, imported on first use (PEP 562): its data modules (generators, loaders) then import
+# without torch or transformers; `hf_experiments/__init__.py` registers the models with the Auto classes.
+_LAZY = {
+    "InterventionConfig": ".configuration_intervention",
+    "RecurrentConfig": ".configuration_recurrent",
+    "RecurrentIntervention": ".modeling_intervention",
+    "RecurrentOutput": ".modeling_recurrent",
+    "RecurrentSeq2Seq": ".modeling_recurrent",
+    "exact_match": ".modeling_recurrent",
+    "token_loss": ".modeling_recurrent",
+}
 
 
-_register()
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
 
-__all__ = [
-    "InterventionConfig",
-    "RecurrentConfig",
-    "RecurrentIntervention",
-    "RecurrentOutput",
-    "RecurrentSeq2Seq",
-    "exact_match",
-    "token_loss",
-]
+
+__all__ = sorted(_LAZY)

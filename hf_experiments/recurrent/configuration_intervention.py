@@ -25,6 +25,7 @@ class InterventionConfig(PreTrainedConfig):
         mask_reg (`float`, defaults to 0.001): linear: weight of the pull towards "no position".
         swap_prob (`float`, defaults to 0.5): linear: probability that a position is swapped.
         onion_linear_term, onion_fixed_scale (`bool`): onion: variants of the magnitude (module docstring).
+        onion_linear_init (`float`): onion: the initial value of the linear term's lambda (the original: 1).
         probe_layers (`int`, defaults to 1): probe_mlp: layers.
         eval_seed (`int`): seed of the corruptions during evaluation.
     """
@@ -38,6 +39,7 @@ class InterventionConfig(PreTrainedConfig):
     swap_prob: float = 0.5
     onion_linear_term: bool = True
     onion_fixed_scale: bool = False
+    onion_linear_init: float = 1.0
     probe_layers: int = 1
     eval_seed: int = 0
 

@@ -123,7 +123,14 @@ class LinearSwapIntervention(nn.Module):
 class OnionIntervention(nn.Module):
     """Adds back one position's symbol at that position's magnitude (module docstring)."""
 
-    def __init__(self, state_size: int, n_symbols: int, linear_term: bool = True, fixed_scale: bool = False) -> None:
+    def __init__(
+        self,
+        state_size: int,
+        n_symbols: int,
+        linear_term: bool = True,
+        fixed_scale: bool = False,
+        linear_init: float = 1.0,
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(n_symbols, state_size)
         self.g = nn.Parameter(torch.ones(state_size))
@@ -133,7 +140,7 @@ class OnionIntervention(nn.Module):
         else:
             self.gamma = nn.Parameter(torch.full((state_size,), 0.9))
         if linear_term and not fixed_scale:
-            self.lin = nn.Parameter(torch.zeros(state_size))  # the original: ones (see docs)
+            self.lin = nn.Parameter(torch.full((state_size,), float(linear_init)))  # the original: ones
         else:
             self.register_buffer("lin", torch.zeros(state_size))
 
@@ -195,7 +202,9 @@ class RecurrentIntervention(PreTrainedModel):
         if config.method == "linear":
             self.intervention = LinearSwapIntervention(S, config.n_positions, config.mask_reg)
         elif config.method == "onion":
-            self.intervention = OnionIntervention(S, rc.n_symbols, config.onion_linear_term, config.onion_fixed_scale)
+            self.intervention = OnionIntervention(
+                S, rc.n_symbols, config.onion_linear_term, config.onion_fixed_scale, config.onion_linear_init
+            )
         elif config.method == "probe_mlp":
             self.intervention = MLPProbe(S, rc.n_symbols, config.n_positions, config.probe_layers)
         else:

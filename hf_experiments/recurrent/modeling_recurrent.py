@@ -90,8 +90,11 @@ class RecurrentSeq2Seq(RecurrentPreTrainedModel):
     def encode(self, input_ids: torch.LongTensor, length: torch.LongTensor) -> torch.Tensor:
         """Final state after each row's `length` symbols, flattened: `(B, flat_state_size)`."""
         x = self.embedding(input_ids.clamp(min=0))  # (B, T, E); padding is never read
-        packed = nn.utils.rnn.pack_padded_sequence(x, length.cpu(), batch_first=True, enforce_sorted=False)
-        _, state = self.rnn(packed)  # rows back in input order
+        if bool((length == x.shape[1]).all()):  # no padding (fixed-length data): the same state, 1.4-1.5x faster
+            _, state = self.rnn(x)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(x, length.cpu(), batch_first=True, enforce_sorted=False)
+            _, state = self.rnn(packed)  # rows back in input order
         return self._flatten_state(state)
 
     def decoder_inputs(self, targets: torch.LongTensor) -> torch.LongTensor:

@@ -80,6 +80,10 @@ class InterventionModelArguments:
     swap_prob: float = prob(0.5, "linear: probability that a position is swapped between partners.")
     onion_linear_term: bool = field(default=True, metadata={"help": "onion: add the p * lambda magnitude term."})
     onion_fixed_scale: bool = field(default=False, metadata={"help": "onion: gamma fixed at 1, no lambda."})
+    onion_linear_init: float = field(
+        default=1.0,
+        metadata={"help": "onion: initial lambda of the p * lambda term (1, as the original; 0 before this version)."},
+    )
     probe_layers: int = bounded(1, "probe_mlp: layers.", lo=1)
     eval_seed: int = bounded(0, "Seed of the corruptions during evaluation.", lo=0, hi=MAX_SEED)
 

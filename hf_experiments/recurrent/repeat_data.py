@@ -3,6 +3,8 @@
 A sample is a sequence of `min_len..max_len` symbols out of `n_symbols` that the model must repeat; the samples
 of a split are unique. Validation sequences never occur in training: every sequence has a 64-bit key, and a
 fixed `heldout_fraction` of the key space is reserved for validation (instead of the original's exclude lists).
+Each sequence is held out with that probability, so a length with few possible sequences gets a share scattered
+around it (3 symbols, length 2: 4 of 9 = 44%), where the original capped validation at 20% per length.
 Extra validation sets hold longer sequences and sequences without repeated symbols. Generation is vectorised.
 
 Design: `docs/recurrent_storage.md`, section "Data".

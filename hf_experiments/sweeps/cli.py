@@ -46,9 +46,9 @@ def config_has_sweep(argv: Sequence[str]) -> bool:
     return isinstance(raw, dict) and "sweep" in raw
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_arg_parser(prog: str = "trainers/sweep.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="trainers/sweep.py",
+        prog=prog,
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -82,10 +82,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`trainers/sweep.py`: options above, then `--key value` overrides applied to every job."""
+def main(argv: Sequence[str] | None = None, prog: str = "trainers/sweep.py") -> int:
+    """`trainers/sweep.py` (`hfe sweep`): options above, then `--key value` overrides applied to every job."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_arg_parser()
+    parser = build_arg_parser(prog)
     args, rest = parser.parse_known_args(argv)
     try:
         config = load_sweep_config(args.config, parse_overrides(rest))

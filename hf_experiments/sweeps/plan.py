@@ -13,7 +13,7 @@ from typing import Any
 
 from hf_experiments.core.config import ConfigError, RunArguments
 from hf_experiments.core.parsing import parse_config_strict
-from hf_experiments.core.run_folder import write_json_atomic
+from hf_experiments.core.run_folder import SECRET_KEY_RE, write_json_atomic
 from hf_experiments.core.seed_names import SEED_ALIASES, translate_seed_names
 
 from .grid import NOT_SWEEPABLE, Unexpanded, _digest, derive_job_seed, expand_grid, job_name
@@ -119,6 +119,14 @@ def plan_sweep(config: Mapping[str, Any], name: str | None = None, run_user_code
     experiment = config.get("experiment")
     if not experiment:
         raise ValueError("experiment: missing; expected the registered experiment name in the config")
+    secret = next((k for k in config if SECRET_KEY_RE.search(k)), None)
+    if secret is not None:  # job files and sweep.json are written for every job (and shared with the results)
+        raise ValueError(f"{secret}: not in a sweep config (it would be written into every job file); set HF_TOKEN")
+    if config.get("gpu") is not None:
+        raise ValueError(
+            f"gpu={config['gpu']!r}: not for a sweep; the local runner places jobs with --devices 0,1,... and "
+            "submitit / Ray with their engine options"
+        )
     valid = _config_keys(experiment)
     grid_spec = {SEED_ALIASES.get(k, (k,))[0]: v for k, v in dict(grid_spec).items()}
     for key in grid_spec:

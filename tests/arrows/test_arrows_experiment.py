@@ -95,6 +95,22 @@ def test_backward_rows_are_exact_reverses_with_bos_first(tmp_path, task):
     assert decoded == lines
 
 
+def test_primes_runs_write_the_smaller_prime_first_unless_asked(tmp_path):
+    from hf_experiments.arrows.primes import parse_prime_line
+
+    extra = {"task": "primes", "max_n_digits": 2, "n_pairs": 300}
+    orders = {}
+    for order in ("smaller_first", "random"):
+        exp, _ = _data(_linear_args(tmp_path, pair_order=order, **extra))
+        folder = dataset_folder(exp.cfg.data, exp.cfg.run.save_root)
+        pairs = [parse_prime_line(x)[:2] for x in load_dataset(str(folder))["train"]["text"]]
+        orders[order] = (folder, pairs)
+    (first, small), (other, drawn) = orders["smaller_first"], orders["random"]
+    assert first != other  # each order its own dataset folder
+    assert all(p < q for p, q in small) and any(p > q for p, q in drawn)
+    assert small == [(min(p, q), max(p, q)) for p, q in drawn]  # the same draws
+
+
 def test_permutation_is_applied_exactly(tmp_path):
     perm = np.random.default_rng(0).permutation(2 * N + 7).tolist()
     _, fwd = _data(_linear_args(tmp_path))

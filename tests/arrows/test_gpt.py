@@ -118,8 +118,11 @@ def test_presets():
 
 
 def test_registration_is_idempotent():
+    from hf_experiments.arrows import registration
+
     importlib.reload(gpt_pkg)
-    gpt_pkg._register()
+    registration.register()
+    registration.register()
     assert type(AutoConfig.for_model("hfe_gpt", vocab_size=VOCAB)) is GPTConfig
     assert isinstance(AutoModelForCausalLM.from_config(tiny_config()), GPTForCausalLM)
 

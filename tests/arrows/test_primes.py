@@ -80,7 +80,7 @@ def test_every_line_matches_the_reference_format(lo, hi, mul, eq):
 
 def test_pairs_are_distinct_and_uniform_over_primes():
     primes = primes_in_digit_range(1, 2)  # 25 primes
-    p, q = sample_prime_pairs(50_000, 1, 2, np.random.default_rng(0))
+    p, q = sample_prime_pairs(50_000, 1, 2, np.random.default_rng(0), pair_order="random")
     assert (p != q).all()
     assert np.isin(p, primes).all() and np.isin(q, primes).all()
     for side in (p, q):
@@ -90,6 +90,19 @@ def test_pairs_are_distinct_and_uniform_over_primes():
         assert np.abs(counts - expected).max() < 5 * sigma
     # every ordered pair of distinct primes occurs (25 * 24 = 600 pairs, ~83 draws each)
     assert len(set(zip(p.tolist(), q.tolist()))) == 600
+
+
+def test_smaller_prime_first_by_default_as_the_original_from_the_same_draws():
+    """The original wrote `min * max`: the same unordered pairs, ordered; `pair_order="random"` keeps both."""
+    p, q = sample_prime_pairs(50_000, 1, 2, np.random.default_rng(0))
+    rp, rq = sample_prime_pairs(50_000, 1, 2, np.random.default_rng(0), pair_order="random")
+    assert (p < q).all() and (rp > rq).mean() == pytest.approx(0.5, abs=0.02)  # negative control: both ways
+    assert np.array_equal(p, np.minimum(rp, rq)) and np.array_equal(q, np.maximum(rp, rq))
+    assert len(set(zip(p.tolist(), q.tolist()))) == 300  # every unordered pair of the 25 primes
+    lines = format_prime_lines(p[:100], q[:100], 2)
+    assert all(parse_prime_line(x)[0] < parse_prime_line(x)[1] for x in lines)
+    with pytest.raises(ValueError, match="pair_order"):
+        sample_prime_pairs(10, 1, 2, np.random.default_rng(0), pair_order="larger_first")
 
 
 def test_deterministic_by_seed():

@@ -88,6 +88,34 @@ def test_compressed_states_come_from_the_requested_layer(backbone_dirs, arch, cm
     assert not torch.allclose(compressed, hidden[other][:, -N_CMPS:], atol=1e-3)
 
 
+@pytest.mark.parametrize("arch", list(BACKBONES))
+@pytest.mark.parametrize("pooling", ["tokens", "mean"])
+def test_compression_pass_stops_at_its_layer_with_the_full_pass_numbers(backbone_dirs, arch, pooling):
+    """`cmp_layer: 1` of 2 layers: the layer above is never run, yet states and gradients are the full pass's."""
+    model = make_model(backbone_dirs[arch], cmp_layer=1, pooling=pooling)
+    layers = model._decoder_layers()
+    assert layers is not None and len(layers) == 2
+    ran = []
+    probe = layers[1].register_forward_hook(lambda *a: ran.append(1))
+    ctx = windows()[:, :CMP_LEN]
+    early = model.compress(ctx)
+    assert not ran  # the second layer did not run
+    probe.remove()
+    assert all(not layer._forward_hooks for layer in layers)  # no hook left behind
+    embeds, mask = model._with_bos(model._embed(ctx), torch.ones_like(ctx))
+    if pooling == "tokens":
+        embeds = torch.cat([embeds, model.cmp_embs.expand(3, -1, -1)], dim=1)
+        mask = torch.cat([mask, mask.new_ones(3, N_CMPS)], dim=1)
+    full = model._base(embeds, mask).hidden_states[1]
+    full = full[:, -N_CMPS:] if pooling == "tokens" else None
+    if full is not None:
+        assert torch.equal(early, full)
+        params = [model.cmp_embs]
+        g_early = torch.autograd.grad(early.square().sum(), params)
+        g_full = torch.autograd.grad(full.square().sum(), params)
+        assert all(torch.equal(a, b) for a, b in zip(g_early, g_full))
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_mean_pooling_averages_contiguous_chunks_of_the_context(backbone_dirs, arch):
     model = make_model(backbone_dirs[arch], pooling="mean", cmp_layer=-1).eval()

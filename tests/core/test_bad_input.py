@@ -105,7 +105,7 @@ CASES = [
     ("restore_from no checkpoint", ARROWS, _not_a_checkpoint("restore_from"), [], "restore_from", "checkpoint"),
     ("init_checkpt no weights", ARROWS, _not_a_checkpoint("init_checkpt"), [], "init_checkpt", "weights"),
     ("init_checkpt other shapes", ARROWS, _other_shapes, [], "init_checkpt", "shape"),
-    ("report_to not installed", ARROWS, {"report_to": "wandb"}, [], "report_to", "not installed"),
+    ("report_to not installed", ARROWS, {"report_to": "comet_ml"}, [], "report_to", "not installed"),
     ("dataset_path not a dataset", GRU, _not_a_dataset, [], "dataset_path", "dataset"),
     ("dataset_path lacks a split", GRU, _lacks_split, [], "dataset_path", "valid"),
     ("dataset_path ids beyond vocab", GRU, _ids_beyond_vocab, [], "dataset_path", "n_symbols"),

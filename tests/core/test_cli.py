@@ -157,3 +157,48 @@ def test_installed_console_script_works_from_another_folder(tmp_path):
     assert "gru_repeat" in res.stdout and "configs: " in res.stdout
     res = subprocess.run([str(hfe), "nope"], capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=300)
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
+
+
+def test_gpu_index_counts_among_the_gpus_the_process_started_with(monkeypatch):
+    """A second run in one process (a notebook) is not confined by the first run's `--gpu` choice."""
+    rows = parse_smi("0, 10\n1, 20\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # what a first apply_gpu("1") leaves
+    assert [g for g, _ in visible_gpus(rows)] == [g for g, _ in visible_gpus(rows, dict(_started()))]
+
+
+def _started() -> dict[str, str]:
+    from hf_experiments.core import gpu_choice
+
+    return gpu_choice._STARTED_WITH
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--hub_token", "hf_SECRETsweep123"], "hub_token: not in a sweep config"),
+        (["--gpu", "0"], "gpu=0: not for a sweep"),
+    ],
+)
+def test_sweep_with_a_secret_or_a_gpu_is_one_line_exit_2_nothing_written(extra, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "cfgs" / "s.json"
+    cfg.parent.mkdir()
+    cfg.write_text(json.dumps({"experiment": "mlp", "save_root": str(tmp_path / "out"), "sweep": {"width": [8, 16]}}))
+    before = files_under(tmp_path)
+    assert cli.main(["run", "--config", str(cfg), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert files_under(tmp_path) == before
+
+
+def test_sweep_config_help_is_the_sweep_runners(capsys):
+    assert cli.main(["run", "--config", str(ROOT / "configs" / "mlp_mup_sweep.json"), "--help"]) == 0
+    assert "usage: hfe sweep" in capsys.readouterr().out
+
+
+def test_a_value_starting_with_a_dash_is_a_value():
+    from hf_experiments.core.parsing import parse_config_strict
+
+    cfg = ROOT / "configs" / "gru_repeat.json"
+    parsed = parse_config_strict(["--config", str(cfg), "--adam_beta1", "-0.5e-1", "--run_name", "-x"])
+    assert parsed.training.adam_beta1 == -0.05 and parsed.training.run_name == "-x"

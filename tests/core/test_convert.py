@@ -330,7 +330,7 @@ def test_a_converted_original_config_runs_and_validates_at_its_interval(seed, tm
     code = cli.main(["--config", str(out), "--save_root", str(save_root), "--report_to", "tensorboard", *sizes])
     assert code == 0, capsys.readouterr().err[-3000:]
     (run_dir,) = [p for p in save_root.iterdir() if p.name != "data" and p.is_dir()]
-    assert set(range(INTERVAL, STEPS + 1, INTERVAL)) <= _eval_steps(run_dir)
+    assert _eval_steps(run_dir) == set(range(INTERVAL, STEPS + 1, INTERVAL))  # at each interval, and only there
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import yaml
 
 from hf_experiments import cli
 from hf_experiments.core.config import ConfigError
-from hf_experiments.core.config_files import load_config_file
+from hf_experiments.core.config_files import dump_yaml, load_config_file
 from hf_experiments.core.parsing import parse_config_strict
 from tests.helpers import ROOT, files_under
 
@@ -24,7 +24,7 @@ CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.json") if "sweep" not in 
 def test_yaml_twin_of_each_shipped_config_parses_to_the_same_run(path, tmp_path):
     raw = json.loads(path.read_text())
     twin = tmp_path / f"{path.stem}.yaml"  # same stem: the default exp_name is the file's stem
-    twin.write_text(yaml.safe_dump(raw, sort_keys=False))
+    twin.write_text(dump_yaml(raw))
     assert load_config_file(str(twin)) == load_config_file(str(path))
 
     def parsed(p: Path) -> dict | str:
@@ -56,12 +56,34 @@ def test_yaml_repeated_key_and_non_text_key_are_errors(tmp_path):
         load_config_file(str(path))
 
 
-def test_yaml_boolean_for_a_string_key_is_refused(tmp_path):
-    """YAML 1.1 reads `no` as false: for a text field that must be an error, not the string "False"."""
+def test_yaml_scalars_follow_the_core_schema_as_json_reads_numbers(tmp_path):
+    """YAML 1.1 (PyYAML's) would read `010` as 8, `12:30` as 750 and `no` as false; JSON has none of these."""
     path = tmp_path / "c.yaml"
-    path.write_text(f"experiment: gru_repeat\nsave_root: {tmp_path}\nrun_name: no\n")
-    with pytest.raises(ConfigError, match="run_name"):
-        parse_config_strict(["--config", str(path)])
+    path.write_text("a: 010\nb: 12:30\nc: no\nd: yes\ne: true\nf: 0x10\ng: -3\nh: .5\ni: null\n")
+    assert load_config_file(str(path)) == {
+        "a": 10, "b": "12:30", "c": "no", "d": "yes", "e": True, "f": 16, "g": -3, "h": 0.5, "i": None,
+    }  # fmt: skip
+    assert yaml.safe_load("a: 010\nb: 12:30\nc: no") == {"a": 8, "b": 750, "c": False}  # what it replaces
+    # a boolean key still takes the argparse spellings: `bf16: yes` -> True, as `--bf16 yes`
+    path.write_text(f"experiment: gru_repeat\nsave_root: {tmp_path}\nfresh_start: yes\nrun_name: no\n")
+    parsed = parse_config_strict(["--config", str(path)])
+    assert parsed.run.fresh_start is True and parsed.training.run_name == "no"
+
+
+def test_yaml_merge_keys_may_be_overridden_but_written_keys_not_repeated(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\nrun:\n  <<: *b\n  y: 3\n")
+    assert load_config_file(str(path))["run"] == {"x": 1, "y": 3}
+    path.write_text("base: &b {x: 1}\nrun:\n  <<: *b\n  y: 3\n  y: 4\n")
+    with pytest.raises(ConfigError, match="given twice"):
+        load_config_file(str(path))
+
+
+def test_dumped_yaml_reads_back_equal_strings_that_look_like_numbers_included(tmp_path):
+    config = {"exp_name": "12e4", "a": "010", "b": "true", "c": "yes", "d": 3, "e": 1e-3, "f": None, "g": [1, "2"]}
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_yaml(config))
+    assert load_config_file(str(path)) == config
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,12 @@ def test_linear_swap_repairs_a_linearly_stored_state_exactly():
     assert not torch.allclose(lin(_linear_state(corrupted, code), partner, swap), _linear_state(ids, code), atol=1e-3)
 
 
+def test_onion_linear_term_starts_at_one_as_the_original_or_where_asked():
+    assert torch.equal(OnionIntervention(4, V).lin, torch.ones(4))
+    assert torch.equal(OnionIntervention(4, V, linear_init=0.0).lin, torch.zeros(4))
+    assert torch.equal(OnionIntervention(4, V, linear_term=False).lin, torch.zeros(4))  # no term: a zero buffer
+
+
 def test_onion_repairs_a_magnitude_stored_state_exactly():
     S = 6
     onion = OnionIntervention(S, V)

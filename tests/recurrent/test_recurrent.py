@@ -44,6 +44,23 @@ def test_state_is_taken_after_each_rows_own_length(cell, layers):
     torch.testing.assert_close(model.encode(garbage, length), state)
 
 
+@pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
+def test_unpadded_batch_skips_packing_with_bitwise_the_same_state_and_gradients(cell, layers):
+    """Fixed-length rows (the shipped configs) run the RNN on the plain tensor: the packed path's exact numbers."""
+    model = _model(cell=cell, n_layers=layers)
+    ids = torch.randint(0, 7, (5, 6))
+    length = torch.full((5,), 6)
+    plain = model.encode(ids, length)
+    packed_in = torch.nn.utils.rnn.pack_padded_sequence(
+        model.embedding(ids), length, batch_first=True, enforce_sorted=False
+    )
+    packed = model._flatten_state(model.rnn(packed_in)[1])
+    assert torch.equal(plain, packed)
+    g_plain = torch.autograd.grad(plain.square().sum(), list(model.rnn.parameters()))
+    g_packed = torch.autograd.grad(packed.square().sum(), list(model.rnn.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(g_plain, g_packed))
+
+
 def test_teacher_forcing_is_causal_and_no_input_ignores_targets():
     model = _model()
     ids, length, _ = _batch()
