@@ -7,8 +7,7 @@ without it where it is: the registered classes win)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hf_experiments.core.lazy_names import lazy_getattr
 
 # The package's names, imported on first use (PEP 562): its data modules (generators, loaders) then import
 # without torch or transformers; `hf_experiments/__init__.py` registers the models with the Auto classes.
@@ -20,10 +19,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name], __name__), name)
-
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = sorted(_LAZY)
