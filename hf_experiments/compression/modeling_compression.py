@@ -256,11 +256,16 @@ class CompressionModel(PreTrainedModel):
 
     def _decoder_layers(self) -> nn.ModuleList | None:
         """The backbone's list of decoder layers (`h`, `layers`, `decoder.layers`, ...): the `ModuleList` of the
-        base model with one entry per hidden layer; None when there is no single such list."""
-        found = [
-            m for m in self.backbone.base_model.modules() if isinstance(m, nn.ModuleList) and len(m) == self._n_layers
-        ]
-        return found[0] if len(found) == 1 else None
+        base model with one entry per hidden layer; None when there is no single such list. Found once (kept
+        outside the module tree, in a plain dict entry, so it is not registered a second time)."""
+        if "_decoder_layers_found" not in self.__dict__:
+            found = [
+                m
+                for m in self.backbone.base_model.modules()
+                if isinstance(m, nn.ModuleList) and len(m) == self._n_layers
+            ]
+            self.__dict__["_decoder_layers_found"] = found[0] if len(found) == 1 else None
+        return self.__dict__["_decoder_layers_found"]
 
     def _hidden_at(
         self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None, index: int

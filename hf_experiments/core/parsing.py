@@ -208,11 +208,6 @@ def _check_metadata(obj: Any) -> None:
             raise ConfigError(fld.name, value, "an existing path (not found)")
 
 
-def _load_config_file(path: str) -> dict[str, Any]:
-    """A JSON or YAML config file as one flat mapping (`core.config_files`)."""
-    return load_config_file(path)
-
-
 def _translate_cli(argv: list[str]) -> list[str]:
     """Seed names on the command line -> ours, and seed values (`--grad_clip none`) -> ours. A key given twice
     (e.g. `--lr` and `--learning_rate`: argparse would keep the last one silently) is an error. A seed evaluation
@@ -259,7 +254,7 @@ def restored_config(checkpoint: str) -> dict[str, Any]:
     ckpt = Path(checkpoint)
     for path in (ckpt / "run_config.json", ckpt.parent / "run_config.json"):
         if path.is_file():
-            cfg = _load_config_file(str(path))
+            cfg = load_config_file(str(path))
             return {k: v for k, v in cfg.items() if k not in _NOT_RESTORED}
     raise ConfigError(
         "restore_from",
@@ -304,7 +299,7 @@ def parse_config_strict(argv: list[str] | None = None, select_gpu: bool = False)
     file_cfg: dict[str, Any] = {}
     if known.config:
         try:
-            file_cfg, _ = translate_seed_names(_load_config_file(known.config))
+            file_cfg, _ = translate_seed_names(load_config_file(known.config))
         except ValueError as e:
             raise ConfigError("config", known.config, str(e)) from None
     elif restore_from:  # the seed's `-restore`: the checkpoint's own config, command-line keys overriding

@@ -91,11 +91,11 @@ def _decode(text: str) -> Any:
 
 def load_sweep_config(config_path: str | None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config file with seed names translated and overrides applied (overrides win)."""
-    from hf_experiments.core.parsing import _load_config_file
+    from hf_experiments.core.config_files import load_config_file
 
     config: dict[str, Any] = {}
     if config_path:
-        config, _ = translate_seed_names(_load_config_file(config_path))
+        config, _ = translate_seed_names(load_config_file(config_path))
     if overrides:
         over, _ = translate_seed_names(dict(overrides))
         config.update(over)
