@@ -12,8 +12,10 @@ For each k and each of `--matrices_per_k` matrix seeds, M = identity + k off-dia
 
 Each job is a resumable run folder: rerunning the command skips jobs with a `metrics.json` and resumes
 interrupted ones from their last checkpoint. The results go to `<out>/sweep.csv` (one row per run: matrix,
-n, k, k', direction, final mean token loss, relative gap of its matrix), `<out>/sweep.json` and
-`<out>/sweep.png` (loss vs k and vs k').
+n, k, k', training seed, direction, final mean token loss, relative gap of its matrix and seed),
+`<out>/sweep.json` and `<out>/sweep.png` (loss vs k and vs k'). With `--seeds s1 s2 ...` every matrix and
+direction is trained once per seed (`<matrix>_<direction>_seed<s>`) and `<out>/sweep_summary.csv` / `.json` and
+`<out>/sweep_gap.png` give, per matrix, the relative gap paired by seed with its 95% interval, against k' - k.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from hf_experiments.arrows.analysis import densest_inverse, plot_sweep, read_json, relative_gap
+from hf_experiments.arrows.analysis import (
+    densest_inverse,
+    plot_sweep,
+    plot_sweep_gap,
+    read_json,
+    relative_gap,
+    sweep_summary,
+)
 from hf_experiments.arrows.linear_language import extra_ones, gf2_inverse, make_sparse_invertible, matrix_name
 from hf_experiments.core.plots import write_csv
 from hf_experiments.core.run_folder import write_json_atomic
@@ -44,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ks", type=int, nargs="+", required=True, help="extra ones of M to sweep over")
     parser.add_argument("--matrices_per_k", type=int, default=1, help="matrices (seeds) per k")
     parser.add_argument("--seed", type=int, default=0, help="first matrix seed")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="training seeds per matrix and direction (runs <matrix>_<direction>_seed<s>); the summary gives the "
+        "gap's mean and 95%% interval over them",
+    )
     parser.add_argument(
         "--densest_of",
         type=int,
@@ -102,44 +119,64 @@ def run_job(argv: list[str], use_subprocess: bool) -> int:
         return 1
 
 
-def collect(records: list[dict], out: Path) -> list[dict[str, Any]]:
-    """One row per finished run; the gap column needs both directions of the matrix."""
+def run_name(matrix: str, direction: str, seed: int | None) -> str:
+    return f"{matrix}_{direction}" if seed is None else f"{matrix}_{direction}_seed{seed}"
+
+
+def collect(records: list[dict], out: Path, seeds: list[int | None] | None = None) -> list[dict[str, Any]]:
+    """One row per finished run; the gap column needs both directions of the matrix (and seed)."""
     rows = []
     for rec in records:
-        finals = {}
-        for d in DIRECTIONS:
-            metrics = out / f"{rec['matrix']}_{d}" / "metrics.json"
-            if metrics.is_file():
-                finals[d] = read_json(metrics)
-        gap = (
-            relative_gap(finals["forward"]["mean_token_loss"], finals["backward"]["mean_token_loss"])
-            if len(finals) == 2
-            else float("nan")
-        )
-        for d, m in finals.items():
-            rows.append(
-                {
-                    "matrix": rec["matrix"],
-                    "n": rec["n"],
-                    "k": rec["k"],
-                    "k_inv": rec["k_inv"],
-                    "seed": rec["seed"],
-                    "direction": d,
-                    "mean_token_loss": m["mean_token_loss"],
-                    "eval_loss": m.get("eval_loss"),
-                    "relative_gap": gap,
-                    "run_dir": str(out / f"{rec['matrix']}_{d}"),
-                }
-            )
+        for seed in seeds or [None]:
+            rows += _collect_seed(rec, out, seed)
     return rows
 
 
-def write_table(rows: list[dict[str, Any]], out: Path) -> None:
+def _collect_seed(rec: dict, out: Path, seed: int | None) -> list[dict[str, Any]]:
+    rows = []
+    finals: dict[str, Any] = {}
+    for d in DIRECTIONS:
+        metrics = out / run_name(rec["matrix"], d, seed) / "metrics.json"
+        if metrics.is_file():
+            finals[d] = read_json(metrics)
+    gap = (
+        relative_gap(finals["forward"]["mean_token_loss"], finals["backward"]["mean_token_loss"])
+        if len(finals) == 2
+        else float("nan")
+    )
+    for d, m in finals.items():
+        rows.append(
+            {
+                "matrix": rec["matrix"],
+                "n": rec["n"],
+                "k": rec["k"],
+                "k_inv": rec["k_inv"],
+                "seed": rec["seed"],
+                "train_seed": seed,
+                "direction": d,
+                "mean_token_loss": m["mean_token_loss"],
+                "eval_loss": m.get("eval_loss"),
+                "relative_gap": gap,
+                "run_dir": str(out / run_name(rec["matrix"], d, seed)),
+            }
+        )
+    return rows
+
+
+def write_table(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """`sweep.csv` / `.json` / `.png` (one row per run) and, over training seeds, `sweep_summary.csv` / `.json` /
+    `sweep_gap.png` (one row per matrix: mean loss per direction and the paired gap with 95% intervals)."""
     if not rows:
-        return
+        return []
     write_csv(out / "sweep.csv", rows)
     write_json_atomic(out / "sweep.json", rows)
     plot_sweep(rows, out / "sweep.png")
+    summary = sweep_summary(rows)
+    if summary:
+        write_csv(out / "sweep_summary.csv", summary)
+        write_json_atomic(out / "sweep_summary.json", summary)
+        plot_sweep_gap(summary, out / "sweep_gap.png")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    jobs = [(rec, d) for rec in records for d in DIRECTIONS]
+    seeds: list[int | None] = list(args.seeds) if args.seeds else [None]
+    jobs = [(rec, seed, d) for rec in records for seed in seeds for d in DIRECTIONS]
     failed = []
-    for i, (rec, d) in enumerate(jobs, 1):
-        exp_name = f"{rec['matrix']}_{d}"
+    for i, (rec, seed, d) in enumerate(jobs, 1):
+        exp_name = run_name(rec["matrix"], d, seed)
         label = f"[{i}/{len(jobs)}] {exp_name} (k={rec['k']}, k'={rec['k_inv']})"
         if (out / exp_name / "metrics.json").is_file():
             print(f"{label}: finished, skipped", flush=True)
@@ -179,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             "--exp_name",
             exp_name,
             *passthrough,
+            *([] if seed is None else ["--seed", str(seed)]),
         ]
         if args.dry_run:
             print(f"{label}: python trainers/run.py {' '.join(job_argv)}")
@@ -189,10 +228,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: exit {code} after {time.time() - start:.0f}s", flush=True)
         if code != 0:
             failed.append(exp_name)
-    rows = collect(records, out)
-    write_table(rows, out)
+    rows = collect(records, out, seeds)
+    summary = write_table(rows, out)
     for r in rows:
-        print(f"{r['matrix']:>20} {r['direction']:>8}  loss {r['mean_token_loss']:.4f}  gap {r['relative_gap']:+.2%}")
+        tail = "" if r["train_seed"] is None else f" seed {r['train_seed']}"
+        print(
+            f"{r['matrix']:>20} {r['direction']:>8}{tail}  loss {r['mean_token_loss']:.4f}  "
+            f"gap {r['relative_gap']:+.2%}"
+        )
+    for r in summary:
+        print(
+            f"{r['matrix']:>20}  k'-k {r['k_inv'] - r['k']:>3}  gap {r['relative_gap_mean']:+.2%} "
+            f"(95% CI {r['relative_gap_lo']:+.2%} to {r['relative_gap_hi']:+.2%}, n={r['n_seeds']})"
+        )
     if rows:
         print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}")
     if failed:

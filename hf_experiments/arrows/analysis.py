@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hf_experiments.core.plots import figure
+from hf_experiments.core.stats import mean_ci
 
 MAX_RULE_BITS = 16  # min_rule_weights enumerates 2^n combinations
 
@@ -119,6 +120,105 @@ def mean_std_curves(curves: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, li
         "std": stack.std(0).tolist(),
         "n_repeats": len(curves),
     }
+
+
+def eval_loss_at(run_dir: str | Path, step: int) -> float:
+    """`eval_loss` of the evaluation at `step` (the run folder's `trainer_state.json`, else its newest
+    checkpoint's): with a constant learning rate after warm-up, the state at `step` of a longer run is the
+    state a run of budget `step` ends in, so one run gives several budgets."""
+    run_dir = Path(run_dir)
+    checkpoints = run_dir.glob("checkpoint-*/trainer_state.json")
+    states = [run_dir / "trainer_state.json", *sorted(checkpoints, key=lambda p: -int(p.parent.name.split("-")[1]))]
+    for state in (p for p in states if p.is_file()):
+        for h in read_json(state)["log_history"]:
+            if "eval_loss" in h and h.get("step") == step:
+                return float(h["eval_loss"])
+    raise ValueError(f"run_dir={str(run_dir)!r} has no evaluation at step {step}; pass a budget it evaluated at")
+
+
+def _interval(values: list[float]) -> dict[str, Any]:
+    mean, half = mean_ci(values)
+    return {"mean": mean, "ci95": [mean - half, mean + half], "values": list(values)}
+
+
+def compare_seeds(
+    forward_dirs: list[str | Path], backward_dirs: list[str | Path], budgets: list[int] | None = None
+) -> dict[str, Any]:
+    """Forward vs backward over seeds (run i of each list is one seed): per budget the losses, the gap
+    backward - forward and the relative gap, each with its mean and 95% t-interval over the paired seeds
+    (`core.stats.mean_ci`); per position the mean curve of each direction with its 95% band (final budget).
+
+    `budgets`: steps at which every run evaluated (`eval_loss_at`, which needs the whole validation split
+    evaluated, as the arrows configs do); the final evaluation is always the last budget."""
+    if len(forward_dirs) != len(backward_dirs) or len(forward_dirs) < 2:
+        raise ValueError(
+            f"{len(forward_dirs)} forward and {len(backward_dirs)} backward runs; pass the same number, at least 2"
+        )
+    finals = [compare_runs(f, b) for f, b in zip(forward_dirs, backward_dirs, strict=True)]
+    steps = [read_json(Path(f) / "trainer_state.json")["global_step"] for f in forward_dirs]
+    out_budgets = []
+    for budget in sorted(set(budgets or [])):
+        fw = [eval_loss_at(d, budget) for d in forward_dirs]
+        bw = [eval_loss_at(d, budget) for d in backward_dirs]
+        out_budgets.append(_budget(budget, fw, bw))
+    if not out_budgets or out_budgets[-1]["step"] != max(steps):
+        fw = [r["forward_mean_loss"] for r in finals]
+        bw = [r["backward_mean_loss"] for r in finals]
+        out_budgets.append(_budget(max(steps), fw, bw))
+    per_position = {}
+    for key in ("forward", "backward"):
+        stack = np.array([r[f"{key}_loss_per_position"] for r in finals])  # (seeds, L)
+        half = np.array([mean_ci(list(col))[1] for col in stack.T])
+        per_position[key] = {"mean": stack.mean(0).tolist(), "ci95_half": half.tolist()}
+    return {
+        "n_seeds": len(finals),
+        "forward_runs": [str(d) for d in forward_dirs],
+        "backward_runs": [str(d) for d in backward_dirs],
+        "budgets": out_budgets,
+        "per_position": per_position,
+    }
+
+
+def _budget(step: int, fw: list[float], bw: list[float]) -> dict[str, Any]:
+    return {
+        "step": int(step),
+        "forward": _interval(fw),
+        "backward": _interval(bw),
+        "gap": _interval([b - f for f, b in zip(fw, bw, strict=True)]),
+        "relative_gap": _interval([relative_gap(f, b) for f, b in zip(fw, bw, strict=True)]),
+    }
+
+
+def sweep_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per matrix of a sparsity sweep with at least 2 training seeds finished in both directions: mean
+    loss per direction, and the relative gap (backward - forward) / forward paired by seed, with its 95%
+    t-interval; ordered by k' - k."""
+    by_matrix: dict[str, dict[Any, dict[str, float]]] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("train_seed") is None:
+            continue
+        by_matrix.setdefault(r["matrix"], {}).setdefault(r["train_seed"], {})[r["direction"]] = r["mean_token_loss"]
+        meta[r["matrix"]] = {k: r[k] for k in ("matrix", "n", "k", "k_inv")}
+    out = []
+    for matrix, seeds in by_matrix.items():
+        pairs = [(v["forward"], v["backward"]) for v in seeds.values() if len(v) == 2]
+        if len(pairs) < 2:
+            continue
+        rel = _interval([relative_gap(f, b) for f, b in pairs])
+        fw, bw = (_interval([p[i] for p in pairs]) for i in (0, 1))
+        out.append(
+            {
+                **meta[matrix],
+                "n_seeds": len(pairs),
+                "forward_mean": fw["mean"],
+                "backward_mean": bw["mean"],
+                "relative_gap_mean": rel["mean"],
+                "relative_gap_lo": rel["ci95"][0],
+                "relative_gap_hi": rel["ci95"][1],
+            }
+        )
+    return sorted(out, key=lambda r: (r["k_inv"] - r["k"], r["matrix"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,4 +337,57 @@ def plot_mean_std(curves: dict[str, dict[str, list[float]]], path: str | Path, y
         ax.set_title(title)
         ax.legend()
         ax.grid(alpha=0.3)
+    return Path(path)
+
+
+def plot_compare_seeds(result: dict[str, Any], path: str | Path, title: str | None = None) -> Path:
+    """Left: per-position mean curves with 95% bands; right: relative gap per budget (mean, 95% interval,
+    every seed a point)."""
+    colours = {"forward": "tab:blue", "backward": "tab:red"}
+    with figure(path, 1, 2, figsize=(11, 3.8), dpi=100) as (_, (ax, gap_ax)):
+        for key, c in result["per_position"].items():
+            mean, half = np.asarray(c["mean"]), np.nan_to_num(np.asarray(c["ci95_half"]))
+            x = np.arange(1, len(mean) + 1)
+            ax.plot(x, mean, marker=".", color=colours[key], label=f"{key} (n={result['n_seeds']})")
+            ax.fill_between(x, np.maximum(mean - half, 0.0), mean + half, color=colours[key], alpha=0.25)  # loss >= 0
+        ax.set_xlabel("position as read (1 = first character)")
+        ax.set_ylabel("cross-entropy (nats), final budget")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        for i, b in enumerate(result["budgets"]):
+            rel = b["relative_gap"]
+            lo, hi = (100 * v for v in rel["ci95"])
+            gap_ax.errorbar(
+                [i],
+                [100 * rel["mean"]],
+                yerr=[[100 * rel["mean"] - lo], [hi - 100 * rel["mean"]]],
+                fmt="o",
+                color="k",
+                capsize=4,
+            )
+            gap_ax.scatter([i] * len(rel["values"]), [100 * v for v in rel["values"]], color="tab:gray", s=12)
+        gap_ax.axhline(0, color="tab:gray", lw=0.8)
+        gap_ax.set_xticks(range(len(result["budgets"])), [f"{b['step']} steps" for b in result["budgets"]])
+        gap_ax.set_ylabel("(backward - forward) / forward (%)")
+        gap_ax.set_title(title or "relative gap: mean, 95% interval, seeds")
+        gap_ax.grid(alpha=0.3)
+    return Path(path)
+
+
+def plot_sweep_gap(summary: list[dict[str, Any]], path: str | Path) -> Path:
+    """Relative gap (mean and 95% interval over seeds) against k' - k, one colour per k."""
+    with figure(path, figsize=(6.5, 3.8), dpi=100) as (_, ax):
+        for i, k in enumerate(sorted({r["k"] for r in summary})):
+            pts = [r for r in summary if r["k"] == k]
+            x = np.array([r["k_inv"] - r["k"] for r in pts], dtype=float)
+            mean = np.array([100 * r["relative_gap_mean"] for r in pts])
+            lo = np.array([100 * r["relative_gap_lo"] for r in pts])
+            hi = np.array([100 * r["relative_gap_hi"] for r in pts])
+            ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="o", capsize=4, color=f"C{i}", label=f"k={k}")
+        ax.axhline(0, color="tab:gray", lw=0.8)
+        ax.set_xlabel("k' - k (how much denser M^-1 is than M)")
+        ax.set_ylabel("(backward - forward) / forward (%)")
+        ax.set_title(f"gap per matrix: mean, 95% interval (n={min(r['n_seeds'] for r in summary)}+ seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend()
     return Path(path)

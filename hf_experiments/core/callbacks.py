@@ -1,9 +1,12 @@
 """Callbacks every `ExperimentTrainer` has: preemption (SIGTERM/SIGUSR1 -> a checkpoint at the next step
-boundary on all ranks, then a clean stop) and the current config's logging/eval/save intervals on resume.
+boundary on all ranks, then a clean stop), the current config's logging/eval/save intervals on resume, and the
+`stop_when` target.
 """
 
 from __future__ import annotations
 
+import operator
+import re
 import signal
 from typing import Any
 
@@ -59,3 +62,57 @@ class CurrentIntervalsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         state.compute_steps(args, state.max_steps)
+
+
+_STOP_WHEN_RE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+def parse_stop_when(text: str) -> tuple[str, str, float]:
+    """`"eval_valid_accuracy>=0.95"` -> (metric, comparison, value); ValueError for anything else."""
+    m = _STOP_WHEN_RE.match(str(text))
+    if not m:
+        raise ValueError("'<metric><op><number>' with op one of >= <= > <, e.g. 'eval_valid_accuracy>=0.95'")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+class StopWhenCallback(TrainerCallback):
+    """`stop_when`: stop training at the first evaluation whose metric meets the target (then the final
+    evaluation and model follow as after `max_steps`); the step is logged, and the run folder's
+    `trainer_state.json` has it as `global_step`. Written here: transformers' `EarlyStoppingCallback` stops on
+    a lack of improvement, not at a target.
+
+    A metric name no evaluation reports is an error at the first step after an evaluation (one line naming
+    `stop_when` and the metrics that exist), not a run that silently trains to `max_steps`."""
+
+    def __init__(self, stop_when: str) -> None:
+        self.text = stop_when
+        self.metric, self.op, self.value = parse_stop_when(stop_when)
+        self._seen: set[str] = set()
+        self._found = False
+        self._training = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._training = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._training = False  # the final evaluation after train() decides nothing
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        self._seen.update(metrics)
+        if self.metric not in metrics or not self._training:
+            return control
+        self._found = True
+        if _COMPARE[self.op](float(metrics[self.metric]), self.value) and not control.should_training_stop:
+            logger.warning(
+                f"stop_when {self.text}: {self.metric}={metrics[self.metric]:.6g} at step {state.global_step}"
+            )
+            control.should_training_stop = True
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._seen and not self._found:
+            found = ", ".join(sorted(k for k in self._seen if not k.endswith(("_runtime", "_per_second"))))
+            raise ValueError(f"stop_when={self.text!r}: no evaluation reports {self.metric!r}; metrics: {found}")
+        return control

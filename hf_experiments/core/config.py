@@ -182,6 +182,13 @@ class ExperimentTrainingArguments(TrainingArguments):
         },
     )
     lr_sched_gamma: float = bounded(0.1, "Factor of the step schedule.", lo=0.0)
+    stop_when: str | None = field(
+        default=None,
+        metadata={
+            "help": "Stop training at the first evaluation where this holds, e.g. 'eval_valid_accuracy>=0.95' "
+            "(ops >= <= > <); the final evaluation and model follow as after max_steps, the cap."
+        },
+    )
     torch_threads: str = field(
         default="auto",
         metadata={
@@ -221,6 +228,15 @@ class ExperimentTrainingArguments(TrainingArguments):
         threads = self.torch_threads
         if threads != "auto" and not (str(threads).isdigit() and int(threads) >= 1):
             raise ConfigError("torch_threads", threads, "'auto' or a number of threads >= 1")
+        if self.stop_when is not None:
+            from .callbacks import parse_stop_when
+
+            try:
+                parse_stop_when(self.stop_when)
+            except ValueError as e:
+                raise ConfigError("stop_when", self.stop_when, str(e)) from None
+            if str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no":
+                raise ConfigError("stop_when", self.stop_when, "needs evaluations: set eval_strategy steps or epoch")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -4,8 +4,8 @@ Identical to `transformers.Trainer` except: a checkpoint counts as complete (and
 every rank has written its part; SIGTERM / SIGUSR1 lead to a checkpoint at the next optimizer-step boundary and a
 clean stop; `max_eval_batches` bounds evaluation; the seed framework's `per_device_batch_size`,
 `length_bucketed_sampling` and step schedule work for every experiment; on resume the current config's
-logging/eval/save intervals apply; each checkpoint carries a copy of the run's `run_config.json`; and saved
-configs keep the model's `use_cache` (not the Trainer's training-time False).
+logging/eval/save intervals apply; `stop_when` ends training at a metric target; each checkpoint carries a copy
+of the run's `run_config.json`; and saved configs keep the model's `use_cache` (not the Trainer's training-time False).
 
 Design: `docs/framework.md`, section "`ExperimentTrainer`".
 """
@@ -20,7 +20,7 @@ import torch
 from transformers import Trainer
 from transformers.utils import logging
 
-from .callbacks import CurrentIntervalsCallback, PreemptionCallback
+from .callbacks import CurrentIntervalsCallback, PreemptionCallback, StopWhenCallback
 from .microbatch import MicrobatchingMixin
 from .run_folder import default_file_mode
 from .schedules import step_schedule
@@ -48,6 +48,8 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
         self.add_callback(CurrentIntervalsCallback())
         self.add_callback(LoggingWindowCallback(self))
         self.add_callback(ThreadChoiceCallback(getattr(self.args, "torch_threads", "auto"), self.args.output_dir))
+        if getattr(self.args, "stop_when", None):
+            self.add_callback(StopWhenCallback(self.args.stop_when))
         if self._uses_update_batches() and isinstance(self.train_dataset, torch.utils.data.IterableDataset):
             # A stream of whole batches (e.g. the mlp experiment) has no rows to split or bucket; the planned
             # gradient accumulation would silently sum several whole batches.

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import DatasetDict, load_dataset
+from filelock import FileLock
 from transformers import EvalPrediction
 
 from hf_experiments.core.config import ConfigError, RunConfig
@@ -92,7 +93,10 @@ def load_repeat_data(cfg: RunConfig, splits: tuple[str, ...] | None = None) -> D
     spec = d.spec()
     path = Path(d.dataset_path) if d.dataset_path else Path(cfg.run.save_root) / "data" / spec.name()
     if not d.dataset_path:
-        with args.main_process_first(desc="generate data"):
+        # The lock: runs started together on one save_root (a grid's parallel chains, stage one and two) share
+        # the folder; the second waits and then finds it written.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with args.main_process_first(desc="generate data"), FileLock(f"{path}.lock"):
             if args.process_index == 0 and not path.exists():
                 generate_repeat_dataset(path, spec, args=cfg.training)
     data = load_dataset(str(path))

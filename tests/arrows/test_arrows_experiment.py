@@ -390,3 +390,30 @@ def test_shipped_linear_configs_backward_is_harder(tmp_path):
         assert proc.returncode == 0, out[-3000:]
     loss = {d: json.loads((tmp_path / f"linear_{d}" / "metrics.json").read_text())["mean_token_loss"] for d in procs}
     assert loss["backward"] > loss["forward"] * 1.05, loss
+
+
+def test_sweep_over_training_seeds_summarises_the_paired_gap_with_an_interval(tmp_path):
+    from hf_experiments.arrows.analysis import sweep_summary
+    from hf_experiments.core.stats import mean_ci
+
+    script = _script("arrows_sparsity_sweep")
+    base = write_config(
+        tmp_path / "base.json", experiment="arrows", task="linear", matrix_n=N, num_vectors=200, n_val=32,
+        max_steps=2, save_steps=2, **TINY,
+    )  # fmt: skip
+    argv = ["--config", str(base), "--ks", "2", "--seeds", "3", "4", "--out", str(tmp_path / "sw")]
+    assert script.main(argv) == 0
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert sorted((r["train_seed"], r["direction"]) for r in rows) == [
+        (3, "backward"), (3, "forward"), (4, "backward"), (4, "forward"),
+    ]  # fmt: skip
+    for seed in (3, 4):
+        run_cfg = json.loads(next((tmp_path / "sw").glob(f"*_forward_seed{seed}/run_config.json")).read_text())
+        assert run_cfg["seed"] == seed
+    (summary,) = json.loads((tmp_path / "sw" / "sweep_summary.json").read_text())
+    gaps = sorted({r["train_seed"]: r["relative_gap"] for r in rows}.values())
+    mean, half = mean_ci(gaps)
+    assert summary["n_seeds"] == 2 and summary["relative_gap_mean"] == pytest.approx(mean)
+    assert [summary["relative_gap_lo"], summary["relative_gap_hi"]] == pytest.approx([mean - half, mean + half])
+    assert (tmp_path / "sw" / "sweep_gap.png").stat().st_size > 0
+    assert sweep_summary([{**r, "train_seed": None} for r in rows]) == []  # one unseeded run per matrix: no interval

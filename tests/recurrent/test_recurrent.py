@@ -14,6 +14,7 @@ from hf_experiments.core.config import ConfigError
 from hf_experiments.core.parsing import parse_config_strict
 from hf_experiments.core.schedules import step_schedule
 from hf_experiments.recurrent.configuration_recurrent import RecurrentConfig
+from hf_experiments.recurrent.grid_table import collect, render
 from hf_experiments.recurrent.modeling_recurrent import RecurrentSeq2Seq, exact_match, token_loss
 from tests.helpers import run, write_config
 
@@ -225,15 +226,77 @@ def test_grid_runs_each_model_before_its_interventions_and_skips_finished_runs(t
     assert out[0].startswith("done") and all(line.startswith("run") for line in out[1:])
 
 
-def test_table_gives_mean_and_std_over_seeds(tmp_path):
+def test_table_gives_mean_std_range_and_steps_over_seeds_and_writes_csv_and_plot(tmp_path):
     table = _load_script("gru_table")
     for seed, (iid, lin, onion) in enumerate([(0.9, 0.1, 0.7), (0.7, 0.3, 0.9)], start=1):
         for suffix, acc in (("", iid), ("_linear", lin), ("_onion", onion)):
             run_dir = tmp_path / f"gru_s48_seed{seed}{suffix}"
             run_dir.mkdir()
             (run_dir / "metrics.json").write_text(json.dumps({"eval_valid_accuracy": acc}))
+            (run_dir / "trainer_state.json").write_text(json.dumps({"global_step": 1000 * seed}))
     (tmp_path / "gru_s64_seed1").mkdir()  # unfinished: left out
-    data, unfinished = table.collect(tmp_path)
+    runs, unfinished = collect(tmp_path)
     assert unfinished == ["gru_s64_seed1"]
-    text = table.render(data)
-    assert "| 48 | 80.0 ± 14.1 (n=2) | 20.0 ± 14.1 (n=2) | 80.0 ± 14.1 (n=2) |" in text
+    text = render(runs)
+    high, low = "80.0 ± 14.1 [70.0–90.0] (n=2)", "20.0 ± 14.1 [10.0–30.0] (n=2)"
+    cells = [high, "1000–2000", low, high]
+    row = "| 48 | " + " | ".join(cells) + " |"
+    assert row in text
+    assert table.main(["--save_root", str(tmp_path), "--copy_to", str(tmp_path / "img")]) == 0
+    csv_rows = (tmp_path / "gru_grid_results.csv").read_text().splitlines()
+    assert csv_rows[0] == "run,state_size,seed,column,accuracy,steps" and len(csv_rows) == 7
+    assert csv_rows[1] == "gru_s48_seed1,48,1,iid,90.0,1000"
+    for name in ("gru_grid_table.md", "gru_grid_results.csv", "gru_grid_table.png"):
+        assert (tmp_path / "img" / name).read_bytes() == (tmp_path / name).read_bytes()
+    assert table.main(["--save_root", str(tmp_path / "missing")]) == 2
+
+
+def test_cpu_preset_with_jobs_trains_to_the_target_one_thread_per_chain(tmp_path, capsys):
+    grid = _load_script("gru_grid")
+    assert grid.main(["--save_root", str(tmp_path), "--preset", "cpu", "--jobs", "2", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 18  # 3 sizes x 2 seeds x (GRU + 2 interventions)
+    for size, seed in ((48, 1), (128, 2), (512, 1)):
+        mine = [line for line in lines if line.startswith(f"[gru_s{size}_seed{seed}] ")]
+        assert [line.split("--exp_name ")[1].split()[0] for line in mine] == [
+            f"gru_s{size}_seed{seed}", f"gru_s{size}_seed{seed}_linear", f"gru_s{size}_seed{seed}_onion",
+        ]  # fmt: skip
+        assert "--stop_when eval_valid_accuracy>=0.95" in mine[0] and "--max_steps 20000" in mine[0]
+        assert all("--torch_threads 1" in line for line in mine)
+        assert "--onion_linear_init 1.0" in mine[2] and "--max_steps 3000" in mine[2]
+    with pytest.raises(SystemExit):
+        grid.main(["--save_root", str(tmp_path), "--jobs", "0"])
+
+
+def test_two_runs_started_together_share_one_generated_dataset(tmp_path):
+    """A grid's parallel chains start runs on one save_root at once: one writes the repeat data, the other waits
+    for the lock and reads it (before the lock the second rename could fail on the finished folder)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import RUN, env
+
+    big = {"n_symbols": 30, "min_len": 6, "max_len": 6, "n_train": 200_000}  # seconds to generate
+    cfg = _tiny_config(tmp_path, **big, max_steps=2, eval_steps=2, save_steps=2, report_to="none")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, RUN, "--config", str(cfg), "--exp_name", f"rep{i}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env(),
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    data = [p for p in (tmp_path / "data").iterdir() if p.is_dir()]
+    assert len(data) == 1 and (data[0] / "README.md").is_file()
+
+
+def test_onion_init0_is_its_own_column_with_lambda_starting_at_0(tmp_path):
+    grid = _load_script("gru_grid")
+    todo = grid.commands(str(tmp_path), [48], [1], ["onion", "onion_init0"], {}, {}, grid.CPU_STAGE1, grid.CPU_STAGE2)
+    (_, onion), (run_dir, variant) = todo[1], todo[2]
+    assert run_dir.name == "gru_s48_seed1_onion_init0"
+    args = dict(zip(variant[::2], variant[1::2]))
+    assert args["--intervention"] == "onion" and args["--onion_linear_init"] == "0.0"
+    assert dict(zip(onion[::2], onion[1::2]))["--onion_linear_init"] == "1.0"
