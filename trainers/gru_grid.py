@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -163,7 +164,7 @@ def _run_chain(chain: list[tuple[Path, list[str]]], dry_run: bool, tag: str) -> 
         if (run_dir / "metrics.json").is_file():
             _say(f"{tag}done     {run_dir}")
             continue
-        _say(f"{tag}run      {' '.join([sys.executable, 'trainers/run.py', *cmd])}")
+        _say(f"{tag}run      {shlex.join([sys.executable, 'trainers/run.py', *cmd])}")  # '>=' quoted
         if dry_run:
             continue
         rc = subprocess.run([sys.executable, str(ROOT / "trainers" / "run.py"), *cmd], cwd=ROOT, env=env).returncode

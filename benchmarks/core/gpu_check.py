@@ -161,11 +161,14 @@ def ddp(device: torch.device, dry: bool, work: Path) -> dict[str, Any]:
     cmd = [
         launcher, "launch", "--multi_gpu", "--num_processes", "2", str(ROOT / "trainers" / "run.py"),
         "--config", str(ROOT / "configs" / "linear_forward.json"), "--save_root", str(work), "--max_steps", "200",
-        "--eval_strategy", "no", "--report_to", "none",
+        "--eval_strategy", "no", "--report_to", "none", "--fresh_start", "true",
     ]  # fmt: skip
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)
-    return {"rc": res.returncode, "wall_s": round(time.perf_counter() - t0, 1), "tail": res.stderr[-400:]}
+    out = {"rc": res.returncode, "wall_s": round(time.perf_counter() - t0, 1), "tail": res.stderr[-400:]}
+    if res.returncode != 0:
+        out["error"] = f"two-rank run exited {res.returncode}"
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

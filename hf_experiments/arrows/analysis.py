@@ -155,16 +155,15 @@ def compare_seeds(
             f"{len(forward_dirs)} forward and {len(backward_dirs)} backward runs; pass the same number, at least 2"
         )
     finals = [compare_runs(f, b) for f, b in zip(forward_dirs, backward_dirs, strict=True)]
-    steps = [read_json(Path(f) / "trainer_state.json")["global_step"] for f in forward_dirs]
+    final_step = _check_pairs(forward_dirs, backward_dirs, finals)
     out_budgets = []
-    for budget in sorted(set(budgets or [])):
-        fw = [eval_loss_at(d, budget) for d in forward_dirs]
+    for budget in sorted(b for b in set(budgets or []) if b != final_step):  # the final one comes from the
+        fw = [eval_loss_at(d, budget) for d in forward_dirs]  # final evaluation (loss_per_position.json)
         bw = [eval_loss_at(d, budget) for d in backward_dirs]
         out_budgets.append(_budget(budget, fw, bw))
-    if not out_budgets or out_budgets[-1]["step"] != max(steps):
-        fw = [r["forward_mean_loss"] for r in finals]
-        bw = [r["backward_mean_loss"] for r in finals]
-        out_budgets.append(_budget(max(steps), fw, bw))
+    fw = [r["forward_mean_loss"] for r in finals]
+    bw = [r["backward_mean_loss"] for r in finals]
+    out_budgets.append(_budget(final_step, fw, bw))
     per_position = {}
     for key in ("forward", "backward"):
         stack = np.array([r[f"{key}_loss_per_position"] for r in finals])  # (seeds, L)
@@ -177,6 +176,27 @@ def compare_seeds(
         "budgets": out_budgets,
         "per_position": per_position,
     }
+
+
+def _check_pairs(forward_dirs: list, backward_dirs: list, finals: list[dict[str, Any]]) -> int:
+    """Every run ended at the same step; pair i has one seed; the lists hold forward and non-forward runs.
+    Returns that step."""
+    steps = set()
+    for i, (f, b) in enumerate(zip(forward_dirs, backward_dirs, strict=True)):
+        seeds = []
+        for d in (f, b):
+            try:
+                steps.add(int(read_json(Path(d) / "trainer_state.json")["global_step"]))
+                seeds.append(read_json(Path(d) / "run_config.json").get("seed"))
+            except (OSError, ValueError, KeyError) as e:
+                raise ValueError(f"run_dir={str(d)!r} is not a finished run ({e})") from None
+        if seeds[0] != seeds[1]:
+            raise ValueError(f"pair {i}: {f} has seed {seeds[0]}, {b} seed {seeds[1]}; list the runs in seed order")
+        if finals[i]["forward_direction"] != "forward" or finals[i]["backward_direction"] == "forward":
+            raise ValueError(f"pair {i}: {f} is not a forward run or {b} is one; pass --forward / --backward runs")
+    if len(steps) != 1:
+        raise ValueError(f"the runs ended at different steps {sorted(steps)}; compare runs of one budget")
+    return steps.pop()
 
 
 def _budget(step: int, fw: list[float], bw: list[float]) -> dict[str, Any]:

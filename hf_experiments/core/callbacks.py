@@ -96,23 +96,33 @@ class StopWhenCallback(TrainerCallback):
         self._training = True
 
     def on_train_end(self, args, state, control, **kwargs):
+        self._check_found()  # also when the only evaluation was at the last step
         self._training = False  # the final evaluation after train() decides nothing
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}
         self._seen.update(metrics)
-        if self.metric not in metrics or not self._training:
+        if self.metric not in metrics:
             return control
         self._found = True
+        if not self._training:
+            return control
         if _COMPARE[self.op](float(metrics[self.metric]), self.value) and not control.should_training_stop:
             logger.warning(
                 f"stop_when {self.text}: {self.metric}={metrics[self.metric]:.6g} at step {state.global_step}"
             )
             control.should_training_stop = True
+            # a checkpoint at the stop: a crash during the final evaluation resumes here, not before the target
+            control.should_save = str(getattr(args.save_strategy, "value", args.save_strategy)) != "no"
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._seen and not self._found:
-            found = ", ".join(sorted(k for k in self._seen if not k.endswith(("_runtime", "_per_second"))))
-            raise ValueError(f"stop_when={self.text!r}: no evaluation reports {self.metric!r}; metrics: {found}")
+        self._check_found()
         return control
+
+    def _check_found(self) -> None:
+        if self._seen and not self._found:
+            from .config import ConfigError  # config imports this module's parser
+
+            found = ", ".join(sorted(k for k in self._seen if not k.endswith(("_runtime", "_per_second"))))
+            raise ConfigError("stop_when", self.text, f"a metric an evaluation reports; these exist: {found}")

@@ -21,6 +21,7 @@ def _run(folder: Path, direction: str, final: float, at_100: float, positions: l
     )  # fmt: skip
     log = [{"step": 100, "eval_loss": at_100}, {"step": 200, "eval_loss": final}]
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 200, "log_history": log}))
+    (folder / "run_config.json").write_text(json.dumps({"seed": int(folder.name[1:]), "direction": direction}))
     return folder
 
 
@@ -57,6 +58,14 @@ def test_a_budget_not_evaluated_and_unpaired_lists_are_errors(tmp_path):
         eval_loss_at(fw[0], 150)
     with pytest.raises(ValueError, match="same number, at least 2"):
         compare_seeds(fw, bw[:1])
+    with pytest.raises(ValueError, match="list the runs in seed order"):
+        compare_seeds(fw, bw[::-1])
+    with pytest.raises(ValueError, match="not a forward run"):
+        compare_seeds(bw, fw)
+    state = json.loads((bw[1] / "trainer_state.json").read_text())
+    (bw[1] / "trainer_state.json").write_text(json.dumps({**state, "global_step": 150}))
+    with pytest.raises(ValueError, match="different steps"):
+        compare_seeds(fw, bw)
 
 
 def test_script_writes_json_and_plot_and_exits_2_on_bad_input(tmp_path, capsys):

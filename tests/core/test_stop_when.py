@@ -53,9 +53,21 @@ def test_training_stops_at_the_first_evaluation_meeting_the_target(tmp_path):
 
 def test_a_metric_no_evaluation_reports_fails_after_the_first_evaluation(tmp_path):
     trainer = _trainer(tmp_path, "eval_acuracy>=0.9")
-    with pytest.raises(ValueError, match=r"no evaluation reports 'eval_acuracy'; metrics: .*eval_loss"):
+    with pytest.raises(ConfigError, match=r"stop_when=.*eval_acuracy.*these exist: .*eval_loss"):
         trainer.train()
     assert trainer.state.global_step == 6  # the step after the first evaluation (step 5)
+    last = _trainer(tmp_path / "last", "eval_acuracy>=0.9", max_steps=5)  # the only evaluation at the last step
+    with pytest.raises(ConfigError, match="eval_acuracy"):
+        last.train()
+
+
+def test_an_evaluation_before_training_is_no_false_alarm_and_the_stop_step_is_saved(tmp_path):
+    trainer = _trainer(tmp_path, "eval_loss<100")
+    trainer.args.save_strategy = "steps"
+    trainer.args.save_steps = 1000
+    trainer.evaluate()
+    trainer.train()
+    assert trainer.state.global_step == 5 and (tmp_path / "checkpoint-5").is_dir()
 
 
 @pytest.mark.parametrize(

@@ -261,7 +261,7 @@ def test_cpu_preset_with_jobs_trains_to_the_target_one_thread_per_chain(tmp_path
         assert [line.split("--exp_name ")[1].split()[0] for line in mine] == [
             f"gru_s{size}_seed{seed}", f"gru_s{size}_seed{seed}_linear", f"gru_s{size}_seed{seed}_onion",
         ]  # fmt: skip
-        assert "--stop_when eval_valid_accuracy>=0.95" in mine[0] and "--max_steps 20000" in mine[0]
+        assert "--stop_when 'eval_valid_accuracy>=0.95'" in mine[0] and "--max_steps 20000" in mine[0]  # quoted
         assert all("--torch_threads 1" in line for line in mine)
         assert "--onion_linear_init 1.0" in mine[2] and "--max_steps 3000" in mine[2]
     with pytest.raises(SystemExit):
