@@ -6,7 +6,6 @@ boundary on all ranks, then a clean stop), the current config's logging/eval/sav
 from __future__ import annotations
 
 import operator
-import re
 import signal
 from typing import Any
 
@@ -14,6 +13,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
 from . import signals
+from .config import ConfigError, parse_stop_when
 
 logger = logging.get_logger(__name__)
 
@@ -64,16 +64,7 @@ class CurrentIntervalsCallback(TrainerCallback):
         state.compute_steps(args, state.max_steps)
 
 
-_STOP_WHEN_RE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 _COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-
-
-def parse_stop_when(text: str) -> tuple[str, str, float]:
-    """`"eval_valid_accuracy>=0.95"` -> (metric, comparison, value); ValueError for anything else."""
-    m = _STOP_WHEN_RE.match(str(text))
-    if not m:
-        raise ValueError("'<metric><op><number>' with op one of >= <= > <, e.g. 'eval_valid_accuracy>=0.95'")
-    return m.group(1), m.group(2), float(m.group(3))
 
 
 class StopWhenCallback(TrainerCallback):
@@ -122,7 +113,5 @@ class StopWhenCallback(TrainerCallback):
 
     def _check_found(self) -> None:
         if self._seen and not self._found:
-            from .config import ConfigError  # config imports this module's parser
-
             found = ", ".join(sorted(k for k in self._seen if not k.endswith(("_runtime", "_per_second"))))
             raise ConfigError("stop_when", self.text, f"a metric an evaluation reports; these exist: {found}")

@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -138,6 +139,17 @@ class RunArguments:
                 )
 
 
+_STOP_WHEN_RE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_stop_when(text: str) -> tuple[str, str, float]:
+    """`"eval_valid_accuracy>=0.95"` -> (metric, comparison, value); ValueError for anything else."""
+    m = _STOP_WHEN_RE.match(str(text))
+    if not m:
+        raise ValueError("'<metric><op><number>' with op one of >= <= > <, e.g. 'eval_valid_accuracy>=0.95'")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
 @dataclass
 class ExperimentTrainingArguments(TrainingArguments):
     """`TrainingArguments` with this package's defaults and extra fields.
@@ -229,8 +241,6 @@ class ExperimentTrainingArguments(TrainingArguments):
         if threads != "auto" and not (str(threads).isdigit() and int(threads) >= 1):
             raise ConfigError("torch_threads", threads, "'auto' or a number of threads >= 1")
         if self.stop_when is not None:
-            from .callbacks import parse_stop_when
-
             try:
                 parse_stop_when(self.stop_when)
             except ValueError as e:

@@ -11,8 +11,7 @@ from datasets import Dataset
 
 from hf_experiments.arrows.configuration_gpt import GPTConfig
 from hf_experiments.arrows.modeling_gpt import GPTForCausalLM
-from hf_experiments.core.callbacks import parse_stop_when
-from hf_experiments.core.config import ConfigError, ExperimentTrainingArguments
+from hf_experiments.core.config import ConfigError, ExperimentTrainingArguments, parse_stop_when
 from hf_experiments.core.trainer import ExperimentTrainer
 from tests.helpers import run, write_config
 
