@@ -77,6 +77,11 @@ def by_cell(runs: list[GridRun]) -> dict[int, dict[str, list[GridRun]]]:
     return out
 
 
+def columns(table: dict[int, dict[str, list[GridRun]]]) -> list[str]:
+    """ "iid" first, then the interventions found, sorted."""
+    return ["iid", *sorted({c for row in table.values() for c in row} - {"iid"})]
+
+
 def cell(values: list[float]) -> str:
     if not values:
         return "–"
@@ -94,23 +99,23 @@ def steps_cell(runs: list[GridRun]) -> str:
 
 def render(runs: list[GridRun]) -> str:
     table = by_cell(runs)
-    columns = ["iid", *sorted({c for row in table.values() for c in row} - {"iid"})]
-    head = "| state size | " + " | ".join([NAMES["iid"], "GRU steps"] + [NAMES.get(c, f"{c} (%)") for c in columns[1:]])
+    cols = columns(table)
+    head = "| state size | " + " | ".join([NAMES["iid"], "GRU steps"] + [NAMES.get(c, f"{c} (%)") for c in cols[1:]])
     rows = []
     for size in sorted(table):
         row = table[size]
         cells = [cell([r.accuracy for r in row.get("iid", [])]), steps_cell(row.get("iid", []))]
-        cells += [cell([r.accuracy for r in row.get(c, [])]) for c in columns[1:]]
+        cells += [cell([r.accuracy for r in row.get(c, [])]) for c in cols[1:]]
         rows.append(f"| {size} | " + " | ".join(cells) + " |")
-    return "\n".join([head + " |", "|---:|" + "---:|" * (len(columns) + 1), *rows])
+    return "\n".join([head + " |", "|---:|" + "---:|" * (len(cols) + 1), *rows])
 
 
 def plot(runs: list[GridRun], path: Path) -> Path:
     """Accuracy against state size (log scale): mean line per column, every seed a point."""
     table = by_cell(runs)
-    columns = ["iid", *sorted({c for row in table.values() for c in row} - {"iid"})]
+    cols = columns(table)
     with figure(path, figsize=(6, 3.8)) as (_, ax):
-        for column in columns:
+        for column in cols:
             sizes = [s for s in sorted(table) if table[s].get(column)]
             means = [np.mean([r.accuracy for r in table[s][column]]) for s in sizes]
             (line,) = ax.plot(sizes, means, marker="o", label=NAMES.get(column, column))
