@@ -642,9 +642,16 @@ class CompressionModel(PreTrainedModel):
         backbone), else a path or hub id. The library's generic loader would re-initialise every weight the
         checkpoint lacks, i.e. the whole frozen backbone, hence this override.
         """
+        # The Auto loader passes options meant for the saved folder (its revision, resolved to a commit hash of
+        # *this* repo since transformers 5.25, a subfolder, its private `_from_auto`); none of them may reach the
+        # backbone, a different folder or repo. Trusting this repo's code does not trust the backbone's either.
+        folder_kwargs = {k: backbone_kwargs.pop(k, None) for k in _FOLDER_ONLY_KWARGS}
+        hub_kwargs = {**backbone_kwargs, "revision": folder_kwargs["revision"]}
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():  # a Hub repo id: its files (weights, bundled backbone) from the Hub or its cache
-            path = _snapshot(str(pretrained_model_name_or_path), backbone_kwargs)
+            path = _snapshot(str(pretrained_model_name_or_path), hub_kwargs)
+        if folder_kwargs["subfolder"]:
+            path = path / folder_kwargs["subfolder"]
         if config is None:
             config = CompressionConfig.from_pretrained(path)
         if backbone is None and config.saves_backbone and config.backbone_config is not None:
@@ -717,6 +724,18 @@ def bundle_backbone(source: str | Path, model_dir: str | Path) -> Path:
     config.model_string = BUNDLED_BACKBONE
     config.save_pretrained(model_dir)
     return target
+
+
+# `from_pretrained` options that belong to the saved compression folder alone (see there).
+_FOLDER_ONLY_KWARGS = (
+    "revision",
+    "subfolder",
+    "_from_auto",
+    "_commit_hash",
+    "code_revision",
+    "adapter_kwargs",
+    "trust_remote_code",
+)
 
 
 def _snapshot(repo_id: str, kwargs: dict) -> Path:

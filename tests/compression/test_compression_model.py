@@ -420,6 +420,18 @@ def test_save_and_load_give_identical_logits(backbone_dirs, tmp_path, arch, trai
     assert any("lora_" in k for k in keys) == (train_mode == "lora")
 
 
+def test_options_for_the_saved_folder_never_reach_the_backbone(backbone_dirs, tmp_path):
+    """The Auto loader (transformers >= 5.25) passes `_from_auto` and this folder's resolved revision; handing them
+    on to the backbone's own Auto load raised "multiple values for keyword argument '_from_auto'"."""
+    model = _train_a_little(make_model(backbone_dirs["gpt2"]))
+    model.save_pretrained(tmp_path / "sub")
+    loaded = CompressionModel.from_pretrained(
+        tmp_path, subfolder="sub", _from_auto=True, revision="0" * 40, trust_remote_code=True, adapter_kwargs={}
+    )
+    with torch.no_grad():
+        assert torch.equal(loaded(windows()).logits, model(windows()).logits)
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "bloom"])
 def test_frozen_checkpoint_is_small_and_save_backbone_stores_it(backbone_dirs, tmp_path, arch):
     backbone_size = os.path.getsize(os.path.join(backbone_dirs[arch], "model.safetensors"))
