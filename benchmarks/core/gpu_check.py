@@ -12,14 +12,16 @@ Sections (each times its own steps after warm-up; CUDA is synchronised around ev
 - `generation`: the blotch write-up model (`blotch_paper.json`: d=128, 2 layers) continuing a batch of prompts
   by a fixed number of tokens with and without the KV cache (tokens/s of each; the data-cache rounds use the
   cache).
-- `packing`: padded vs padding-free blotch training needs padding-free packing, which is not built yet (issue
-  19): reported as skipped with that reason, never as a number.
+- `packing`: real (non-padding) training tokens/s of the blotch write-up model on padded vs padding-free packed
+  batches of the same blotched rows (`core/packing.py`; SDPA with the segment mask), the CPU collation time of
+  each beside it (`speedup_with_collation`: a step that waits for its batch). Goal >= 1.5x.
 - `ddp`: with 2 GPUs, two ranks of `accelerate launch` on a short arrows run; skipped with one.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -153,6 +155,66 @@ def generation(device: torch.device, dry: bool) -> dict[str, Any]:
     return out
 
 
+def packing(device: torch.device, dry: bool) -> dict[str, Any]:
+    """Training tokens/s of the blotch write-up model on padded vs padding-free packed batches of the same
+    blotched rows (`blotch_paper.json`'s problems, batch and blotch range; SDPA with the segment mask)."""
+    import numpy as np
+
+    from hf_experiments.blotch.arithmetic import ProblemParams, sample_problems, solve
+    from hf_experiments.blotch.blotching import BlotchCollator
+    from hf_experiments.blotch.configuration_blotch import BlotchConfig
+    from hf_experiments.blotch.modeling_blotch import BlotchModel
+    from hf_experiments.blotch.tokenization_arith import arith_tokenizer, encode_rows
+
+    tok = arith_tokenizer()
+    batch, n_btokens = (16, 3) if dry else (512, 6)
+    problems = sample_problems(batch * 4, ProblemParams(max_num=99, max_ents=3, p_ent=0.5), np.random.default_rng(0))
+    rows = encode_rows(tok, [p + "=" + "=".join(step for step, _ in solve(p)) for p in problems])
+    features = [{"input_ids": r.tolist()} for r in rows]
+    torch.manual_seed(0)
+    config = BlotchConfig(
+        vocab_size=len(tok) + n_btokens, d_model=32 if dry else 128, n_heads=4, n_layers=2, max_posencs=512,
+        n_btokens=n_btokens,
+    )  # fmt: skip
+    out: dict[str, Any] = {"batch": batch}
+    for pack in (False, True):
+        collate = BlotchCollator(
+            pad_id=tok.pad_token_id, eq_id=tok.convert_tokens_to_ids("="), blotch_p_min=0.0, blotch_p_max=0.5,
+            n_btokens=n_btokens, btoken_offset=len(tok), pack=pack, generator=torch.Generator().manual_seed(1),
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        cpu_batches = [collate(features[i * batch : (i + 1) * batch]) for i in range(4)]
+        collate_s = (time.perf_counter() - t0) / 4  # on the CPU, before each step (no dataloader workers)
+        batches = [{k: v.to(device) for k, v in b.items()} for b in cpu_batches]
+        model = BlotchModel(config).to(device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type == "cuda")
+        it = itertools.cycle(batches)
+
+        def step(it: Any = it, model: BlotchModel = model, opt: torch.optim.Optimizer = opt) -> None:
+            b = next(it)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = model(**b).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        sec = _timed(step, device, 3, 5 if dry else 30)
+        real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
+        computed = sum(b["input_ids"].numel() for b in batches) / len(batches)
+        name = "packed" if pack else "padded"
+        out[f"{name}_real_tokens_per_s"] = round(real / sec)
+        out[f"{name}_padding_share"] = round(1 - real / computed, 3)
+        out[f"{name}_collate_ms"] = round(1000 * collate_s, 2)
+        out[f"{name}_step_ms"] = round(1000 * sec, 2)
+    out["speedup"] = round(out["packed_real_tokens_per_s"] / out["padded_real_tokens_per_s"], 2)
+    with_collation = {
+        name: out[f"{name}_step_ms"] + out[f"{name}_collate_ms"] for name in ("padded", "packed")
+    }  # a step that waits for its batch: the main process collates
+    out["speedup_with_collation"] = round(with_collation["padded"] / with_collation["packed"], 2)
+    out["goal_speedup_1.5"] = out["speedup"] >= 1.5
+    return out
+
+
 def ddp(device: torch.device, dry: bool, work: Path) -> dict[str, Any]:
     n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_gpus < 2:
@@ -195,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = {
         "mfu": lambda: mfu(device, dry),
         "generation": lambda: generation(device, dry),
-        "packing": lambda: {"skipped": "padding-free packing of blotch rows is not built yet (issue 19)"},
+        "packing": lambda: packing(device, dry),
         "ddp": lambda: ddp(device, dry, Path(args.work)),
     }
     for name, fn in sections.items():

@@ -97,6 +97,14 @@ class BlotchDataArguments:
         "Blotch level of generated solutions for the headline metric (and bootstrapping); default: blotch_p_min.",
     )
     incl_intl_prob: bool = field(default=False, metadata={"help": "Also train on predicting the problem."})
+    pack_rows: bool = field(
+        default=True,
+        metadata={
+            "help": "Padding-free packing (ours): blotched rows laid end to end in fewer rows, attention kept within "
+            "each row; the same loss and gradient as padding (to float rounding; with dropout, in distribution), "
+            "fewer tokens computed (false: padded rows)."
+        },
+    )
     # ----- the data cache and its manipulations (docs/data_cache.md; all off by default) -----
     star_loops: int = bounded(
         0,

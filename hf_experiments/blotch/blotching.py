@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import torch
 
+from hf_experiments.core.packing import pack_batch
+
 IGNORE_INDEX = -100
 
 
@@ -135,7 +137,8 @@ class BlotchCollator:
 
     ``btoken_offset`` is the id of blotch token 0 (the tokenizer's vocabulary size); level ``i`` uses
     ``btoken_offset + i``. Randomness comes from ``generator`` or torch's global RNG (which the Trainer
-    seeds and checkpoints).
+    seeds and checkpoints). ``pack`` lays the blotched rows end to end in fewer rows (`core.packing`; the
+    model attends within each row's segment), after blotching, so blotching sees the same rows either way.
     """
 
     pad_id: int
@@ -149,6 +152,7 @@ class BlotchCollator:
     contig_blotches: bool = True
     pad_pos_skip: bool = True
     incl_intl_prob: bool = False
+    pack: bool = False
     generator: torch.Generator | None = None
 
     def __post_init__(self) -> None:
@@ -177,4 +181,5 @@ class BlotchCollator:
         _, n_eq = step_segments(ids, self.eq_id, self.pad_id)
         drop = sample_drops(n_eq, p, self.spacing, self.contig_blotches, self.generator)
         prefix = None if level is None else level + self.btoken_offset
-        return excise(ids, drop, self.eq_id, self.pad_id, self.pad_pos_skip, self.incl_intl_prob, prefix)
+        batch = excise(ids, drop, self.eq_id, self.pad_id, self.pad_pos_skip, self.incl_intl_prob, prefix)
+        return pack_batch(batch, self.pad_id) if self.pack else batch

@@ -336,6 +336,7 @@ class BlotchExperiment(Experiment):
             contig_blotches=d.contig_blotches,
             pad_pos_skip=c.pad_pos_skip,
             incl_intl_prob=d.incl_intl_prob,
+            pack=d.pack_rows and getattr(model, "supports_packed_segments", False),
         )
 
     def build_trainer(self, model: BlotchModel, data: DatasetDict) -> BlotchTrainer:

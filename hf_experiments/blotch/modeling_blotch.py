@@ -4,7 +4,8 @@ blotch tokens.
 Identical to ``GPT2LMHeadModel`` (the original's pre-LN transformer with absolute positional encodings is GPT-2)
 except: ``transformer.wpe`` is :class:`BlotchPositionalEncoding` (sinusoidal or randomised, Ruoss et al. 2023);
 ``position_ids`` are explicit (the collator's) and always come with an attention mask; the last ``n_btokens`` ids
-are blotch tokens, never generated and ignored by the loss; and the loss does the label smoothing itself.
+are blotch tokens, never generated and ignored by the loss; the loss does the label smoothing itself; and
+``packed_segments`` (padding-free packed rows) restricts attention to each packed row's own segment.
 
 Design: `docs/semantic_blotching.md`, section "Model".
 """
@@ -44,6 +45,22 @@ def explicit_positions_mask(
         reference = input_ids if input_ids is not None else inputs_embeds
         return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)  # (B, T)
     return attention_mask
+
+
+def segment_attention_mask(segments: torch.Tensor, additive_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """(B, T) segment ids of packed rows (`core/packing.py`) -> (B, 1, T, T) mask, causal within a segment:
+    boolean (True = attend; SDPA takes it whatever the query dtype, autocast included), or additive (0 / the
+    dtype's minimum) in `additive_dtype` for eager attention. A padding token (segment 0) attends to itself
+    only, so no softmax row is empty (an empty one gives NaN gradients)."""
+    t = segments.shape[1]
+    same = segments[:, :, None] == segments[:, None, :]  # (B, T, T)
+    causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
+    pad_self = (segments == 0)[:, :, None] & torch.eye(t, dtype=torch.bool, device=segments.device)
+    allowed = ((same & causal & (segments[:, :, None] > 0)) | pad_self)[:, None]
+    if additive_dtype is None:
+        return allowed
+    zero = torch.zeros((), dtype=additive_dtype, device=segments.device)
+    return torch.where(allowed, zero, torch.finfo(additive_dtype).min)
 
 
 def sinusoidal_table(n_positions: int, d_model: int) -> torch.Tensor:
@@ -102,6 +119,7 @@ class BlotchModel(GPT2LMHeadModel):
 
     config: BlotchConfig
     config_class = BlotchConfig
+    supports_packed_segments = True  # reads `packed_segments` (core/packing.py); other models would ignore it
 
     def __init__(self, config: BlotchConfig) -> None:
         # By model type, not class: loaded as custom code from a local folder, the config class comes from a copy
@@ -127,6 +145,18 @@ class BlotchModel(GPT2LMHeadModel):
         ``num_items_in_batch``."""
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         fresh = cache is None or cache.get_seq_length() == 0
+        segments = kwargs.pop("packed_segments", None)
+        if segments is not None:  # packed rows: attend within a segment only; positions come with the batch
+            if position_ids is None or cache is not None:
+                raise ValueError("BlotchModel: packed_segments needs position_ids and no cache (a training batch)")
+            implementation = self.config._attn_implementation
+            if implementation not in ("sdpa", "eager"):  # flash attention ignores a custom mask, flex wants its own
+                raise ValueError(
+                    f"BlotchModel: packed_segments with attn_implementation={implementation!r} is not supported; "
+                    "use 'sdpa' or 'eager', or pack_rows=false"
+                )
+            eager = implementation == "eager"
+            attention_mask = segment_attention_mask(segments, self.transformer.wte.weight.dtype if eager else None)
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and fresh:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
         attention_mask = explicit_positions_mask(

@@ -263,6 +263,11 @@ class MicrobatchingMixin:
             return result
         # A mean loss: weigh this micro-batch by its rows; Trainer then divides by the number of
         # micro-batches.
+        if "packed_segments" in inputs:  # packed rows (core/packing.py) are not the batch's rows
+            raise ValueError(
+                "per_device_batch_size with packed rows needs a model whose loss takes num_items_in_batch "
+                "(a summed loss); this model returns a mean, which packed rows cannot weigh"
+            )
         rows = next(v for v in inputs.values() if isinstance(v, torch.Tensor)).shape[0]
         factor = rows * micro_batches_in_this_update(self) / self.args.per_device_train_batch_size
         if return_outputs:

@@ -27,7 +27,10 @@ def test_dry_run_reports_every_section_as_json(tmp_path):
     assert run["tokens_per_s"] > 0 and 0 < run["mfu_measured_matmul"]
     gen = result["generation"]
     assert gen["tokens_per_s_cache_on"] > 0 and gen["tokens_per_s_cache_off"] > 0
-    assert "not built" in result["packing"]["skipped"] and "skipped" in result["ddp"]
+    pack = result["packing"]
+    assert pack["packed_real_tokens_per_s"] > 0 and pack["padded_real_tokens_per_s"] > 0
+    assert pack["packed_padding_share"] < pack["padded_padding_share"]
+    assert "skipped" in result["ddp"]
 
 
 def test_without_a_gpu_the_real_check_refuses_in_one_line():
