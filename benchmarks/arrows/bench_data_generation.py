@@ -1,11 +1,13 @@
 """Vectorised arrows-of-time data generation against a straightforward per-line Python generator.
 
     python benchmarks/arrows/bench_data_generation.py            # 10^6 prime lines, 10^6 linear lines
-    python benchmarks/arrows/bench_data_generation.py --full     # also 10^7 prime lines
+    python benchmarks/arrows/bench_data_generation.py --full     # also 10^8 prime lines
 
 The baselines (random.choice of primes + f-strings; a per-vector loop over bits) run on fewer lines
 and are compared per line. The prime lines are also timed in parts: sampling, formatting (against the python
-generator and against the byte-copy floor of the same lines), parquet writing. The last printed line is JSON:
+generator and against the byte-copy floor of the same lines), parquet writing; `--n_kernel` lines (10^7) go
+through the compiled kernel that `format_prime_lines` uses from 4·10^6 lines on, against the table path and the
+copy floor of the same lines. The last printed line is JSON:
 ``{"primes_speedup": x, "primes_format_over_copy_floor": f, "linear_speedup": y, ...}``.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hf_experiments.arrows import primes as primes_module
 from hf_experiments.arrows.linear_language import generate_linear_lines, make_sparse_invertible
 from hf_experiments.arrows.primes import (
     format_prime_lines,
@@ -67,7 +70,8 @@ def python_linear_lines(M: np.ndarray, n_lines: int, rate: float, seed: int, sep
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="also time 10^7 prime lines")
+    parser.add_argument("--full", action="store_true", help="also time 10^8 prime lines (about 6 GB of memory)")
+    parser.add_argument("--n_kernel", type=int, default=10**7, help="lines formatted by the compiled kernel")
     parser.add_argument("--n_vectorised", type=int, default=10**6)
     parser.add_argument("--n_python", type=int, default=10**5)
     args = parser.parse_args(argv)
@@ -111,10 +115,40 @@ def main(argv: list[str] | None = None) -> int:
         f"(x{per_py / (t_format / args.n_vectorised):.0f} the python generator per line, "
         f"{t_format / t_copy:.1f}x the byte-copy floor {t_copy:.4f}s), parquet {t_parquet:.3f}s"
     )
+    # Many lines: formatting through the compiled kernel (primes.KERNEL_MIN_LINES and up), its one-off numba
+    # import and cache load timed apart, against the table path and the copy floor of the same lines.
+    n_big = args.n_kernel
+    saved = primes_module.KERNEL_MIN_LINES
+    p_big, q_big = sample_prime_pairs(n_big, 1, 5, np.random.default_rng(1))
+    try:
+        primes_module.KERNEL_MIN_LINES = 0
+        t_load, _ = _timed(format_prime_lines, p_big[:1], q_big[:1], 5)  # import numba, load (or compile) once
+        primes_module.KERNEL_MIN_LINES = saved
+        t_kernel, big = _timed(format_prime_lines, p_big, q_big, 5)
+        t_big_copy = min(_timed(np.copy, big)[0] for _ in range(3))
+        primes_module.KERNEL_MIN_LINES = 10**18
+        t_table, table_lines = _timed(format_prime_lines, p_big, q_big, 5)
+    finally:
+        primes_module.KERNEL_MIN_LINES = saved
+    assert np.array_equal(table_lines, big)
+    result.update(
+        primes_kernel_lines=n_big,
+        primes_kernel_load_s=t_load,
+        primes_kernel_format_s=t_kernel,
+        primes_kernel_table_format_s=t_table,
+        primes_kernel_copy_floor_s=t_big_copy,
+        primes_kernel_over_copy_floor=t_kernel / t_big_copy,
+        primes_kernel_format_over_python=per_py / (t_kernel / n_big),
+    )
+    print(
+        f"primes, {n_big:,} lines: compiled format {t_kernel:.3f}s (numba load once {t_load:.2f}s), table path "
+        f"{t_table:.3f}s, copy floor {t_big_copy:.4f}s: {t_kernel / t_big_copy:.1f}x the floor, "
+        f"x{per_py / (t_kernel / n_big):.0f} the python generator per line"
+    )
     if args.full:
-        t_full, _ = _timed(generate_prime_lines, 10**7, 1, 5, 0)
-        result["primes_1e7_s"] = t_full
-        print(f"primes: vectorised 10,000,000 lines in {t_full:.2f}s")
+        t_full, _ = _timed(generate_prime_lines, 10**8, 1, 5, 0)
+        result["primes_1e8_s"] = t_full
+        print(f"primes: 100,000,000 lines (sample + format) in {t_full:.2f}s")
 
     M = make_sparse_invertible(20, 6, np.random.default_rng(0))
     n_lin_py = max(1, args.n_python // 2)

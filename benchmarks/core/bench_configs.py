@@ -51,6 +51,7 @@ exp = cfg.experiment_cls(cfg)
 data = exp.build_data()
 model = exp.build_model()
 trainer = exp.build_trainer(model, data)
+trainer.args.include_num_input_tokens_seen = "non_padding"  # not settable on the command line (a bool there)
 clock = Clock()
 trainer.add_callback(clock)
 out = trainer.train()
@@ -84,7 +85,7 @@ def measure(tree: Path, config: Path, steps: int, save_root: Path, extra: list[s
     args = [
         "--config", str(config), "--max_steps", str(steps), "--save_strategy", "no", "--eval_strategy", "no",
         "--report_to", "none", "--save_root", str(save_root), "--fresh_start", "true", "--disable_tqdm", "true",
-        "--include_num_input_tokens_seen", "non_padding", *extra,
+        *extra,
     ]  # fmt: skip
     load = os.getloadavg()[0]
     cmd = [sys.executable, "-c", _DRIVER, str(WARM_STEPS), *args]

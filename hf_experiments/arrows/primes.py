@@ -10,11 +10,14 @@ Design: `docs/arrows_of_time.md`, section "Data generation".
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 
 from hf_experiments.core.dataset_io import heldout_mask
 from hf_experiments.core.progress import progress_bar
+
+logger = logging.getLogger(__name__)
 
 MAX_DIGITS = 9  # the product of two 9-digit numbers (< 10^18) still fits in int64
 _CHUNK = 1 << 18  # rows formatted per step: bounds the (chunk, L) temporaries to a few MB
@@ -179,6 +182,30 @@ def _write_digits(out: np.ndarray, values: np.ndarray, start: int, width: int, r
             out[:, end - n : end] = digits
 
 
+# From this many lines on, formatting runs as one compiled loop when numba is installed (optional: the `fast`
+# extra; the dev install has it): importing numba and loading the cached kernel take ~0.7 s once per process,
+# which the table path below beats on fewer lines. Byte-identical to the table path (tests/arrows/test_primes.py);
+# 1.3x the table path on 10^7 fresh lines (benchmarks/arrows/bench_data_generation.py), not more: the loop is
+# bound by its digit arithmetic, not by memory.
+KERNEL_MIN_LINES = 4_000_000
+
+
+@functools.cache
+def _digit_pairs() -> np.ndarray:
+    """(200,) uint8: the two ASCII digits of 00..99, tens first."""
+    v = np.arange(100)
+    return np.stack([v // 10, v % 10], axis=1).astype(np.uint8).reshape(-1) + ord("0")
+
+
+@functools.cache
+def _compiled_kernel():  # -> `prime_kernel.write_lines`, or None without numba
+    try:
+        from .prime_kernel import write_lines
+    except ImportError:
+        return None
+    return write_lines
+
+
 def format_prime_lines(
     p: np.ndarray,
     q: np.ndarray,
@@ -202,6 +229,21 @@ def format_prime_lines(
     d = max_n_digits
     mul, eq = f"{mul_space}*{mul_space}".encode(), f"{eq_space}={eq_space}".encode()
     width = line_width(d, mul_space, eq_space)
+    kernel = _compiled_kernel() if len(p) >= KERNEL_MIN_LINES else None
+    if kernel is not None:
+        lines = np.empty((len(p), width), dtype=np.uint8)
+        mul_b, eq_b, pairs = np.frombuffer(mul, np.uint8), np.frombuffer(eq, np.uint8), _digit_pairs()
+        try:  # the first call compiles (or loads the cached build): a numba that cannot falls back to the tables
+            kernel(p[:1], q[:1], d, mul_b, eq_b, pairs, lines[:1])
+        except Exception as err:  # any numba failure: the table path below gives the same bytes
+            logger.warning(f"the compiled prime-line writer failed ({type(err).__name__}: {err}); using numpy tables")
+            kernel = None
+    if kernel is not None:
+        starts = range(0, len(p), _CHUNK * 8)
+        for s in progress_bar(starts, desc="prime lines", unit="chunk", disable=not progress):
+            e = s + _CHUNK * 8
+            kernel(p[s:e], q[s:e], d, mul_b, eq_b, pairs, lines[s:e])
+        return lines.view(f"S{width}").reshape(len(p))
     q_at = d + len(mul)
     prod_at = q_at + d + len(eq)
     lines = np.empty((len(p), width), dtype=np.uint8)  # (N, L) ASCII codes

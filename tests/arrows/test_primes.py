@@ -78,6 +78,26 @@ def test_every_line_matches_the_reference_format(lo, hi, mul, eq):
     assert all(checked_primes.values())
 
 
+@pytest.mark.parametrize("mul, eq", [(" ", "   "), ("", "_"), ("  ", "")])
+def test_the_compiled_kernel_writes_the_same_bytes_as_the_table_path(monkeypatch, mul, eq):
+    """Many lines go through `prime_kernel.write_lines` when numba is installed (the `fast` extra); it must equal the
+    numpy table path byte for byte, every digit count, zero-padded edge values included."""
+    pytest.importorskip("numba")
+    from hf_experiments.arrows import primes
+
+    assert primes._compiled_kernel() is not None
+    rng = np.random.default_rng(0)
+    for d in range(1, 10):
+        edges = np.array([0, 1, 9, 10, 99, 10**d - 1, 10 ** (d - 1)], dtype=np.int64) % 10**d
+        p = np.concatenate([edges, rng.integers(0, 10**d, 3000)])
+        q = np.concatenate([edges[::-1], rng.integers(0, 10**d, 3000)])
+        monkeypatch.setattr(primes, "KERNEL_MIN_LINES", 10**12)
+        table = format_prime_lines(p, q, d, mul, eq)
+        monkeypatch.setattr(primes, "KERNEL_MIN_LINES", 0)
+        compiled = format_prime_lines(p, q, d, mul, eq)
+        assert compiled.dtype == table.dtype and np.array_equal(compiled, table), d
+
+
 def test_pairs_are_distinct_and_uniform_over_primes():
     primes = primes_in_digit_range(1, 2)  # 25 primes
     p, q = sample_prime_pairs(50_000, 1, 2, np.random.default_rng(0), pair_order="random")

@@ -167,8 +167,7 @@ TINY = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("micro", [None, 5])
-def test_training_through_the_trainer_is_the_same_packed_and_padded(tmp_path, micro):
+def test_training_through_the_trainer_is_the_same_packed_and_padded(tmp_path, micro: int = 5):
     """Real runs: the Trainer's `num_items_in_batch`, micro-batches (`per_device_batch_size`: each micro-batch is
     blotched and packed on its own) and evaluation loop see packed batches; the losses, gradient norms and
     evaluations equal the padded run's to float rounding."""
@@ -176,7 +175,7 @@ def test_training_through_the_trainer_is_the_same_packed_and_padded(tmp_path, mi
 
     histories = {}
     for pack in (False, True):
-        extra = {"pack_rows": pack, **({"per_device_batch_size": micro} if micro else {})}
+        extra = {"pack_rows": pack, "per_device_batch_size": micro}
         name = f"pack_{pack}"
         path = write_config(tmp_path / f"{name}.json", **{**TINY, "save_root": str(tmp_path / "out"), **extra})
         result = run("--config", str(path))
