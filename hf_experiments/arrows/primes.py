@@ -206,6 +206,27 @@ def _compiled_kernel():  # -> `prime_kernel.write_lines`, or None without numba
     return write_lines
 
 
+def _format_compiled(
+    p: np.ndarray, q: np.ndarray, d: int, mul: bytes, eq: bytes, width: int, progress: bool
+) -> np.ndarray | None:
+    """The (N, L) uint8 lines from the compiled kernel, or None without numba or when its first call (which
+    compiles or loads the cached build) fails: the table path then gives the same bytes."""
+    kernel = _compiled_kernel()
+    if kernel is None:
+        return None
+    lines = np.empty((len(p), width), dtype=np.uint8)
+    mul_b, eq_b, pairs = np.frombuffer(mul, np.uint8), np.frombuffer(eq, np.uint8), _digit_pairs()
+    try:
+        kernel(p[:1], q[:1], d, mul_b, eq_b, pairs, lines[:1])
+    except Exception as err:  # any numba failure: fall back
+        logger.warning(f"the compiled prime-line writer failed ({type(err).__name__}: {err}); using numpy tables")
+        return None
+    starts = range(0, len(p), _CHUNK * 8)
+    for s in progress_bar(starts, desc="prime lines", unit="chunk", disable=not progress):
+        kernel(p[s : s + _CHUNK * 8], q[s : s + _CHUNK * 8], d, mul_b, eq_b, pairs, lines[s : s + _CHUNK * 8])
+    return lines
+
+
 def format_prime_lines(
     p: np.ndarray,
     q: np.ndarray,
@@ -229,21 +250,9 @@ def format_prime_lines(
     d = max_n_digits
     mul, eq = f"{mul_space}*{mul_space}".encode(), f"{eq_space}={eq_space}".encode()
     width = line_width(d, mul_space, eq_space)
-    kernel = _compiled_kernel() if len(p) >= KERNEL_MIN_LINES else None
-    if kernel is not None:
-        lines = np.empty((len(p), width), dtype=np.uint8)
-        mul_b, eq_b, pairs = np.frombuffer(mul, np.uint8), np.frombuffer(eq, np.uint8), _digit_pairs()
-        try:  # the first call compiles (or loads the cached build): a numba that cannot falls back to the tables
-            kernel(p[:1], q[:1], d, mul_b, eq_b, pairs, lines[:1])
-        except Exception as err:  # any numba failure: the table path below gives the same bytes
-            logger.warning(f"the compiled prime-line writer failed ({type(err).__name__}: {err}); using numpy tables")
-            kernel = None
-    if kernel is not None:
-        starts = range(0, len(p), _CHUNK * 8)
-        for s in progress_bar(starts, desc="prime lines", unit="chunk", disable=not progress):
-            e = s + _CHUNK * 8
-            kernel(p[s:e], q[s:e], d, mul_b, eq_b, pairs, lines[s:e])
-        return lines.view(f"S{width}").reshape(len(p))
+    compiled = _format_compiled(p, q, d, mul, eq, width, progress) if len(p) >= KERNEL_MIN_LINES else None
+    if compiled is not None:
+        return compiled.view(f"S{width}").reshape(len(p))
     q_at = d + len(mul)
     prod_at = q_at + d + len(eq)
     lines = np.empty((len(p), width), dtype=np.uint8)  # (N, L) ASCII codes

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from .packing import SEGMENTS_KEY
 from .trainer_internals import (
     collator_without_unused_columns,
     loss_is_scaled_for_accumulation,
@@ -263,7 +264,7 @@ class MicrobatchingMixin:
             return result
         # A mean loss: weigh this micro-batch by its rows; Trainer then divides by the number of
         # micro-batches.
-        if "packed_segments" in inputs:  # packed rows (core/packing.py) are not the batch's rows
+        if SEGMENTS_KEY in inputs:  # packed rows (core/packing.py) are not the batch's rows
             raise ValueError(
                 "per_device_batch_size with packed rows needs a model whose loss takes num_items_in_batch "
                 "(a summed loss); this model returns a mean, which packed rows cannot weigh"

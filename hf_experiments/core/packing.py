@@ -26,9 +26,6 @@ import torch
 
 SEGMENTS_KEY = "packed_segments"
 
-# Pad values of the keys a causal-LM batch carries; any other (B, T) tensor is padded with 0.
-PAD_VALUES = {"labels": -100, "attention_mask": 0, "position_ids": 0}
-
 
 def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     """Row indices grouped into bins of total length <= `capacity`: longest row first, each into the fullest bin
@@ -82,7 +79,7 @@ def pack_batch(batch: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.T
     dest = row_bin[src_row] * t + row_offset[src_row] + src_col  # (N,) flat index in the packed (R, T)
     out: dict[str, torch.Tensor] = {}
     for key, value in batch.items():
-        fill = pad_id if key == "input_ids" else PAD_VALUES.get(key, 0)
+        fill = {"input_ids": pad_id, "labels": -100}.get(key, 0)  # masks and positions pad with 0
         packed = torch.full((r * t,), fill, dtype=value.dtype)
         packed[dest] = value[src_row, src_col]
         out[key] = packed.view(r, t)
@@ -92,4 +89,4 @@ def pack_batch(batch: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.T
     return out
 
 
-__all__ = ["PAD_VALUES", "SEGMENTS_KEY", "best_fit_decreasing", "pack_batch"]
+__all__ = ["SEGMENTS_KEY", "best_fit_decreasing", "pack_batch"]
