@@ -38,6 +38,7 @@ def test_mean_ci_is_the_t_interval():
         mean_ci([])
 
 
+@pytest.mark.slow  # 8 real runs, ~70 s (the suite's second-longest); `pytest -m slow` after changing blotch/figures.py
 def test_figure_command_writes_every_figure_from_real_runs(tmp_path):
     save = tmp_path / "figs"
     cmd = [sys.executable, "trainers/blotch_figures.py", "--save_root", str(save), "--seeds", "0", "1"]

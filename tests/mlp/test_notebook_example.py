@@ -52,6 +52,7 @@ def executed(tmp_path_factory):
     return out, _summary(text)
 
 
+@pytest.mark.slow  # the notebook's 30-job width sweep: 70 s idle, 5 min beside other work (the suite's longest)
 def test_the_notebook_runs_and_mup_is_flat_across_widths(executed):
     _, summary = executed
     assert summary["mup"]["step_to_rel_loss_0.3"] < MUP_FLAT, summary
@@ -59,6 +60,7 @@ def test_the_notebook_runs_and_mup_is_flat_across_widths(executed):
     assert len(summary["readout_norm_final"]) == 30  # the notebook's own grab, one value per job
 
 
+@pytest.mark.slow  # needs the executed notebook above
 def test_the_script_reruns_nothing_and_prints_the_same_summary(executed):
     out, summary = executed
     env = {**os.environ, "HFE_EXAMPLE_OUT": str(out), "PYTHONPATH": str(ROOT)}
