@@ -81,13 +81,14 @@ class _Parts:
     """Exclusive wall-clock time per named part of a step, counted only while `on` (the timed steps)."""
 
     def __init__(self) -> None:
-        self.on, self.total, self.stack = False, collections.Counter(), []
+        self.on, self.total, self.stack, self.missing = False, collections.Counter(), [], []
 
     def wrap(self, owner: object, attr: str, name: str) -> None:
         """Time `owner.attr` (an instance attribute shadowing the method, so its own callers are timed too); a
         name this transformers / accelerate lacks is left out (its time shows as "not covered")."""
         fn = getattr(owner, attr, None)
         if fn is None:
+            self.missing.append(f"{type(owner).__name__}.{attr}")
             return
 
         def timed(*args, **kwargs):
@@ -108,7 +109,7 @@ class _Parts:
 
     def per_step_ms(self, seconds: float, steps: int) -> dict[str, float]:
         out = {k: round(1e3 * v / steps, 4) for k, v in sorted(self.total.items())}
-        out["not covered"] = round(1e3 * (seconds - sum(self.total.values())) / steps, 4)
+        out["not covered"] = round(1e3 * (seconds - sum(self.total.values())) / steps, 4)  # < 0: counted twice
         out["step"] = round(1e3 * seconds / steps, 4)
         return out
 
@@ -263,9 +264,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.attribute:
                 n = args.steps - args.warm
                 t_parts, l_parts = _Parts(), _Parts()
-                t_s, _ = trainer_seconds(exp, data, model, args.warm, t_parts)
+                t_s, t_steps = trainer_seconds(exp, data, model, args.warm, t_parts)
+                if t_steps != n:
+                    raise RuntimeError(f"{name}: the trainer stopped after {t_steps} timed steps")
                 l_s = loop_seconds(exp, data, model, args.steps, args.warm, l_parts)
                 r["parts_ms"] = {"trainer": t_parts.per_step_ms(t_s, n), "loop": l_parts.per_step_ms(l_s, n)}
+                r["parts_not_found"] = t_parts.missing + l_parts.missing  # methods this version lacks
                 print(_parts_table(r["parts_ms"]))
     summary = {"configs": results, "steps": args.steps, "warm": args.warm, "threads": args.threads}
     if args.out:

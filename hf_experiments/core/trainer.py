@@ -89,11 +89,13 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
             return super().train(*args, **kwargs)
         finally:  # an exception skips `on_train_end`: the signal handlers must not stay in "note it" mode
             self._preemption.restore()
+            self._flop_params = None  # holds the model: no reference kept once training is over
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        """`Trainer.floating_point_ops` (6 x input tokens x non-embedding parameters) with the parameter count
-        taken once per model, not by walking every module at every step (3% of an mlp step); equal to the
-        Trainer's count (`tests/core/test_step_overhead.py`)."""
+        """`Trainer.floating_point_ops` (6 x elements of the main input x non-embedding parameters) with the
+        parameter count taken once per model and `train()`, not by walking every module at every step (3% of an
+        mlp step); equal to the Trainer's count (`tests/core/test_step_overhead.py`). A model that gains or loses
+        parameters in place during one `train()` would keep its first count (nothing here does)."""
         main_input = getattr(self.model, "main_input_name", "input_ids")
         if main_input not in inputs or not hasattr(self.model, "num_parameters"):
             return super().floating_point_ops(inputs)

@@ -39,7 +39,7 @@ def lomo_lookups(monkeypatch) -> list[str]:
 def _optimizer_steps(n: int, lookups: list[str]) -> None:
     """`n` steps of a prepared optimizer, `lookups` cleared after preparing (which asks once)."""
     layer = torch.nn.Linear(3, 1)
-    optimizer = Accelerator(cpu=True).prepare_optimizer(torch.optim.SGD(layer.parameters(), lr=0.1))
+    optimizer = Accelerator().prepare_optimizer(torch.optim.SGD(layer.parameters(), lr=0.1))  # any device
     lookups.clear()
     for _ in range(n):
         layer(torch.ones(2, 3)).sum().backward()
@@ -102,3 +102,20 @@ def test_total_flos_of_a_run_unchanged(tmp_path):
     trainer.train()
     per_step = Trainer.floating_point_ops(trainer, {"input_ids": torch.zeros(8, 4, dtype=torch.long)})
     assert trainer.state.total_flos == 3 * per_step
+
+
+def test_building_an_experiment_trainer_applies_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(accelerate.optimizer, "is_lomo_available", accelerate.utils.imports.is_lomo_available)
+    _trainer(tmp_path)
+    assert hasattr(accelerate.optimizer.is_lomo_available, "cache_info")
+
+
+def test_flop_count_follows_a_swapped_model_and_a_new_run(tmp_path):
+    trainer = _trainer(tmp_path)
+    inputs = {"input_ids": torch.zeros(8, 4, dtype=torch.long)}
+    small = trainer.floating_point_ops(inputs)
+    trainer.model = GPTForCausalLM(GPTConfig(vocab_size=8, n_layers=3, n_heads=1, embed_dim=16, attn_length=8))
+    assert trainer.floating_point_ops(inputs) == Trainer.floating_point_ops(trainer, inputs) > small
+    trainer.train()  # counts afresh for the run, and keeps no reference to the model after it
+    assert trainer.state.total_flos == 3 * Trainer.floating_point_ops(trainer, {"input_ids": torch.zeros(8, 4)})
+    assert trainer._flop_params is None
