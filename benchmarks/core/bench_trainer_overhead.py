@@ -90,6 +90,10 @@ class _Parts:
         if fn is None:
             self.missing.append(f"{type(owner).__name__}.{attr}")
             return
+        setattr(owner, attr, self.timed(fn, name))
+
+    def timed(self, fn, name: str):
+        """`fn`, its time counted under `name`."""
 
         def timed(*args, **kwargs):
             if not self.on:
@@ -105,7 +109,7 @@ class _Parts:
                 if self.stack:
                     self.stack[-1] += spent
 
-        setattr(owner, attr, timed)
+        return timed
 
     def per_step_ms(self, seconds: float, steps: int) -> dict[str, float]:
         out = {k: round(1e3 * v / steps, 4) for k, v in sorted(self.total.items())}
@@ -191,12 +195,7 @@ def loop_seconds(exp, data, model, steps: int, warm: int, parts: _Parts | None =
     step_parts = {"batch": batch, "loss (forward)": lambda b: trainer.compute_loss(model, b), "backward": backward,
                   "gradient norm / clipping": norm, "optimizer step": opt.step, "schedule step": sched.step,
                   "zero_grad": zero_grad}  # fmt: skip
-    if parts is not None:
-        holder = argparse.Namespace(**{k.replace(" ", "_"): v for k, v in step_parts.items()})
-        for name in step_parts:
-            parts.wrap(holder, name.replace(" ", "_"), name)
-        step_parts = {name: getattr(holder, name.replace(" ", "_")) for name in step_parts}
-    p = step_parts
+    p = step_parts if parts is None else {name: parts.timed(fn, name) for name, fn in step_parts.items()}
     t0 = None
     for step in range(steps):
         if step == warm:

@@ -93,7 +93,7 @@ class ExperimentTrainer(MicrobatchingMixin, TrainerInternalsMixin, Trainer):
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """`Trainer.floating_point_ops` (6 x elements of the main input x non-embedding parameters) with the
-        parameter count taken once per model and `train()`, not by walking every module at every step (3% of an
+        parameter count taken once per model and `train()`, not by walking every module at every step (~2% of an
         mlp step); equal to the Trainer's count (`tests/core/test_step_overhead.py`). A model that gains or loses
         parameters in place during one `train()` would keep its first count (nothing here does)."""
         main_input = getattr(self.model, "main_input_name", "input_ids")
